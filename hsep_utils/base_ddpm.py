@@ -1,0 +1,200 @@
+"""Train the small base DDPM of the embedded default on the toy world.
+
+The paper edits with a frozen, pretrained face DDPM. Offline and on a CPU we cannot download one,
+so we train our own on the union of toy images (every attribute varying) and commit its EMA
+weights. ``DEFAULTS`` is the whole configuration and becomes the CLI (``python -m
+hsep_utils.base_ddpm --help``). Training resumes from ``<out>/checkpoint.pt``; every random draw
+of step k comes from a generator seeded by (seed, k), so a resumed run is identical to an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .io import atomic_path, save_torch, write_text
+from .toy import render_batch
+
+DEFAULTS = dict(
+    out="models/toy-ddpm-32",
+    seed=0,
+    data_seed=1_000_000,  # toy identities used for the base model; presets draw from other seeds
+    n_images=20_000,
+    size=32,
+    block_out_channels=(32, 64, 64),
+    layers_per_block=1,
+    attention_levels=(2,),  # which resolution levels get self-attention (the mid block always has it)
+    norm_num_groups=8,
+    batch_size=16,
+    lr=1e-3,
+    warmup_steps=200,
+    weight_decay=0.0,
+    ema_decay=0.999,
+    steps=8000,
+    checkpoint_every=250,
+    num_threads=0,  # 0: torch default
+)
+
+
+def build_unet(size: int, block_out_channels, layers_per_block: int, attention_levels, norm_num_groups: int):
+    """The one way to build a base U-Net from config."""
+    from diffusers import UNet2DModel
+
+    n = len(block_out_channels)
+    down = tuple("AttnDownBlock2D" if i in attention_levels else "DownBlock2D" for i in range(n))
+    up = tuple("AttnUpBlock2D" if (n - 1 - i) in attention_levels else "UpBlock2D" for i in range(n))
+    return UNet2DModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=tuple(block_out_channels),
+                       layers_per_block=layers_per_block, down_block_types=down, up_block_types=up,
+                       norm_num_groups=norm_num_groups)
+
+
+def build_scheduler():
+    """The noise schedule of the paper's DDPMs: linear betas 1e-4 → 0.02 over 1000 steps."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                         clip_sample=False)
+
+
+def toy_pool(data_seed: int, n_images: int, size: int, cache_dir: Path | None = None) -> torch.Tensor:
+    """The training images in [-1, 1], shape (N, 3, size, size); cached as .npy when asked."""
+    cache = cache_dir / f"toy_pool_seed{data_seed}_n{n_images}_{size}px.npy" if cache_dir else None
+    if cache is not None and cache.exists():
+        arr = np.load(cache)
+    else:
+        arr = render_batch(data_seed, tqdm(range(n_images), desc="render toy pool", mininterval=5), size)
+        if cache is not None:
+            with atomic_path(cache) as tmp:
+                np.save(tmp, arr)
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def _lr_at(step: int, cfg: dict) -> float:
+    """Linear warm-up then cosine decay to 10 % of the peak."""
+    if step < cfg["warmup_steps"]:
+        return cfg["lr"] * (step + 1) / cfg["warmup_steps"]
+    p = (step - cfg["warmup_steps"]) / max(1, cfg["steps"] - cfg["warmup_steps"])
+    return cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def train(**overrides) -> Path:
+    """Train (or resume) the base DDPM; returns the directory of the final EMA model."""
+    cfg = {**DEFAULTS, **overrides}
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    if cfg["num_threads"]:
+        torch.set_num_threads(cfg["num_threads"])
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = out / "checkpoint.pt", out / "loss_log.csv"
+
+    arch = dict(size=cfg["size"], block_out_channels=cfg["block_out_channels"],
+                layers_per_block=cfg["layers_per_block"], attention_levels=cfg["attention_levels"],
+                norm_num_groups=cfg["norm_num_groups"])
+    torch.manual_seed(cfg["seed"])
+    unet = build_unet(**arch)
+    ema = build_unet(**arch)
+    ema.load_state_dict(unet.state_dict())
+    ema.requires_grad_(False)
+    sched = build_scheduler()
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    step, elapsed = 0, 0.0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ck["arch"] != json.loads(json.dumps(arch)):
+            raise ValueError(f"{ckpt_path} was made with architecture {ck['arch']}, not {arch}: "
+                             f"use another --out or delete the checkpoint")
+        unet.load_state_dict(ck["unet"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed = ck["step"], ck["elapsed"]
+        print(f"resumed from {ckpt_path} at step {step}")
+
+    data = toy_pool(cfg["data_seed"], cfg["n_images"], cfg["size"], cache_dir=out / "cache")
+    alphas = sched.alphas_cumprod
+    rows = _read_log(log_path, upto=step)
+    unet.train()
+    bar = tqdm(total=cfg["steps"], initial=step, desc="train base DDPM", mininterval=10)
+    t0 = time.time() - elapsed
+    while step < cfg["steps"]:
+        g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + step)
+        idx = torch.randint(0, len(data), (cfg["batch_size"],), generator=g)
+        x0 = data[idx]
+        t = torch.randint(0, 1000, (len(x0),), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        a = alphas[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, cfg)
+        loss = F.mse_loss(unet(xt, t).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(cfg["ema_decay"], (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(p, 1 - decay)
+        step += 1
+        rows.append((step, loss.item(), _lr_at(step - 1, cfg)))
+        bar.update(1)
+        bar.set_postfix(loss=f"{rows[-1][1]:.4f}", refresh=False)
+        if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"]:
+            save_torch(dict(unet=unet.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), step=step,
+                            elapsed=time.time() - t0, arch=arch, config=_jsonable(cfg)), ckpt_path)
+            _write_log(log_path, rows)
+    bar.close()
+
+    final = out / "unet"
+    ema.save_pretrained(final, safe_serialization=True)
+    build_scheduler().save_pretrained(out / "scheduler")
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    write_text(out / "training.json", json.dumps(dict(config=_jsonable(cfg), steps=step,
+                                                      wall_time_s=round(ck["elapsed"], 1),
+                                                      torch=torch.__version__), indent=2))
+    return final
+
+
+def _jsonable(cfg: dict) -> dict:
+    return json.loads(json.dumps(cfg))
+
+
+def _read_log(path: Path, upto: int) -> list[tuple[int, float, float]]:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        rows = [(int(r["step"]), float(r["loss"]), float(r["lr"])) for r in csv.DictReader(f)]
+    return [r for r in rows if r[0] <= upto]
+
+
+def _write_log(path: Path, rows) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss", "lr"])
+        w.writerows(rows)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for k, v in DEFAULTS.items():
+        if isinstance(v, tuple):
+            p.add_argument(f"--{k.replace('_', '-')}", type=int, nargs="+", default=v)
+        else:
+            p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
+    args = vars(p.parse_args(argv))
+    args = {k: tuple(v) if isinstance(DEFAULTS[k], tuple) else v for k, v in args.items()}
+    print(train(**args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Deterministic DDIM inversion and generation on a frozen U-Net, with h-space edits (Eq. 3–4).
+
+Timesteps are ``round(linspace(0, 999, n_steps))`` as in Asyrp and the paper's code. Inversion
+starts from x0 treated as x at ``seq[0] = 0`` and walks ``seq[0] → seq[1] → … → seq[-1]``
+(n_steps − 1 U-Net calls); generation walks back ``seq[-1] → … → seq[0] → -1`` (n_steps calls;
+ᾱ₋₁ = 1, so the last step returns the predicted x0). Predicted x0 is never clipped: diffusers'
+``DDIMInverseScheduler`` spaces timesteps differently and clips by default, which breaks exact
+reconstruction, so we do not use it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .hspace import check_supported, decode, encode
+
+EditFn = Callable[[torch.Tensor, int], torch.Tensor]
+"""``edit_fn(h, t) -> h̃``: replaces the bottleneck features at timestep t."""
+
+
+def ddim_timesteps(n_steps: int, num_train_timesteps: int = 1000) -> list[int]:
+    """``round(linspace(0, T − 1, n_steps))`` as Python ints, ascending."""
+    if n_steps < 2:
+        raise ValueError(f"n_steps must be ≥ 2, got {n_steps}")
+    return [int(t) for t in np.round(np.linspace(0, num_train_timesteps - 1, n_steps))]
+
+
+def ddim_update(x: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor, a_next: torch.Tensor,
+                eta: float = 0.0, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM move from ᾱ = a_t to ᾱ = a_next (either direction). Returns (x_next, predicted x0)."""
+    x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+    if eta == 0:
+        return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps, x0
+    sigma = eta * ((1 - a_next) / (1 - a_t) * (1 - a_t / a_next)).clamp(min=0).sqrt()
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    return a_next.sqrt() * x0 + (1 - a_next - sigma**2).sqrt() * eps + sigma * noise, x0
+
+
+@dataclass
+class Trajectory:
+    """Per-step record of a DDIM pass, in the order the steps ran."""
+
+    timesteps: list[int] = field(default_factory=list)
+    h: list[torch.Tensor] = field(default_factory=list)  # the U-Net's own h at each step
+    h_used: list[torch.Tensor] = field(default_factory=list)  # h̃ where edited, else h
+    x0_pred: list[torch.Tensor] = field(default_factory=list)
+    xt: list[torch.Tensor] = field(default_factory=list)  # the step's input
+
+
+class Diffusion:
+    """A frozen ``UNet2DModel`` and its ᾱ schedule, with DDIM inversion and generation."""
+
+    def __init__(self, unet, alphas_cumprod: torch.Tensor, source: str = "") -> None:
+        check_supported(unet)
+        self.unet = unet.eval().requires_grad_(False)
+        self.alphas_cumprod = alphas_cumprod.to(torch.float64)
+        self.source = source
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return len(self.alphas_cumprod)
+
+    @property
+    def sample_size(self) -> int:
+        s = self.unet.config.sample_size
+        return s if isinstance(s, int) else s[0]
+
+    def timesteps(self, n_steps: int) -> list[int]:
+        return ddim_timesteps(n_steps, self.num_train_timesteps)
+
+    def alpha(self, t: int, like: torch.Tensor) -> torch.Tensor:
+        """ᾱ_t as a scalar tensor of ``like``'s dtype/device; ᾱ₋₁ = 1."""
+        a = 1.0 if t < 0 else float(self.alphas_cumprod[t])
+        return torch.tensor(a, dtype=like.dtype, device=like.device)
+
+    def eps(self, x: torch.Tensor, t: int, edit_fn: EditFn | None = None):
+        """Predicted noise and (h, h̃) at one step."""
+        enc = encode(self.unet, x, t)
+        h_used = enc.h if edit_fn is None else edit_fn(enc.h, t)
+        return decode(self.unet, enc, h_used), enc.h, h_used
+
+    @torch.no_grad()
+    def invert(self, x0: torch.Tensor, n_steps: int, return_trajectory: bool = False, progress: bool = False):
+        """Deterministic DDIM inversion x0 → xT (η = 0, no clipping)."""
+        seq = self.timesteps(n_steps)
+        x, traj = x0.to(self.device), Trajectory()
+        for t, t_next in tqdm(list(zip(seq[:-1], seq[1:])), desc="invert", disable=not progress):
+            eps, h, _ = self.eps(x, t)
+            x_next, x0_pred = ddim_update(x, eps, self.alpha(t, x), self.alpha(t_next, x))
+            if return_trajectory:
+                _record(traj, t, h, h, x0_pred, x)
+            x = x_next
+        return (x, traj) if return_trajectory else x
+
+    @torch.no_grad()
+    def generate(self, xT: torch.Tensor, n_steps: int, edit_fn: EditFn | None = None, t_edit: int = 0,
+                 eta: float = 0.0, generator: torch.Generator | None = None, return_trajectory: bool = False,
+                 progress: bool = False):
+        """DDIM generation xT → x0 (Eq. 4): h̃ = edit_fn(h, t) for t ≥ t_edit, the original h
+        below, where optional η > 0 adds DDIM noise (default off: fully deterministic)."""
+        seq = self.timesteps(n_steps)
+        x, traj = xT.to(self.device), Trajectory()
+        for t, t_next in tqdm(list(zip(reversed(seq), reversed([-1] + seq[:-1]))), desc="generate",
+                              disable=not progress):
+            editing = edit_fn is not None and t >= t_edit
+            eps, h, h_used = self.eps(x, t, edit_fn if editing else None)
+            x_next, x0_pred = ddim_update(x, eps, self.alpha(t, x), self.alpha(t_next, x),
+                                          eta=0.0 if editing or t_next < 0 else eta, generator=generator)
+            if return_trajectory:
+                _record(traj, t, h, h_used, x0_pred, x)
+            x = x_next
+        return (x, traj) if return_trajectory else x
+
+    def reconstruct(self, x0: torch.Tensor, n_steps: int, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+        """Invert then regenerate, in batches (the Fig. 9 study)."""
+        out = [self.generate(self.invert(b, n_steps), n_steps).cpu()
+               for b in tqdm(x0.split(batch_size), desc=f"reconstruct ({n_steps} steps)", disable=not progress)]
+        return torch.cat(out)
+
+
+def _record(traj: Trajectory, t, h, h_used, x0_pred, xt) -> None:
+    traj.timesteps.append(t)
+    traj.h.append(h)
+    traj.h_used.append(h_used)
+    traj.x0_pred.append(x0_pred)
+    traj.xt.append(xt)
+
+
+_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+_GET_IT = ("Place a diffusers UNet2DModel there (`save_pretrained` layout: config.json + "
+           "diffusion_pytorch_model.safetensors, in the folder itself or in unet/, with scheduler_config.json "
+           "beside it or in scheduler/), or, on a machine with network access, download a model such as "
+           "google/ddpm-ema-celebahq-256 into the Hugging Face cache (`huggingface-cli download "
+           "google/ddpm-ema-celebahq-256`) and copy the cache here.")
+
+
+def resolve_model_dir(name_or_path: str | Path) -> Path:
+    """A local model directory, or the cached snapshot of a Hugging Face id (never downloads)."""
+    p = Path(name_or_path)
+    if p.exists():
+        return p
+    looks_like_path = str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1
+    if not looks_like_path:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            return Path(snapshot_download(str(name_or_path), local_files_only=True))
+        except (LocalEntryNotFoundError, FileNotFoundError, OSError) as e:
+            raise FileNotFoundError(f"base model {name_or_path!r} is not in the local Hugging Face cache "
+                                    f"and hsep never downloads at run time ({type(e).__name__}). {_GET_IT}") from None
+    raise FileNotFoundError(f"base model directory {p} does not exist. {_GET_IT}")
+
+
+def load_diffusion(name_or_path: str | Path, device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32) -> Diffusion:
+    """Load a frozen UNet2DModel and its noise schedule, strictly offline."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    root = resolve_model_dir(name_or_path)
+    unet_dir = next((d for d in (root / "unet", root) if (d / "config.json").exists()), None)
+    if unet_dir is None:
+        raise FileNotFoundError(f"{root} has no config.json (looked in {root} and {root / 'unet'}). {_GET_IT}")
+    if not any((unet_dir / w).exists() for w in _WEIGHT_FILES):
+        raise FileNotFoundError(f"{unet_dir} has config.json but no weights ({' or '.join(_WEIGHT_FILES)}). {_GET_IT}")
+    sched_file = next((f for f in (root / "scheduler" / "scheduler_config.json", root / "scheduler_config.json")
+                       if f.exists()), None)
+    if sched_file is None:
+        raise FileNotFoundError(f"{root} has no scheduler_config.json (looked in {root} and {root / 'scheduler'}). "
+                                f"{_GET_IT}")
+    unet = UNet2DModel.from_pretrained(unet_dir, local_files_only=True, torch_dtype=dtype)
+    sched = DDPMScheduler.from_config(json.loads(sched_file.read_text()))
+    return Diffusion(unet.to(device), sched.alphas_cumprod, source=str(name_or_path))

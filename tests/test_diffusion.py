@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_unet
+
+from hsep_utils.base_ddpm import build_scheduler
+from hsep_utils.diffusion import Diffusion, ddim_timesteps, load_diffusion
+from hsep_utils.hspace import CELEBAHQ_256_CONFIG, decode, encode, h_shape
+
+
+def test_timesteps_are_rounded_linspace():
+    for n in (2, 10, 50, 100, 200):
+        assert ddim_timesteps(n) == [int(v) for v in np.round(np.linspace(0, 999, n))]
+    assert ddim_timesteps(10)[:3] == [0, 111, 222]
+    with pytest.raises(ValueError):
+        ddim_timesteps(1)
+
+
+def test_encode_decode_equals_unet_forward(tiny_diffusion):
+    unet = tiny_diffusion.unet
+    x = torch.randn(3, 3, 16, 16)
+    for t in (0, 500, torch.tensor([1, 400, 999])):
+        with torch.no_grad():
+            ref = unet(x, t).sample
+            ours = decode(unet, encode(unet, x, t))
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+
+
+def test_identity_edit_equals_plain_generation(tiny_diffusion):
+    xT = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    plain = tiny_diffusion.generate(xT, 10)
+    ident = tiny_diffusion.generate(xT, 10, edit_fn=lambda h, t: h, t_edit=0)
+    assert torch.equal(plain, ident)
+
+
+def test_edit_changes_output_only_when_active(tiny_diffusion):
+    xT = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    plain = tiny_diffusion.generate(xT, 10)
+    shift = lambda h, t: h + 1.0  # noqa: E731
+    edited = tiny_diffusion.generate(xT, 10, edit_fn=shift, t_edit=400)
+    assert (edited - plain).abs().max() > 1e-3
+    inactive = tiny_diffusion.generate(xT, 10, edit_fn=shift, t_edit=1000)
+    assert torch.equal(inactive, plain)
+
+
+def test_edit_applies_exactly_at_t_at_least_t_edit(tiny_diffusion):
+    seen = []
+    xT = torch.randn(1, 3, 16, 16)
+    _, traj = tiny_diffusion.generate(xT, 10, edit_fn=lambda h, t: seen.append(t) or h * 0, t_edit=400,
+                                      return_trajectory=True)
+    assert seen == [t for t in reversed(ddim_timesteps(10)) if t >= 400]
+    assert traj.timesteps == list(reversed(ddim_timesteps(10)))
+    for t, h, hu in zip(traj.timesteps, traj.h, traj.h_used):
+        assert torch.equal(hu, h * 0) if t >= 400 else torch.equal(hu, h)
+
+
+def test_trajectory_shapes(tiny_diffusion):
+    x0 = torch.rand(2, 3, 16, 16) * 2 - 1
+    xT, inv = tiny_diffusion.invert(x0, 5, return_trajectory=True)
+    assert inv.timesteps == ddim_timesteps(5)[:-1]
+    _, gen = tiny_diffusion.generate(xT, 5, return_trajectory=True)
+    assert len(gen.x0_pred) == 5 and gen.x0_pred[0].shape == x0.shape
+    assert gen.h[0].shape == h_shape(tiny_diffusion.unet, 2) == (2, 32, 8, 8)
+
+
+def test_h_shape_celebahq_256_layout():
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel(**CELEBAHQ_256_CONFIG)
+    assert h_shape(unet, 1) == (1, 512, 8, 8)
+    with torch.no_grad():
+        enc = encode(unet, torch.randn(1, 3, 256, 256), 500)
+    assert tuple(enc.h.shape) == (1, 512, 8, 8)
+
+
+def test_reconstruction_improves_with_more_steps(tiny_diffusion):
+    x0 = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    err = {n: (tiny_diffusion.reconstruct(x0, n) - x0).pow(2).mean().item() for n in (10, 100)}
+    assert err[100] < err[10] / 2, err
+
+
+def test_save_pretrained_loads_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    unet = tiny_unet()
+    unet.save_pretrained(tmp_path / "m" / "unet")
+    build_scheduler().save_pretrained(tmp_path / "m" / "scheduler")
+    d = load_diffusion(tmp_path / "m")
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(d.unet(x, 10).sample, unet(x, 10).sample)
+    assert not any(p.requires_grad for p in d.unet.parameters())
+    torch.testing.assert_close(d.alphas_cumprod.float(), build_scheduler().alphas_cumprod)
+
+
+def test_missing_model_errors_name_the_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(FileNotFoundError, match="nowhere/model"):
+        load_diffusion(tmp_path / "nowhere" / "model")
+    with pytest.raises(FileNotFoundError, match="google/ddpm-ema-celebahq-256.*not in the local"):
+        load_diffusion("google/ddpm-ema-celebahq-256")
+    (tmp_path / "half" / "unet").mkdir(parents=True)
+    tiny_unet().save_config(tmp_path / "half" / "unet")
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        load_diffusion(tmp_path / "half")
