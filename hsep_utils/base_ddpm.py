@@ -111,7 +111,7 @@ def train(**overrides) -> Path:
     step, elapsed = 0, 0.0
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ck["arch"] != json.loads(json.dumps(arch)):
+        if _jsonable(ck["arch"]) != _jsonable(arch):
             raise ValueError(f"{ckpt_path} was made with architecture {ck['arch']}, not {arch}: "
                              f"use another --out or delete the checkpoint")
         unet.load_state_dict(ck["unet"])

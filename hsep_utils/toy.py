@@ -11,7 +11,7 @@ edges are smooth at 32 px.
 from __future__ import annotations
 
 import colorsys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -57,6 +57,12 @@ class ToyFactors:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_mapping(cls, row) -> "ToyFactors":
+        """Factors from a manifest row (or any mapping holding every field)."""
+        cast = {"int": int, "float": float}
+        return cls(**{f.name: cast[f.type](row[f.name]) for f in fields(cls)})
 
 
 def sample_factors(seed: int, index: int, **attributes: int) -> ToyFactors:

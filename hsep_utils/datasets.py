@@ -1,0 +1,142 @@
+"""The standard two-class dataset layout every preset uses, and the toy world's builder.
+
+Layout: ``<data_root>/<dataset>/{train,test}/{background,target}/<name>.png`` plus
+``<data_root>/<dataset>/manifest.csv`` with at least the columns ``file`` (relative to the
+dataset folder), ``class`` (background / target), ``split`` (train / test) and ``identity``.
+Toy datasets add every generating factor, so each test image's counterfactual can be re-rendered.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .io import save_dataframe, write_text
+from .toy import ATTRIBUTES, render, sample_factors
+
+CLASSES = ("background", "target")
+SPLITS = ("train", "test")
+MANIFEST_COLUMNS = ("file", "class", "split", "identity")
+
+
+def toy_dataset_name(attribute: str, size: int) -> str:
+    return f"toy-{attribute}-{size}px"
+
+
+def build_toy_dataset(data_root: str | Path, attribute: str, n_train_per_class: int, n_test_per_class: int,
+                      size: int = 32, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Write (or reuse, when its recorded config matches) a balanced toy dataset for ``attribute``.
+
+    Identity i is background (attribute 0) for even i and target (attribute 1) for odd i; the
+    other attributes are independent fair coins. Train identities are 0 … 2·n_train − 1 and test
+    identities follow them, so the two splits never share an identity. The folder is built in a
+    temporary directory and renamed into place: an interrupted build leaves nothing behind.
+    """
+    if attribute not in ATTRIBUTES:
+        raise ValueError(f"unknown toy attribute {attribute!r}; known: {', '.join(ATTRIBUTES)}")
+    config = dict(kind="toy", attribute=attribute, n_train_per_class=n_train_per_class,
+                  n_test_per_class=n_test_per_class, size=size, seed=seed)
+    root = Path(data_root) / toy_dataset_name(attribute, size)
+    if (root / "dataset.json").exists():
+        recorded = json.loads((root / "dataset.json").read_text())
+        if recorded == config:
+            return read_manifest(root)
+        raise FileExistsError(f"{root} holds a toy dataset built with {recorded}, not {config}: "
+                              f"delete {root} or choose another data_root")
+
+    rows = []
+    n_train = 2 * n_train_per_class
+    plan = [("train", i) for i in range(n_train)] + [("test", n_train + i) for i in range(2 * n_test_per_class)]
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        for split, i in tqdm(plan, desc=f"render {root.name}", disable=not progress, mininterval=5):
+            cls = CLASSES[i % 2]
+            f = sample_factors(seed, i, **{attribute: i % 2})
+            rel = f"{split}/{cls}/{i:06d}.png"
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(render(f, size)).save(tmp / rel)
+            rows.append({"file": rel, "class": cls, "split": split, **f.as_dict()})
+        manifest = pd.DataFrame(rows)
+        save_dataframe(manifest, tmp / "manifest.csv")
+        write_text(tmp / "dataset.json", json.dumps(config, indent=2))
+        tmp.rename(root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return manifest
+
+
+def read_manifest(dataset_dir: str | Path) -> pd.DataFrame:
+    """Read and check ``manifest.csv``: required columns, known classes and splits, files present."""
+    dataset_dir = Path(dataset_dir)
+    path = dataset_dir / "manifest.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: build the dataset first (notebook 00 or data_prep/)")
+    m = pd.read_csv(path)
+    missing = [c for c in MANIFEST_COLUMNS if c not in m.columns]
+    if missing:
+        raise ValueError(f"{path} lacks columns {missing}; it needs {list(MANIFEST_COLUMNS)}")
+    for col, allowed in (("class", CLASSES), ("split", SPLITS)):
+        bad = sorted(set(m[col]) - set(allowed))
+        if bad:
+            raise ValueError(f"{path}: column {col!r} has values {bad}; allowed: {list(allowed)}")
+    absent = [f for f in m["file"] if not (dataset_dir / f).exists()]
+    if absent:
+        raise FileNotFoundError(f"{path} lists {len(absent)} files that do not exist, e.g. {dataset_dir / absent[0]}: "
+                                f"rebuild the dataset")
+    return m
+
+
+def split_counts(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Images per (split, class), plus the number of distinct identities."""
+    g = manifest.groupby(["split", "class"])
+    return g.size().rename("images").to_frame().join(g["identity"].nunique().rename("identities")).reset_index()
+
+
+def load_images(dataset_dir: str | Path, files, size: int | None = None) -> torch.Tensor:
+    """Images as a float tensor (N, 3, H, W) in [-1, 1]; resized to ``size`` when given."""
+    out = []
+    for f in files:
+        img = Image.open(Path(dataset_dir) / f).convert("RGB")
+        if size is not None and img.size != (size, size):
+            img = img.resize((size, size), Image.BICUBIC)
+        out.append(np.asarray(img))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def balanced_subset(manifest: pd.DataFrame, split: str, n: int) -> pd.DataFrame:
+    """The first n/2 images of each class in ``split`` (deterministic, balanced)."""
+    per_class = n // 2
+    parts = [manifest[(manifest["split"] == split) & (manifest["class"] == c)].head(per_class) for c in CLASSES]
+    if any(len(p) < per_class for p in parts):
+        raise ValueError(f"asked for {n} {split} images ({per_class} per class) but the split has "
+                         f"{[len(p) for p in parts]} per class")
+    return pd.concat(parts, ignore_index=True)
+
+
+def prepare_dataset(params: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
+    """Build (toy) or verify (real, bring-your-own) the preset's dataset; returns (manifest, folder)."""
+    from .presets import repo_path
+
+    kind = params["dataset_kind"]
+    if kind == "toy":
+        manifest = build_toy_dataset(repo_path(params["data_root"]), params["attribute"], params["n_train_per_class"],
+                                     params["n_test_per_class"], params["image_size"], params["seed"], progress)
+        return manifest, repo_path(params["data_root"]) / toy_dataset_name(params["attribute"], params["image_size"])
+    raise ValueError(f"dataset_kind {kind!r} has no builder yet; known: toy")
+
+
+def save_split(manifest: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
+    """Write ``split_manifest.csv`` (file, class, split, identity) and ``split_counts.csv``; return the counts."""
+    counts = split_counts(manifest)
+    save_dataframe(manifest[list(MANIFEST_COLUMNS)], Path(out_dir) / "split_manifest.csv")
+    save_dataframe(counts, Path(out_dir) / "split_counts.csv")
+    return counts

@@ -1,0 +1,57 @@
+"""Image metrics. A metric whose pretrained weights are absent is ``Unavailable`` with the reason
+and the exact file to place, never a number from a randomly initialised backbone."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, LPIPS's backbone
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Why a metric was not computed; shown in tables instead of a number."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return f"unavailable: {self.reason}"
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] → [0, 1], clamped."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def mse_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image, on pixels in [0, 1] (inputs in [-1, 1])."""
+    return (to_unit(a) - to_unit(b)).pow(2).flatten(1).mean(1)
+
+
+def psnr_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB per image, peak 1; identical images give +inf."""
+    return 10 * torch.log10(1 / mse_per_image(a, b))
+
+
+def torch_hub_file(name: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def lpips_model(device: str | torch.device = "cpu"):
+    """LPIPS (alex) when its AlexNet weights are in the torch hub cache, else ``Unavailable``."""
+    path = torch_hub_file(ALEXNET_FILE)
+    if not path.exists():
+        return Unavailable(f"LPIPS needs torchvision's AlexNet weights: place {ALEXNET_FILE} at {path}")
+    import lpips
+
+    return lpips.LPIPS(net="alex", verbose=False).eval().requires_grad_(False).to(device)
+
+
+@torch.no_grad()
+def lpips_per_image(model, a: torch.Tensor, b: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """LPIPS per image for inputs in [-1, 1]."""
+    dev = next(model.parameters()).device
+    out = [model(x.to(dev), y.to(dev)).flatten().cpu() for x, y in zip(a.split(batch_size), b.split(batch_size))]
+    return torch.cat(out)

@@ -1,0 +1,104 @@
+"""Presets: one YAML per attribute dataset in ``params/``, fed to papermill with ``-f``.
+
+A preset names its data, base model and ``scale``; each scale fills in the sizes a notebook
+parameter leaves as ``None``. Relative paths are relative to the repository root, so notebooks
+run the same from JupyterLab, papermill or the batch runner.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PARAMS_DIR = REPO_ROOT / "params"
+
+SCALES: dict[str, dict] = {
+    # seconds: the notebook tests
+    "smoke": dict(n_train_per_class=8, n_test_per_class=4, n_recon_images=4, hspace_steps=[5, 10]),
+    # what the default reproduction affords on a 2-core CPU
+    "default": dict(n_train_per_class=1000, n_test_per_class=128, n_recon_images=64,
+                    hspace_steps=[10, 20, 50, 100, 200]),
+    # the paper's sizes (10k/10k train, 3.5k/3.5k test)
+    "full": dict(n_train_per_class=10000, n_test_per_class=3500, n_recon_images=256,
+                 hspace_steps=[10, 20, 50, 100, 200]),
+}
+
+PRESET_KEYS: dict[str, str] = {
+    "preset": "name, used for results/<preset>/",
+    "dataset_kind": "toy | ffhq | celebahq | folders",
+    "attribute": "the target attribute (toy: glasses, smile, age, gender)",
+    "image_size": "pixels; the base model's sample size",
+    "base_model": "local diffusers UNet2DModel directory or a Hugging Face id already cached",
+    "data_root": "where datasets are built / read",
+    "results_root": "where results/<preset>/ goes",
+    "seed": "every random choice derives from it",
+    "scale": f"one of {', '.join(SCALES)}",
+    "device": "cpu | cuda | auto (cuda when available)",
+    **{k: "overrides the scale's value" for k in SCALES["default"]},
+}
+
+
+def known_presets() -> list[str]:
+    return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    candidate = PARAMS_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    raise FileNotFoundError(f"unknown preset {str(name_or_path)!r}: known presets are {', '.join(known_presets())}, "
+                            f"or pass the path of a params YAML")
+
+
+def load_preset(name_or_path: str | Path) -> dict:
+    """The preset's parameters, checked: unknown keys and a bad ``scale`` are named with the allowed values."""
+    path = preset_path(name_or_path)
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"{path} must be a mapping of parameter: value, got {type(params).__name__}")
+    unknown = sorted(set(params) - set(PRESET_KEYS))
+    if unknown:
+        allowed = "\n".join(f"  {k}: {v}" for k, v in PRESET_KEYS.items())
+        raise ValueError(f"{path}: unknown keys {unknown}. Allowed keys:\n{allowed}")
+    if params.get("scale", "default") not in SCALES:
+        raise ValueError(f"{path}: scale {params['scale']!r} is not one of {list(SCALES)}")
+    return params
+
+
+def with_scale(params: dict) -> dict:
+    """Fill every ``None`` size from the preset's scale."""
+    scale = params.get("scale", "default")
+    if scale not in SCALES:
+        raise ValueError(f"scale {scale!r} is not one of {list(SCALES)}")
+    return {**params, **{k: v for k, v in SCALES[scale].items() if params.get(k) is None}}
+
+
+def repo_path(p: str | Path) -> Path:
+    """A path from a preset, made absolute against the repository root when relative."""
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def results_dir(params: dict) -> Path:
+    d = repo_path(params["results_root"]) / params["preset"]
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def from_namespace(ns: dict) -> dict:
+    """The preset keys of a notebook's namespace (its parameters cell), sizes filled from the scale."""
+    return with_scale({k: ns[k] for k in PRESET_KEYS if k in ns})
+
+
+def device_of(params: dict) -> str:
+    import torch
+
+    d = params.get("device", "auto")
+    return ("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d

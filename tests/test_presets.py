@@ -1,0 +1,30 @@
+import pytest
+
+from hsep_utils.presets import SCALES, known_presets, load_preset, with_scale
+
+
+def test_toy_presets_load_and_fill_sizes():
+    assert {"toy-glasses", "toy-smile", "toy-age", "toy-gender"} <= set(known_presets())
+    for name in ("toy-glasses", "toy-smile", "toy-age", "toy-gender"):
+        p = with_scale(load_preset(name))
+        assert p["preset"] == name and p["attribute"] == name.split("-")[1]
+        assert p["n_train_per_class"] == SCALES[p["scale"]]["n_train_per_class"]
+    assert with_scale({"scale": "smoke", "n_test_per_class": 3})["n_test_per_class"] == 3
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(FileNotFoundError, match="toy-glasses"):
+        load_preset("toy-hats")
+
+
+def test_bad_keys_and_values_are_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("preset: x\nlearning_rat: 3\n")
+    with pytest.raises(ValueError, match="learning_rat.*Allowed keys"):
+        load_preset(bad)
+    bad.write_text("preset: x\nscale: huge\n")
+    with pytest.raises(ValueError, match="huge.*smoke"):
+        load_preset(bad)
+    bad.write_text("preset: [x\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_preset(bad)

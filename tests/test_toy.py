@@ -1,0 +1,92 @@
+import hashlib
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hsep_utils.datasets import build_toy_dataset, read_manifest, split_counts, toy_dataset_name
+from hsep_utils.toy import ATTRIBUTES, ToyFactors, attribute_region, render, render_batch, sample_factors
+
+
+def _tree_digest(root):
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_generator_is_deterministic_in_seed_and_index():
+    a, b = render_batch(3, range(6)), render_batch(3, range(6))
+    assert a.dtype == np.uint8 and a.shape == (6, 32, 32, 3)
+    assert a.tobytes() == b.tobytes()
+    assert render_batch(4, range(6)).tobytes() != a.tobytes()
+    assert not np.array_equal(a[0], a[1])
+    assert render(sample_factors(3, 2), 64).shape == (64, 64, 3)
+
+
+def test_toy_dataset_bytes_identical_for_same_seed(tmp_path):
+    m1 = build_toy_dataset(tmp_path / "a", "smile", 3, 2, seed=7, progress=False)
+    m2 = build_toy_dataset(tmp_path / "b", "smile", 3, 2, seed=7, progress=False)
+    name = toy_dataset_name("smile", 32)
+    assert _tree_digest(tmp_path / "a" / name) == _tree_digest(tmp_path / "b" / name)
+    pd.testing.assert_frame_equal(m1, m2)
+    build_toy_dataset(tmp_path / "c", "smile", 3, 2, seed=8, progress=False)
+    assert _tree_digest(tmp_path / "c" / name) != _tree_digest(tmp_path / "a" / name)
+
+
+@pytest.mark.parametrize("attribute", ATTRIBUTES)
+def test_counterfactual_changes_only_its_factor(attribute):
+    for i in range(40):
+        f = sample_factors(0, i)
+        cf = f.flipped(attribute)
+        diff = {k for k, v in asdict(f).items() if asdict(cf)[k] != v}
+        assert diff == {attribute}
+        assert ToyFactors.from_mapping(asdict(cf)) == cf
+
+
+@pytest.mark.parametrize("attribute", ["glasses", "smile"])
+def test_local_attribute_changes_pixels_only_in_its_region(attribute):
+    for i in range(40):
+        f = sample_factors(1, i)
+        a, b = render(f).astype(int), render(f.flipped(attribute)).astype(int)
+        changed = np.abs(a - b).sum(-1) > 0
+        x0, y0, x1, y1 = attribute_region(f, attribute)
+        inside = np.zeros_like(changed)
+        inside[y0:y1, x0:x1] = True
+        assert changed.any(), f"flipping {attribute} of identity {i} changed nothing"
+        assert not (changed & ~inside).any(), f"{attribute} changed pixels outside its region for identity {i}"
+
+
+@pytest.mark.parametrize("attribute", ["age", "gender"])
+def test_global_attribute_changes_a_large_area(attribute):
+    fractions = []
+    for i in range(20):
+        f = sample_factors(2, i)
+        a, b = render(f).astype(int), render(f.flipped(attribute)).astype(int)
+        fractions.append((np.abs(a - b).sum(-1) > 8).mean())
+    assert np.mean(fractions) > 0.12, fractions
+
+
+def test_split_is_balanced_with_disjoint_identities(tmp_path):
+    m = build_toy_dataset(tmp_path, "glasses", 10, 4, seed=0, progress=False)
+    counts = split_counts(m).set_index(["split", "class"])["images"]
+    assert counts[("train", "background")] == counts[("train", "target")] == 10
+    assert counts[("test", "background")] == counts[("test", "target")] == 4
+    assert set(m[m.split == "train"].identity).isdisjoint(m[m.split == "test"].identity)
+    assert (m["glasses"] == (m["class"] == "target")).all()
+    assert 0 < m["smile"].mean() < 1  # other attributes vary
+    # a second call reuses the dataset; a different config refuses to overwrite it
+    pd.testing.assert_frame_equal(build_toy_dataset(tmp_path, "glasses", 10, 4, seed=0, progress=False), m)
+    with pytest.raises(FileExistsError, match="delete"):
+        build_toy_dataset(tmp_path, "glasses", 11, 4, seed=0, progress=False)
+    assert read_manifest(tmp_path / toy_dataset_name("glasses", 32)).shape[0] == 28
+
+
+def test_unknown_attribute_is_named():
+    with pytest.raises(ValueError, match="hat.*glasses, smile, age, gender"):
+        sample_factors(0, 0).flipped("hat")
+    with pytest.raises(ValueError, match="hat"):
+        build_toy_dataset("unused", "hat", 1, 1)
