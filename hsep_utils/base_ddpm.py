@@ -41,6 +41,7 @@ DEFAULTS = dict(
     ema_decay=0.999,
     steps=8000,
     checkpoint_every=250,
+    n_samples=64,  # DDIM samples drawn into samples.png at the end
     num_threads=0,  # 0: torch default
 )
 
@@ -158,11 +159,42 @@ def train(**overrides) -> Path:
     final = out / "unet"
     ema.save_pretrained(final, safe_serialization=True)
     build_scheduler().save_pretrained(out / "scheduler")
+    save_loss_curve(log_path, out / "loss_curve.png")
+    save_samples(out, out / "samples.png", n=cfg["n_samples"], n_steps=100, seed=cfg["seed"])
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     write_text(out / "training.json", json.dumps(dict(config=_jsonable(cfg), steps=step,
                                                       wall_time_s=round(ck["elapsed"], 1),
                                                       torch=torch.__version__), indent=2))
     return final
+
+
+def save_loss_curve(log_path: Path, png: Path) -> None:
+    """Training loss (raw and a 100-step moving average) against step."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .io import save_figure
+
+    log = pd.read_csv(log_path)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(log["step"], log["loss"], alpha=0.3, lw=0.5, label="loss")
+    ax.plot(log["step"], log["loss"].rolling(100, min_periods=1).mean(), label="moving average (100)")
+    ax.set(yscale="log", xlabel="step", ylabel="noise MSE", title="base DDPM training")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, png, dpi=120)
+    plt.close(fig)
+
+
+def save_samples(model_dir: Path, png: Path, n: int = 64, n_steps: int = 100, seed: int = 0) -> None:
+    """A grid of DDIM samples from the exported EMA model (8 per row)."""
+    from .diffusion import load_diffusion
+    from .plotting import save_grid
+
+    d = load_diffusion(model_dir)
+    xT = torch.randn(n, 3, d.sample_size, d.sample_size, generator=torch.Generator().manual_seed(seed))
+    x0 = torch.cat([d.generate(b, n_steps) for b in xT.split(32)])
+    save_grid(list(x0.split(8)), png, scale=2)
 
 
 def _jsonable(cfg: dict) -> dict:

@@ -7,7 +7,7 @@ from hsep_utils import base_ddpm
 from hsep_utils.diffusion import load_diffusion
 
 TINY = dict(n_images=24, size=16, block_out_channels=(16, 32), attention_levels=(1,), batch_size=4, steps=6,
-            checkpoint_every=2, warmup_steps=2)
+            checkpoint_every=2, warmup_steps=2, n_samples=4)
 
 
 def test_training_resumes_identically_after_interruption(tmp_path, monkeypatch):

@@ -1,0 +1,58 @@
+"""The paper's eight loss terms (Eq. 5–13). Latent terms act on h-space codes; image terms on each
+step's predicted x0 against the real image. Every term is a mean, so λ = 1 weights are comparable
+across image sizes."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+LOSS_TERMS = ("silence", "consistency", "kl", "orthogonal", "classification", "id", "pixel", "lpips")
+LATENT_TERMS, IMAGE_TERMS = LOSS_TERMS[:5], LOSS_TERMS[5:]
+
+
+def silence(s_bg: torch.Tensor) -> torch.Tensor:
+    """‖S_bg‖²: background images carry no salient factors (Eq. 6)."""
+    return s_bg.pow(2).mean()
+
+
+def consistency(h_tilde: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """‖f(C, S) − h‖²: the recombined features reproduce the original ones (Eq. 7)."""
+    return (h_tilde - h).pow(2).mean()
+
+
+def bidirectional_kl(logits_bg: torch.Tensor, logits_t: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(P‖Q) + KL(Q‖P) between the batch-mean softmax distributions of the pooled Common logits
+    of the two classes: Common factors follow one distribution whatever the class (Eq. 8)."""
+    p = F.softmax(logits_bg / temperature, dim=1).mean(0).clamp_min(1e-8)
+    q = F.softmax(logits_t / temperature, dim=1).mean(0).clamp_min(1e-8)
+    return (p * (p / q).log()).sum() + (q * (q / p).log()).sum()
+
+
+def orthogonal(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """(cᵀs̄)², per spatial position, on channel-normalised codes (Eq. 9); zero vectors stay zero."""
+    cn, sn = F.normalize(c, dim=1, eps=1e-8), F.normalize(s, dim=1, eps=1e-8)
+    return (cn * sn).sum(1).pow(2).mean()
+
+
+def classification(logit_c_bg, logit_s_bg, logit_c_t, logit_s_t) -> torch.Tensor:
+    """BCE with one shared head: C_bg → 0, S_bg → 0, C_t → 0, S_t → 1 (Eq. 10)."""
+    logits = torch.cat([logit_c_bg, logit_s_bg, logit_c_t, logit_s_t])
+    labels = torch.cat([torch.zeros(len(logit_c_bg) + len(logit_s_bg) + len(logit_c_t)), torch.ones(len(logit_s_t))])
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits))
+
+
+def identity(embed: Callable[[torch.Tensor], torch.Tensor], x_rec: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
+    """1 − cos(f_id(x̂0), f_id(x)) with a pluggable identity encoder (Eq. 11)."""
+    return (1 - F.cosine_similarity(embed(x_rec), embed(x_real), dim=1)).mean()
+
+
+def pixel(x_rec: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
+    """Pixel MSE (Eq. 12)."""
+    return (x_rec - x_real).pow(2).mean()
+
+
+def lpips_loss(model, x_rec: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
+    """LPIPS (Eq. 13); inputs in [-1, 1]."""
+    return model(x_rec, x_real).mean()

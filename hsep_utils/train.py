@@ -1,0 +1,217 @@
+"""Training the mapping network (§4): per-timestep updates along the DDIM generative process.
+
+For each batch (background and target images together) the DDIM inversion x0 → xT is computed
+once and cached; then the generative process runs from xT with h̃ = f(C, S) for t ≥ t_edit, and
+every timestep makes one optimiser step on the loss terms of that step (the paper found per-step
+updates essential). x_t is detached between steps. The U-Net is frozen: its encoder half runs
+under ``no_grad`` and gradients reach the mapping network only through the decoder half, and only
+when an image term (ID, pixel, LPIPS) has a non-zero λ.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import losses as L
+from .diffusion import Diffusion, ddim_update
+from .hspace import decode, encode
+from .io import save_dataframe, save_torch, write_text
+from .mapping import MappingNetwork
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "a"
+    depth: int = 8
+    t_edit: int = 0  # training timesteps: 0 edits every step, 400 only the noisy part
+    n_steps: int = 20  # DDIM steps of inversion and generation
+    lr: float = 1e-4
+    epochs: int = 1
+    batch_per_class: int = 8
+    kl_bins: int = 16
+    kl_temperature: float = 1.0
+    time_input: bool = True
+    lambdas: dict = field(default_factory=lambda: {t: 1.0 for t in L.LOSS_TERMS})
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.lambdas) - set(L.LOSS_TERMS)
+        if unknown:
+            raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(L.LOSS_TERMS)}")
+        self.lambdas = {t: float(self.lambdas.get(t, 0.0)) for t in L.LOSS_TERMS}
+
+
+class InversionCache:
+    """DDIM inversions xT keyed by (model, image key, n_steps), in memory and optionally on disk."""
+
+    def __init__(self, diffusion: Diffusion, n_steps: int, directory: Path | None = None) -> None:
+        self.diffusion, self.n_steps, self.dir = diffusion, n_steps, directory
+        self.mem: dict[str, torch.Tensor] = {}
+
+    def __call__(self, keys: list[str], x0: torch.Tensor) -> torch.Tensor:
+        missing = [i for i, k in enumerate(keys) if k not in self.mem and not self._load(k)]
+        if missing:
+            xT = self.diffusion.invert(x0[missing], self.n_steps).cpu()
+            for i, x in zip(missing, xT):
+                self.mem[keys[i]] = x
+                if self.dir is not None:
+                    save_torch(x.clone(), self._path(keys[i]))
+        return torch.stack([self.mem[k] for k in keys]).to(self.diffusion.device)
+
+    def _path(self, key: str) -> Path:
+        safe = key.replace("/", "__")
+        return self.dir / f"{safe}.n{self.n_steps}.pt"
+
+    def _load(self, key: str) -> bool:
+        if self.dir is None or not self._path(key).exists():
+            return False
+        self.mem[key] = torch.load(self._path(key), weights_only=True)
+        return True
+
+
+def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: int, x_real: torch.Tensor,
+                is_target: torch.Tensor, cfg: TrainConfig, id_embed: Callable | None = None, lpips=None):
+    """All loss terms of one timestep. Returns (total, {term: value}, eps of h̃ for the next x)."""
+    lam = cfg.lambdas
+    with torch.no_grad():
+        enc = encode(diffusion.unet, x, t)
+    h_tilde, c, s = net(enc.h, t, is_target)
+    bg, tg = ~is_target, is_target
+    terms = {
+        "silence": L.silence(s[bg]),
+        "consistency": L.consistency(h_tilde[bg], enc.h[bg]) + L.consistency(h_tilde[tg], enc.h[tg]),
+        "kl": L.bidirectional_kl(net.kl_logits(c[bg]), net.kl_logits(c[tg]), cfg.kl_temperature),
+        "orthogonal": L.orthogonal(c, s),
+        "classification": L.classification(net.class_logit(c[bg]), net.class_logit(s[bg]),
+                                           net.class_logit(c[tg]), net.class_logit(s[tg])),
+    }
+    image_terms = [k for k in L.IMAGE_TERMS if lam[k] > 0]
+    if image_terms:
+        eps = decode(diffusion.unet, enc, h_tilde)
+        a = diffusion.alpha(t, x)
+        x0_pred = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        if lam["pixel"] > 0:
+            terms["pixel"] = L.pixel(x0_pred, x_real)
+        if lam["id"] > 0 and id_embed is not None:
+            terms["id"] = L.identity(id_embed, x0_pred, x_real)
+        if lam["lpips"] > 0 and lpips is not None:
+            terms["lpips"] = L.lpips_loss(lpips, x0_pred, x_real)
+        eps = eps.detach()
+    else:
+        with torch.no_grad():
+            eps = decode(diffusion.unet, enc, h_tilde.detach())
+    total = sum(lam[k] * v for k, v in terms.items())
+    return total, {k: v.item() for k, v in terms.items()}, eps
+
+
+def estimate_h_scale(diffusion: Diffusion, xT: torch.Tensor, n_steps: int) -> float:
+    """RMS of h over one generative pass of a batch: the mapping network works on h / h_scale."""
+    _, traj = diffusion.generate(xT, n_steps, return_trajectory=True)
+    return torch.stack(traj.h).pow(2).mean().sqrt().item()
+
+
+def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, keys_bg: list[str],
+                  keys_tg: list[str], cfg: TrainConfig, out_dir: str | Path,
+                  validate: Callable[[MappingNetwork], dict] | None = None, id_embed: Callable | None = None,
+                  lpips=None, inversion_dir: Path | None = None, checkpoint_every: int = 10,
+                  progress: bool = True) -> MappingNetwork:
+    """Train (or resume) a mapping network; writes ``last.pt``, ``best.pt``, ``train_log.csv`` and
+    ``val_log.csv`` in ``out_dir``. ``validate(net)`` returns metrics with an ``sr`` key (higher is
+    better) and picks the best checkpoint; without it the last one is also the best."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = diffusion.device
+    cache = InversionCache(diffusion, cfg.n_steps, inversion_dir)
+    seq = diffusion.timesteps(cfg.n_steps)
+    pairs = [(t, tn) for t, tn in zip(reversed(seq), reversed([-1] + seq[:-1])) if t >= cfg.t_edit]
+    n_batches = min(len(x_bg), len(x_tg)) // cfg.batch_per_class
+    if n_batches == 0:
+        raise ValueError(f"need at least batch_per_class={cfg.batch_per_class} images per class, "
+                         f"got {len(x_bg)} background and {len(x_tg)} target")
+
+    last = out / "last.pt"
+    if last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=True)
+        if ck["train_config"] != _jsonable(asdict(cfg)):
+            raise ValueError(f"{last} was trained with {ck['train_config']}, not {asdict(cfg)}: "
+                             f"use another output folder or delete it")
+        net = MappingNetwork(**ck["net_config"]).to(dev)
+        net.load_state_dict(ck["net"])
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        opt.load_state_dict(ck["opt"])
+        epoch, batch, rows, val_rows, best = ck["epoch"], ck["batch"], ck["rows"], ck["val_rows"], ck["best"]
+        elapsed = ck["elapsed"]
+    else:
+        torch.manual_seed(cfg.seed)
+        xT0 = cache(keys_bg[:cfg.batch_per_class] + keys_tg[:cfg.batch_per_class],
+                    torch.cat([x_bg[:cfg.batch_per_class], x_tg[:cfg.batch_per_class]]))
+        net = MappingNetwork(diffusion.unet.config.block_out_channels[-1], cfg.arch, cfg.depth, cfg.kl_bins,
+                             cfg.time_input, estimate_h_scale(diffusion, xT0, cfg.n_steps)).to(dev)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        epoch, batch, rows, val_rows, best, elapsed = 0, 0, [], [], -1.0, 0.0
+
+    def save(path: Path) -> None:
+        save_torch(dict(net=net.state_dict(), opt=opt.state_dict(), net_config=net.config(), epoch=epoch,
+                        batch=batch, rows=rows, val_rows=val_rows, best=best, elapsed=time.time() - t0,
+                        train_config=_jsonable(asdict(cfg))), path)
+
+    t0 = time.time() - elapsed
+    bar = tqdm(total=cfg.epochs * n_batches, initial=epoch * n_batches + batch, desc="train mapping network",
+               disable=not progress, mininterval=5)
+    while epoch < cfg.epochs:
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
+        perm_bg, perm_tg = torch.randperm(len(x_bg), generator=g), torch.randperm(len(x_tg), generator=g)
+        while batch < n_batches:
+            sl = slice(batch * cfg.batch_per_class, (batch + 1) * cfg.batch_per_class)
+            ib, it = perm_bg[sl], perm_tg[sl]
+            x_real = torch.cat([x_bg[ib], x_tg[it]]).to(dev)
+            is_target = torch.arange(len(x_real), device=dev) >= len(ib)
+            x = cache([keys_bg[i] for i in ib] + [keys_tg[i] for i in it], x_real)
+            net.train()
+            for t, t_next in pairs:
+                total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips)
+                if not torch.isfinite(total):
+                    raise FloatingPointError(f"non-finite loss at epoch {epoch}, batch {batch}, t={t}: {terms}; "
+                                             f"the last good checkpoint is {last}")
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                opt.step()
+                x = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x))[0].detach()
+                rows.append(dict(epoch=epoch, batch=batch, t=t, total=total.item(), **terms))
+            batch += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{rows[-1]['total']:.4f}", refresh=False)
+            if batch % checkpoint_every == 0 and batch < n_batches:
+                save(last)
+        metrics = validate(net) if validate is not None else {"sr": float(epoch)}
+        val_rows.append(dict(epoch=epoch, minutes=(time.time() - t0) / 60, **metrics))
+        epoch, batch = epoch + 1, 0
+        if metrics["sr"] > best:
+            best = metrics["sr"]
+            save(out / "best.pt")
+        save(last)
+        save_dataframe(pd.DataFrame(rows), out / "train_log.csv")
+        save_dataframe(pd.DataFrame(val_rows), out / "val_log.csv")
+    bar.close()
+    write_text(out / "train_config.json", json.dumps(dict(train=_jsonable(asdict(cfg)), net=net.config(),
+                                                          minutes=(time.time() - t0) / 60), indent=2))
+    return net
+
+
+def load_mapping(path: str | Path, device="cpu") -> MappingNetwork:
+    """A trained mapping network from ``best.pt`` / ``last.pt``."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    net = MappingNetwork(**ck["net_config"])
+    net.load_state_dict(ck["net"])
+    return net.to(device).eval()
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj))

@@ -1,0 +1,154 @@
+import math
+
+import pytest
+import torch
+
+from hsep_utils import losses as L
+from hsep_utils.edit import edit, swap_salient
+from hsep_utils.mapping import ARCHITECTURES, MappingNetwork
+from hsep_utils.train import TrainConfig, load_mapping, step_losses, train_mapping
+
+
+def test_silence_and_consistency_by_hand():
+    s = torch.tensor([1.0, 2, 3, 4]).view(1, 4, 1, 1)
+    assert L.silence(s).item() == pytest.approx(7.5)
+    assert L.silence(torch.zeros(2, 3, 4, 4)).item() == 0
+    h = torch.randn(2, 3, 4, 4)
+    assert L.consistency(h, h).item() == 0
+    assert L.consistency(h + 2, h).item() == pytest.approx(4.0)
+
+
+def test_bidirectional_kl_by_hand():
+    assert L.bidirectional_kl(torch.zeros(3, 2), torch.zeros(5, 2)).item() == pytest.approx(0, abs=1e-7)
+    p, q = [0.5, 0.5], [0.75, 0.25]
+    want = sum(a * math.log(a / b) for a, b in zip(p, q)) + sum(b * math.log(b / a) for a, b in zip(p, q))
+    got = L.bidirectional_kl(torch.zeros(1, 2), torch.tensor([[math.log(3), 0.0]]))
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    # temperature divides the logits
+    assert L.bidirectional_kl(torch.zeros(1, 2), torch.tensor([[2 * math.log(3), 0.0]]), 2.0).item() == \
+        pytest.approx(want, rel=1e-5)
+
+
+def test_orthogonal_by_hand():
+    e1, e2 = torch.tensor([1.0, 0]).view(1, 2, 1, 1), torch.tensor([0.0, 3]).view(1, 2, 1, 1)
+    assert L.orthogonal(e1, e2).item() == pytest.approx(0)
+    assert L.orthogonal(e1, 5 * e1).item() == pytest.approx(1)
+    assert L.orthogonal(torch.tensor([1.0, 1]).view(1, 2, 1, 1), e1).item() == pytest.approx(0.5)
+    assert L.orthogonal(e1, torch.zeros_like(e1)).item() == 0
+
+
+def test_classification_by_hand():
+    z = torch.zeros(2)
+    assert L.classification(z, z, z, z).item() == pytest.approx(math.log(2))
+    big = torch.full((2,), 30.0)
+    assert L.classification(-big, -big, -big, big).item() == pytest.approx(0, abs=1e-6)
+    assert L.classification(-big, -big, -big, -big).item() == pytest.approx(30 / 4, rel=1e-4)
+
+
+def test_identity_and_pixel_by_hand():
+    a, b = torch.tensor([[1.0, 0]]), torch.tensor([[0.0, 2]])
+    assert L.identity(lambda x: x, a, a).item() == pytest.approx(0, abs=1e-7)
+    assert L.identity(lambda x: x, a, b).item() == pytest.approx(1)
+    assert L.pixel(a, b).item() == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_architecture_shapes_and_additive_forms(arch):
+    torch.manual_seed(0)
+    net = MappingNetwork(8, arch, depth=3, h_scale=2.0)
+    h = torch.randn(4, 8, 5, 5)
+    is_t = torch.tensor([0, 0, 1, 1], dtype=torch.bool)
+    h_tilde, c, s = net(h, 300, is_t)
+    assert h_tilde.shape == c.shape == s.shape == h.shape
+    assert len(net.specific) == (2 if arch in "ab" else 1)
+    if arch in "bd":
+        torch.testing.assert_close(h_tilde, (c + s) * 2.0)
+    else:
+        assert not torch.allclose(h_tilde, (c + s) * 2.0)
+    assert net.class_logit(c).shape == (4,) and net.kl_logits(c).shape == (4, 16)
+    if arch in "ab":  # each class uses its own specific encoder
+        torch.testing.assert_close(s[2:], net.specific[1](h[2:] / 2.0, torch.full((2,), 300)))
+        torch.testing.assert_close(s[:2], net.specific[0](h[:2] / 2.0, torch.full((2,), 300)))
+
+
+def test_unknown_architecture_and_loss_term():
+    with pytest.raises(ValueError, match="'e'.*a, b, c, d"):
+        MappingNetwork(8, "e")
+    with pytest.raises(ValueError, match="pixl"):
+        TrainConfig(lambdas={"pixl": 1})
+
+
+def _data(n=4, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g) * 2 - 1
+
+
+def test_gradients_reach_only_the_mapping_network(tiny_diffusion):
+    net = MappingNetwork(32, "a", depth=2)
+    x = torch.randn(4, 3, 16, 16)
+    is_t = torch.tensor([0, 0, 1, 1], dtype=torch.bool)
+    total, terms, _ = step_losses(net, tiny_diffusion, x, 500, x, is_t, TrainConfig())
+    total.backward()
+    assert {"silence", "consistency", "kl", "orthogonal", "classification", "pixel"} <= set(terms)
+    assert all(p.grad is None for p in tiny_diffusion.unet.parameters())
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_training_lowers_the_loss(tiny_diffusion, tmp_path):
+    x_bg, x_tg = _data(2, seed=1), _data(2, seed=2)
+    cfg = TrainConfig(arch="a", depth=2, n_steps=4, lr=1e-3, epochs=4, batch_per_class=2)
+    train_mapping(tiny_diffusion, x_bg, x_tg, ["b0", "b1"], ["t0", "t1"], cfg, tmp_path, progress=False)
+    import pandas as pd
+
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    per_epoch = log.groupby("epoch")["total"].mean()
+    assert per_epoch.iloc[-1] < per_epoch.iloc[0], per_epoch.tolist()
+    assert set(log["t"]) == set(tiny_diffusion.timesteps(4))
+
+
+def test_training_resumes_with_identical_state(tiny_diffusion, tmp_path):
+    x_bg, x_tg = _data(4, seed=3), _data(4, seed=4)
+    keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
+    cfg = TrainConfig(depth=2, n_steps=3, lr=1e-3, epochs=2, batch_per_class=2, t_edit=400)
+    whole = train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "whole", progress=False)
+
+    calls = []
+
+    def crash_on_second_validation(net):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return {"sr": 0.0}
+
+    with pytest.raises(KeyboardInterrupt):
+        train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "cut",
+                      validate=crash_on_second_validation, inversion_dir=tmp_path / "inv", progress=False)
+    ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert (ck["epoch"], ck["batch"]) == (1, 0)
+    assert len(list((tmp_path / "inv").glob("*.pt"))) == 8  # inversions cached on disk
+    resumed = train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "cut",
+                            inversion_dir=tmp_path / "inv", progress=False)
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert torch.equal(load_mapping(tmp_path / "cut" / "last.pt").shared.net[0].weight, resumed.shared.net[0].weight)
+    with pytest.raises(ValueError, match="trained with"):
+        train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, TrainConfig(depth=3, batch_per_class=2), tmp_path / "cut",
+                      progress=False)
+
+
+def test_edits_shapes_and_reconstruction_with_additive_identity(tiny_diffusion):
+    net = MappingNetwork(32, "b", depth=1).eval()
+    with torch.no_grad():  # C = h / scale and S = 0, so h̃ = h: reconstruction equals plain generation
+        for m in (net.shared, *net.specific):
+            m.net[0].weight.zero_()
+            m.net[0].bias.zero_()
+        net.shared.net[0].weight[:, :32, 1, 1] = torch.eye(32)
+    xT = torch.randn(2, 3, 16, 16)
+    is_t = torch.tensor([0, 1], dtype=torch.bool)
+    rec = edit(tiny_diffusion, net, xT, is_t, 5, "reconstruct")
+    torch.testing.assert_close(rec, tiny_diffusion.generate(xT, 5), atol=1e-3, rtol=1e-3)
+    added, removed = swap_salient(tiny_diffusion, net, xT[:1], xT[1:], 5)
+    assert added.shape == removed.shape == (1, 3, 16, 16)
+    with pytest.raises(ValueError, match="donor"):
+        edit(tiny_diffusion, net, xT, is_t, 5, "swap")
