@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .io import save_dataframe, write_text
-from .toy import ATTRIBUTES, render, sample_factors
+from .toy import ATTRIBUTES, ToyFactors, render, sample_factors
 
 CLASSES = ("background", "target")
 SPLITS = ("train", "test")
@@ -140,3 +140,9 @@ def save_split(manifest: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
     save_dataframe(manifest[list(MANIFEST_COLUMNS)], Path(out_dir) / "split_manifest.csv")
     save_dataframe(counts, Path(out_dir) / "split_counts.csv")
     return counts
+
+
+def toy_counterfactuals(rows: pd.DataFrame, attribute: str, size: int) -> torch.Tensor:
+    """The exact counterfactual of each toy manifest row (same identity, ``attribute`` flipped), in [-1, 1]."""
+    arr = np.stack([render(ToyFactors.from_mapping(r).flipped(attribute), size) for _, r in rows.iterrows()])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1)

@@ -15,13 +15,16 @@ PARAMS_DIR = REPO_ROOT / "params"
 
 SCALES: dict[str, dict] = {
     # seconds: the notebook tests
-    "smoke": dict(n_train_per_class=8, n_test_per_class=4, n_recon_images=4, hspace_steps=[5, 10]),
-    # what the default reproduction affords on a 2-core CPU
+    "smoke": dict(n_train_per_class=8, n_test_per_class=4, n_recon_images=4, hspace_steps=[5, 10],
+                  n_val_per_class=2, ddim_steps=5, batch_per_class=2, train_batches=2, n_edit_images=4),
+    # what the default reproduction affords on a 2-core CPU (about 8 minutes of mapping-network training)
     "default": dict(n_train_per_class=1000, n_test_per_class=128, n_recon_images=64,
-                    hspace_steps=[10, 20, 50, 100, 200]),
-    # the paper's sizes (10k/10k train, 3.5k/3.5k test)
+                    hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=16, ddim_steps=20, batch_per_class=8,
+                    train_batches=80, n_edit_images=64),
+    # the paper's sizes (10k/10k train, 3.5k/3.5k test), one full epoch
     "full": dict(n_train_per_class=10000, n_test_per_class=3500, n_recon_images=256,
-                 hspace_steps=[10, 20, 50, 100, 200]),
+                 hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=100, ddim_steps=40, batch_per_class=8,
+                 train_batches=None, n_edit_images=1000),
 }
 
 PRESET_KEYS: dict[str, str] = {
@@ -35,6 +38,13 @@ PRESET_KEYS: dict[str, str] = {
     "seed": "every random choice derives from it",
     "scale": f"one of {', '.join(SCALES)}",
     "device": "cpu | cuda | auto (cuda when available)",
+    "arch": "mapping-network architecture of Fig. 8: a | b | c | d",
+    "depth": "conv blocks per encoder (the paper: 8 or 12)",
+    "t_edit": "edit timesteps t >= t_edit (0: every step, 400: the noisy part)",
+    "lr": "Adam learning rate of the mapping network",
+    "epochs": "passes over the training images (train_batches caps the total)",
+    "lambdas": "loss weights {term: value}; None: every term 1",
+    "kl_temperature": "softmax temperature of the KL term",
     **{k: "overrides the scale's value" for k in SCALES["default"]},
 }
 
@@ -77,7 +87,7 @@ def with_scale(params: dict) -> dict:
     scale = params.get("scale", "default")
     if scale not in SCALES:
         raise ValueError(f"scale {scale!r} is not one of {list(SCALES)}")
-    return {**params, **{k: v for k, v in SCALES[scale].items() if params.get(k) is None}}
+    return {**params, **{k: v for k, v in SCALES[scale].items() if k not in params or params[k] is None}}
 
 
 def repo_path(p: str | Path) -> Path:

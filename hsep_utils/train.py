@@ -34,6 +34,8 @@ class TrainConfig:
     n_steps: int = 20  # DDIM steps of inversion and generation
     lr: float = 1e-4
     epochs: int = 1
+    max_batches: int | None = None  # stop after this many batches in all (None: every epoch in full)
+    validate_every: int = 0  # batches between validations (0: once per epoch)
     batch_per_class: int = 8
     kl_bins: int = 16
     kl_temperature: float = 1.0
@@ -163,42 +165,45 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
                         train_config=_jsonable(asdict(cfg))), path)
 
     t0 = time.time() - elapsed
-    bar = tqdm(total=cfg.epochs * n_batches, initial=epoch * n_batches + batch, desc="train mapping network",
-               disable=not progress, mininterval=5)
-    while epoch < cfg.epochs:
+    total_batches = min(cfg.epochs * n_batches, cfg.max_batches or cfg.epochs * n_batches)
+    done = lambda: epoch * n_batches + batch  # noqa: E731
+    bar = tqdm(total=total_batches, initial=done(), desc="train mapping network", disable=not progress, mininterval=5)
+    while done() < total_batches:
         g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
         perm_bg, perm_tg = torch.randperm(len(x_bg), generator=g), torch.randperm(len(x_tg), generator=g)
-        while batch < n_batches:
-            sl = slice(batch * cfg.batch_per_class, (batch + 1) * cfg.batch_per_class)
-            ib, it = perm_bg[sl], perm_tg[sl]
-            x_real = torch.cat([x_bg[ib], x_tg[it]]).to(dev)
-            is_target = torch.arange(len(x_real), device=dev) >= len(ib)
-            x = cache([keys_bg[i] for i in ib] + [keys_tg[i] for i in it], x_real)
-            net.train()
-            for t, t_next in pairs:
-                total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips)
-                if not torch.isfinite(total):
-                    raise FloatingPointError(f"non-finite loss at epoch {epoch}, batch {batch}, t={t}: {terms}; "
-                                             f"the last good checkpoint is {last}")
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                opt.step()
-                x = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x))[0].detach()
-                rows.append(dict(epoch=epoch, batch=batch, t=t, total=total.item(), **terms))
-            batch += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{rows[-1]['total']:.4f}", refresh=False)
-            if batch % checkpoint_every == 0 and batch < n_batches:
-                save(last)
-        metrics = validate(net) if validate is not None else {"sr": float(epoch)}
-        val_rows.append(dict(epoch=epoch, minutes=(time.time() - t0) / 60, **metrics))
-        epoch, batch = epoch + 1, 0
-        if metrics["sr"] > best:
-            best = metrics["sr"]
-            save(out / "best.pt")
-        save(last)
-        save_dataframe(pd.DataFrame(rows), out / "train_log.csv")
-        save_dataframe(pd.DataFrame(val_rows), out / "val_log.csv")
+        sl = slice(batch * cfg.batch_per_class, (batch + 1) * cfg.batch_per_class)
+        ib, it = perm_bg[sl], perm_tg[sl]
+        x_real = torch.cat([x_bg[ib], x_tg[it]]).to(dev)
+        is_target = torch.arange(len(x_real), device=dev) >= len(ib)
+        x = cache([keys_bg[i] for i in ib] + [keys_tg[i] for i in it], x_real)
+        net.train()
+        for t, t_next in pairs:
+            total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips)
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch}, batch {batch}, t={t}: {terms}; "
+                                         f"the last good checkpoint is {last}")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            x = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x))[0].detach()
+            rows.append(dict(epoch=epoch, batch=batch, t=t, total=total.item(), **terms))
+        batch += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{rows[-1]['total']:.4f}", refresh=False)
+        end_of_epoch, finished = batch == n_batches, done() == total_batches
+        if (cfg.validate_every and batch % cfg.validate_every == 0) or end_of_epoch or finished:
+            metrics = validate(net) if validate is not None else {"sr": float(done())}
+            val_rows.append(dict(epoch=epoch, batch=batch, batches=done(), minutes=(time.time() - t0) / 60, **metrics))
+            score = metrics["sr"] if metrics["sr"] == metrics["sr"] else -1.0  # NaN: nothing could be counted
+            if score > best or not (out / "best.pt").exists():
+                best = max(best, score)
+                save(out / "best.pt")
+        if end_of_epoch:
+            epoch, batch = epoch + 1, 0
+        if end_of_epoch or finished or batch % checkpoint_every == 0:
+            save(last)
+            save_dataframe(pd.DataFrame(rows), out / "train_log.csv")
+            save_dataframe(pd.DataFrame(val_rows), out / "val_log.csv")
     bar.close()
     write_text(out / "train_config.json", json.dumps(dict(train=_jsonable(asdict(cfg)), net=net.config(),
                                                           minutes=(time.time() - t0) / 60), indent=2))

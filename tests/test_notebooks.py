@@ -43,3 +43,22 @@ def test_01_hspace_reconstruction_steps(smoke):
     assert list(t["n_steps"]) == [5, 10]
     assert {"mse", "psnr"} <= set(t.columns) and t["mse"].gt(0).all()
     assert (out / "hspace_steps.png").exists() and (out / "hspace_reconstructions.png").exists()
+
+
+def test_02_train_mapping_network(smoke):
+    out = run("02_train_mapping_network.ipynb", *smoke)
+    for f in ("classifier.pt", "mapping/best.pt", "mapping/last.pt", "mapping/loss_curves.png"):
+        assert (out / f).exists(), f
+    log = pd.read_csv(out / "mapping" / "train_log.csv")
+    assert {"silence", "consistency", "kl", "orthogonal", "classification", "pixel", "total"} <= set(log.columns)
+    assert log["batch"].nunique() == 2 and log["t"].nunique() == 5  # smoke: 2 batches × 5 DDIM steps
+    assert {"sr", "sr_add", "sr_remove"} <= set(pd.read_csv(out / "mapping" / "val_log.csv").columns)
+
+
+def test_03_qualitative_grids(smoke):
+    out = run("03_qualitative_grids.ipynb", *smoke)
+    from PIL import Image
+
+    add = Image.open(out / "qualitative_add.png")
+    assert add.height == 4 * (4 * 33 + 1)  # original, reconstruction, edit, counterfactual rows of 32 px, scale 4
+    assert (out / "qualitative_remove.png").exists() and (out / "salient_strength.png").exists()

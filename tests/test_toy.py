@@ -90,3 +90,11 @@ def test_unknown_attribute_is_named():
         sample_factors(0, 0).flipped("hat")
     with pytest.raises(ValueError, match="hat"):
         build_toy_dataset("unused", "hat", 1, 1)
+
+
+def test_make_toy_cli(tmp_path, capsys):
+    from data_prep.make_toy import main
+
+    main(["--attribute", "age", "--scale", "smoke", "--data-root", str(tmp_path)])
+    assert "toy-age-32px" in capsys.readouterr().out
+    assert len(read_manifest(tmp_path / "toy-age-32px")) == 24
