@@ -64,6 +64,7 @@ class MappingNetwork(nn.Module):
             if self.fused else None
         self.class_head = nn.Linear(channels, 1)
         self.kl_head = nn.Conv2d(channels, kl_bins, 1)
+        self.adversary = nn.Linear(channels, 1)  # only trained when TrainConfig.common_adversary > 0
 
     def config(self) -> dict:
         return dict(channels=self.channels, arch=self.arch, depth=self.depth, kl_bins=self.kl_head.out_channels,
@@ -98,6 +99,21 @@ class MappingNetwork(nn.Module):
         """The shared classification head: one logit per image ("has the target attribute")."""
         return self.class_head(code.mean((2, 3))).squeeze(1)
 
+    def adversary_logit(self, c: torch.Tensor) -> torch.Tensor:
+        """Class logit of pooled C through a gradient-reversal layer: the adversary learns to tell
+        the classes apart from C while the encoders learn to make C uninformative (beyond the paper)."""
+        return self.adversary(_ReverseGrad.apply(c.mean((2, 3)))).squeeze(1)
+
     def kl_logits(self, c: torch.Tensor) -> torch.Tensor:
         """The KL head on C: pooled logits (B, kl_bins)."""
         return self.kl_head(c).mean((2, 3))
+
+
+class _ReverseGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad

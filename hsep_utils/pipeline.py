@@ -91,6 +91,7 @@ def train_config(params: dict) -> TrainConfig:
     return TrainConfig(arch=params["arch"], depth=params["depth"], t_edit=params["t_edit"], n_steps=params["ddim_steps"],
                        lr=params["lr"], epochs=params["epochs"], max_batches=params["train_batches"],
                        batch_per_class=params["batch_per_class"], kl_temperature=params["kl_temperature"],
+                       validate_every=params["validate_every"], common_adversary=params["common_adversary"],
                        lambdas=params["lambdas"] or {t: 1.0 for t in LOSS_TERMS}, seed=params["seed"])
 
 

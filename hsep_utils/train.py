@@ -40,6 +40,7 @@ class TrainConfig:
     kl_bins: int = 16
     kl_temperature: float = 1.0
     time_input: bool = True
+    common_adversary: float = 0.0  # beyond the paper: weight of a gradient-reversal class adversary on C
     lambdas: dict = field(default_factory=lambda: {t: 1.0 for t in L.LOSS_TERMS})
     seed: int = 0
 
@@ -94,6 +95,9 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
         "classification": L.classification(net.class_logit(c[bg]), net.class_logit(s[bg]),
                                            net.class_logit(c[tg]), net.class_logit(s[tg])),
     }
+    if cfg.common_adversary > 0:
+        terms["adversary"] = cfg.common_adversary * torch.nn.functional.binary_cross_entropy_with_logits(
+            net.adversary_logit(c), is_target.to(c.dtype))
     image_terms = [k for k in L.IMAGE_TERMS if lam[k] > 0]
     if image_terms:
         eps = decode(diffusion.unet, enc, h_tilde)
@@ -109,7 +113,7 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     else:
         with torch.no_grad():
             eps = decode(diffusion.unet, enc, h_tilde.detach())
-    total = sum(lam[k] * v for k, v in terms.items())
+    total = sum(lam.get(k, 1.0) * v for k, v in terms.items())
     return total, {k: v.item() for k, v in terms.items()}, eps
 
 

@@ -152,3 +152,19 @@ def test_edits_shapes_and_reconstruction_with_additive_identity(tiny_diffusion):
     assert added.shape == removed.shape == (1, 3, 16, 16)
     with pytest.raises(ValueError, match="donor"):
         edit(tiny_diffusion, net, xT, is_t, 5, "swap")
+
+
+def test_common_adversary_reverses_gradients_into_c():
+    torch.manual_seed(0)
+    net = MappingNetwork(4, "a", depth=1)
+    c = torch.randn(6, 4, 3, 3, requires_grad=True)
+    y = torch.tensor([0, 0, 0, 1, 1, 1.0])
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(net.adversary_logit(c), y)
+    loss.backward()
+    g_reversed, g_head = c.grad.clone(), net.adversary.weight.grad.clone()
+    c.grad = None
+    net.zero_grad()
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(net.adversary(c.mean((2, 3))).squeeze(1), y)
+    plain.backward()
+    torch.testing.assert_close(g_reversed, -c.grad)  # the encoders ascend the adversary's loss
+    torch.testing.assert_close(g_head, net.adversary.weight.grad)  # the adversary itself descends it
