@@ -4,7 +4,7 @@
 """
 import argparse
 
-from hsep_utils.datasets import build_toy_dataset, split_counts, toy_dataset_name
+from hsep_utils.datasets import build_toy_dataset, split_counts
 from hsep_utils.presets import SCALES, repo_path
 from hsep_utils.toy import ATTRIBUTES
 
@@ -20,9 +20,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     scale = SCALES[a.scale]
-    m = build_toy_dataset(repo_path(a.data_root), a.attribute, a.n_train_per_class or scale["n_train_per_class"],
+    m, root = build_toy_dataset(repo_path(a.data_root), a.attribute, a.n_train_per_class or scale["n_train_per_class"],
                           a.n_test_per_class or scale["n_test_per_class"], a.size, a.seed)
-    print(repo_path(a.data_root) / toy_dataset_name(a.attribute, a.size))
+    print(root)
     print(split_counts(m).to_string(index=False))
 
 

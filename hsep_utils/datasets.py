@@ -26,28 +26,30 @@ SPLITS = ("train", "test")
 MANIFEST_COLUMNS = ("file", "class", "split", "identity")
 
 
-def toy_dataset_name(attribute: str, size: int) -> str:
-    return f"toy-{attribute}-{size}px"
+def toy_dataset_name(attribute: str, size: int, seed: int, n_train_per_class: int, n_test_per_class: int) -> str:
+    """Folder name of a toy dataset: every setting that changes its images is in it, so scales coexist."""
+    return f"toy-{attribute}-{size}px-seed{seed}-{n_train_per_class}x{n_test_per_class}"
 
 
 def build_toy_dataset(data_root: str | Path, attribute: str, n_train_per_class: int, n_test_per_class: int,
-                      size: int = 32, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+                      size: int = 32, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, Path]:
     """Write (or reuse, when its recorded config matches) a balanced toy dataset for ``attribute``.
 
     Identity i is background (attribute 0) for even i and target (attribute 1) for odd i; the
     other attributes are independent fair coins. Train identities are 0 … 2·n_train − 1 and test
     identities follow them, so the two splits never share an identity. The folder is built in a
     temporary directory and renamed into place: an interrupted build leaves nothing behind.
+    Returns (manifest, dataset folder).
     """
     if attribute not in ATTRIBUTES:
         raise ValueError(f"unknown toy attribute {attribute!r}; known: {', '.join(ATTRIBUTES)}")
     config = dict(kind="toy", attribute=attribute, n_train_per_class=n_train_per_class,
                   n_test_per_class=n_test_per_class, size=size, seed=seed)
-    root = Path(data_root) / toy_dataset_name(attribute, size)
+    root = Path(data_root) / toy_dataset_name(attribute, size, seed, n_train_per_class, n_test_per_class)
     if (root / "dataset.json").exists():
         recorded = json.loads((root / "dataset.json").read_text())
         if recorded == config:
-            return read_manifest(root)
+            return read_manifest(root), root
         raise FileExistsError(f"{root} holds a toy dataset built with {recorded}, not {config}: "
                               f"delete {root} or choose another data_root")
 
@@ -71,7 +73,7 @@ def build_toy_dataset(data_root: str | Path, attribute: str, n_train_per_class: 
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return manifest
+    return manifest, root
 
 
 def read_manifest(dataset_dir: str | Path) -> pd.DataFrame:
@@ -128,9 +130,8 @@ def prepare_dataset(params: dict, progress: bool = True) -> tuple[pd.DataFrame, 
 
     kind = params["dataset_kind"]
     if kind == "toy":
-        manifest = build_toy_dataset(repo_path(params["data_root"]), params["attribute"], params["n_train_per_class"],
-                                     params["n_test_per_class"], params["image_size"], params["seed"], progress)
-        return manifest, repo_path(params["data_root"]) / toy_dataset_name(params["attribute"], params["image_size"])
+        return build_toy_dataset(repo_path(params["data_root"]), params["attribute"], params["n_train_per_class"],
+                                 params["n_test_per_class"], params["image_size"], params["seed"], progress)
     raise ValueError(f"dataset_kind {kind!r} has no builder yet; known: toy")
 
 

@@ -103,3 +103,17 @@ def test_missing_model_errors_name_the_path(tmp_path, monkeypatch):
     tiny_unet().save_config(tmp_path / "half" / "unet")
     with pytest.raises(FileNotFoundError, match="no weights"):
         load_diffusion(tmp_path / "half")
+
+
+def test_committed_toy_model_loads_offline_and_reconstructs(monkeypatch):
+    """The embedded default's weights: h is [B, 64, 8, 8] and DDIM inversion + generation is faithful."""
+    from hsep_utils.metrics import psnr_per_image
+    from hsep_utils.presets import REPO_ROOT
+    from hsep_utils.toy import render_batch
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    d = load_diffusion(REPO_ROOT / "models" / "toy-ddpm-32")
+    assert h_shape(d.unet, 2) == (2, 64, 8, 8)
+    x0 = torch.from_numpy(render_batch(12345, range(4))).permute(0, 3, 1, 2).float() / 127.5 - 1
+    psnr = psnr_per_image(d.reconstruct(x0, 50), x0)
+    assert psnr.min() > 25, psnr

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hsep_utils.datasets import build_toy_dataset, read_manifest, split_counts, toy_dataset_name
+from hsep_utils.datasets import build_toy_dataset, read_manifest, split_counts
 from hsep_utils.toy import ATTRIBUTES, ToyFactors, attribute_region, render, render_batch, sample_factors
 
 
@@ -28,13 +28,12 @@ def test_generator_is_deterministic_in_seed_and_index():
 
 
 def test_toy_dataset_bytes_identical_for_same_seed(tmp_path):
-    m1 = build_toy_dataset(tmp_path / "a", "smile", 3, 2, seed=7, progress=False)
-    m2 = build_toy_dataset(tmp_path / "b", "smile", 3, 2, seed=7, progress=False)
-    name = toy_dataset_name("smile", 32)
-    assert _tree_digest(tmp_path / "a" / name) == _tree_digest(tmp_path / "b" / name)
+    m1, d1 = build_toy_dataset(tmp_path / "a", "smile", 3, 2, seed=7, progress=False)
+    m2, d2 = build_toy_dataset(tmp_path / "b", "smile", 3, 2, seed=7, progress=False)
+    assert d1.name == d2.name and _tree_digest(d1) == _tree_digest(d2)
     pd.testing.assert_frame_equal(m1, m2)
-    build_toy_dataset(tmp_path / "c", "smile", 3, 2, seed=8, progress=False)
-    assert _tree_digest(tmp_path / "c" / name) != _tree_digest(tmp_path / "a" / name)
+    _, d3 = build_toy_dataset(tmp_path / "c", "smile", 3, 2, seed=8, progress=False)
+    assert _tree_digest(d3) != _tree_digest(d1)
 
 
 @pytest.mark.parametrize("attribute", ATTRIBUTES)
@@ -71,18 +70,19 @@ def test_global_attribute_changes_a_large_area(attribute):
 
 
 def test_split_is_balanced_with_disjoint_identities(tmp_path):
-    m = build_toy_dataset(tmp_path, "glasses", 10, 4, seed=0, progress=False)
+    m, root = build_toy_dataset(tmp_path, "glasses", 10, 4, seed=0, progress=False)
     counts = split_counts(m).set_index(["split", "class"])["images"]
     assert counts[("train", "background")] == counts[("train", "target")] == 10
     assert counts[("test", "background")] == counts[("test", "target")] == 4
     assert set(m[m.split == "train"].identity).isdisjoint(m[m.split == "test"].identity)
     assert (m["glasses"] == (m["class"] == "target")).all()
     assert 0 < m["smile"].mean() < 1  # other attributes vary
-    # a second call reuses the dataset; a different config refuses to overwrite it
-    pd.testing.assert_frame_equal(build_toy_dataset(tmp_path, "glasses", 10, 4, seed=0, progress=False), m)
+    # a second call reuses the dataset; a folder recording another config is refused, not overwritten
+    pd.testing.assert_frame_equal(build_toy_dataset(tmp_path, "glasses", 10, 4, seed=0, progress=False)[0], m)
+    (root / "dataset.json").write_text((root / "dataset.json").read_text().replace('"seed": 0', '"seed": 5'))
     with pytest.raises(FileExistsError, match="delete"):
-        build_toy_dataset(tmp_path, "glasses", 11, 4, seed=0, progress=False)
-    assert read_manifest(tmp_path / toy_dataset_name("glasses", 32)).shape[0] == 28
+        build_toy_dataset(tmp_path, "glasses", 10, 4, seed=0, progress=False)
+    assert read_manifest(root).shape[0] == 28
 
 
 def test_unknown_attribute_is_named():
@@ -96,5 +96,5 @@ def test_make_toy_cli(tmp_path, capsys):
     from data_prep.make_toy import main
 
     main(["--attribute", "age", "--scale", "smoke", "--data-root", str(tmp_path)])
-    assert "toy-age-32px" in capsys.readouterr().out
-    assert len(read_manifest(tmp_path / "toy-age-32px")) == 24
+    assert "toy-age-32px-seed0-8x4" in capsys.readouterr().out
+    assert len(read_manifest(tmp_path / "toy-age-32px-seed0-8x4")) == 24
