@@ -27,6 +27,15 @@ def notebooks() -> list[Path]:
     return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
+def relative_paths(notebook: Path) -> None:
+    """Rewrite this machine's repository path in an executed notebook (papermill metadata, printed
+    paths) as a path relative to the repository, so committed results name no machine."""
+    from .io import write_text
+
+    text = notebook.read_text()
+    write_text(notebook, text.replace(str(REPO_ROOT) + "/", ""))
+
+
 def run_preset(preset: str, overrides: dict | None = None, log=print) -> Path:
     """Execute every notebook for ``preset``; returns its results folder."""
     import papermill as pm
@@ -47,6 +56,7 @@ def run_preset(preset: str, overrides: dict | None = None, log=print) -> Path:
         except pm.PapermillExecutionError as e:
             raise RuntimeError(f"{nb.name} failed for preset {params['preset']} in cell {e.exec_count}: "
                                f"{e.ename}: {e.evalue}\npartially executed copy: {target}") from None
+        relative_paths(target)
         log(f"[{params['preset']}] {nb.name} done in {time.time() - t0:.0f} s")
     return out
 

@@ -62,3 +62,13 @@ def test_03_qualitative_grids(smoke):
     add = Image.open(out / "qualitative_add.png")
     assert add.height == 4 * (4 * 33 + 1)  # original, reconstruction, edit, counterfactual rows of 32 px, scale 4
     assert (out / "qualitative_remove.png").exists() and (out / "salient_strength.png").exists()
+
+
+def test_runner_writes_no_machine_paths(tmp_path):
+    from hsep_utils.presets import REPO_ROOT
+    from hsep_utils.reproduce import relative_paths
+
+    nb = tmp_path / "x.ipynb"
+    nb.write_text('{"path": "%s/notebooks/00.ipynb"}' % REPO_ROOT)
+    relative_paths(nb)
+    assert nb.read_text() == '{"path": "notebooks/00.ipynb"}'
