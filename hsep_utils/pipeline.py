@@ -177,9 +177,9 @@ def image_term_models(cfg: TrainConfig, device) -> tuple[TrainConfig, object, ob
     lambdas = dict(cfg.lambdas)
     lpips = lpips_model(device) if lambdas["lpips"] > 0 else None
     if isinstance(lpips, Unavailable):
-        warnings.warn(f"LPIPS loss term off: {lpips.reason}", stacklevel=2)
+        warnings.warn(f"LPIPS loss term off: {lpips.reason}", stacklevel=1)
         lambdas["lpips"], lpips = 0.0, None
     if lambdas["id"] > 0:
-        warnings.warn("ID loss term off: no identity encoder is available for this preset yet", stacklevel=2)
+        warnings.warn("ID loss term off: no identity encoder is available for this preset yet", stacklevel=1)
         lambdas["id"] = 0.0
     return replace(cfg, lambdas=lambdas), lpips, None
