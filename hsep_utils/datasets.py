@@ -125,14 +125,17 @@ def balanced_subset(manifest: pd.DataFrame, split: str, n: int) -> pd.DataFrame:
 
 
 def prepare_dataset(params: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
-    """Build (toy) or verify (real, bring-your-own) the preset's dataset; returns (manifest, folder)."""
+    """Build (or reuse) the preset's dataset: toy, or ffhq / celebahq / folders (``real_data``); returns
+    (manifest, folder)."""
     from .presets import repo_path
 
     kind = params["dataset_kind"]
     if kind == "toy":
         return build_toy_dataset(repo_path(params["data_root"]), params["attribute"], params["n_train_per_class"],
                                  params["n_test_per_class"], params["image_size"], params["seed"], progress)
-    raise ValueError(f"dataset_kind {kind!r} has no builder yet; known: toy")
+    from .real_data import prepare_real_dataset  # ffhq, celebahq, folders (it names the kinds it knows)
+
+    return prepare_real_dataset(params, progress)
 
 
 def save_split(manifest: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:

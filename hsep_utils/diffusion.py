@@ -146,9 +146,13 @@ _GET_IT = ("Place a diffusers UNet2DModel there (`save_pretrained` layout: confi
 
 def resolve_model_dir(name_or_path: str | Path) -> Path:
     """A local model directory, or the cached snapshot of a Hugging Face id (never downloads)."""
+    from .presets import REPO_ROOT
+
     p = Path(name_or_path)
     if p.exists():
         return p
+    if p.is_absolute() and p.is_relative_to(REPO_ROOT):  # a preset's "owner/name" made absolute by repo_path
+        name_or_path = p.relative_to(REPO_ROOT).as_posix()
     looks_like_path = str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1
     if not looks_like_path:
         from huggingface_hub import snapshot_download
@@ -157,8 +161,9 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
         try:
             return Path(snapshot_download(str(name_or_path), local_files_only=True))
         except (LocalEntryNotFoundError, FileNotFoundError, OSError) as e:
-            raise FileNotFoundError(f"base model {name_or_path!r} is not in the local Hugging Face cache "
-                                    f"and hsep never downloads at run time ({type(e).__name__}). {_GET_IT}") from None
+            raise FileNotFoundError(f"base model {name_or_path!r} is not in the local Hugging Face cache (nor a "
+                                    f"directory {p}) and hsep never downloads at run time ({type(e).__name__}). "
+                                    f"{_GET_IT}") from None
     raise FileNotFoundError(f"base model directory {p} does not exist. {_GET_IT}")
 
 

@@ -3,11 +3,8 @@ and the exact file to place, never a number from a randomly initialised backbone
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, LPIPS's backbone
 
 
 @dataclass(frozen=True)
@@ -35,15 +32,13 @@ def psnr_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1 / mse_per_image(a, b))
 
 
-def torch_hub_file(name: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
-
-
 def lpips_model(device: str | torch.device = "cpu"):
     """LPIPS (alex) when its AlexNet weights are in the torch hub cache, else ``Unavailable``."""
-    path = torch_hub_file(ALEXNET_FILE)
-    if not path.exists():
-        return Unavailable(f"LPIPS needs torchvision's AlexNet weights: place {ALEXNET_FILE} at {path}")
+    from .weights import alexnet_file
+
+    path = alexnet_file()
+    if isinstance(path, Unavailable):
+        return path
     import lpips
 
     return lpips.LPIPS(net="alex", verbose=False).eval().requires_grad_(False).to(device)

@@ -46,6 +46,19 @@ PRESET_KEYS: dict[str, str] = {
     "lambdas": "loss weights {term: value}; None: every term 1",
     "kl_temperature": "softmax temperature of the KL term",
     "common_adversary": "beyond the paper: weight of a gradient-reversal class adversary on C (0: off)",
+    # real datasets and bring-your-own folders (hsep_utils/real_data.py); None: the documented default
+    "annotations": "ffhq: ffhq-features-dataset json/ folder; celebahq: CelebAMask-HQ-attribute-anno.txt",
+    "images": "ffhq: images1024x1024/ (sub-folders 00000 … 69000, or flat); celebahq: CelebA-HQ-img/",
+    "glasses_target": "ffhq glasses: kinds counted as target (default [ReadingGlasses, Sunglasses]; background NoGlasses)",
+    "age_young": "ffhq age: [min, max] years of the background class (default [18, 30])",
+    "age_old": "ffhq age: [min, max] years of the target class (default [50, 120])",
+    "background_dir": "folders: images of the background class",
+    "target_dir": "folders: images of the target class",
+    "background_test_dir": "folders: optional held-out background images (with target_test_dir)",
+    "target_test_dir": "folders: optional held-out target images (with background_test_dir)",
+    "test_fraction": "folders without test folders: share of each class held out (default 0.2)",
+    "facenet_weights": "ID: facenet-pytorch vggface2 file or its folder (None: the torch cache)",
+    "inception_weights": "FID: clean-fid inception-2015-12-05.pt or its folder (None: clean-fid's cache)",
     **{k: "overrides the scale's value" for k in SCALES["default"]},
 }
 

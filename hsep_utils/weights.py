@@ -1,0 +1,129 @@
+"""Pretrained weights the metrics and image losses need, found where each library caches them.
+
+Nothing here downloads: a missing file gives ``Unavailable`` whose reason names the exact file and
+the folder it goes in, so a table can say why a metric is absent instead of printing a number from
+a random network. Each lookup also takes an explicit path: the file itself (under its original
+name, which clean-fid's loader needs) or the folder holding it.
+
+    python -m hsep_utils.weights [--preset ffhq-glasses]   # where each file is looked for, and whether it is there
+"""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .metrics import Unavailable
+
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, LPIPS's backbone
+FACENET_FILE = "20180402-114759-vggface2.pt"  # facenet-pytorch InceptionResnetV1(pretrained="vggface2")
+INCEPTION_FILE = "inception-2015-12-05.pt"  # clean-fid's TorchScript Inception (FID)
+URLS = {
+    ALEXNET_FILE: "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    FACENET_FILE: "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+    INCEPTION_FILE: "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
+}
+
+
+def torch_hub_file(name: str) -> Path:
+    """Where torchvision looks for ``name``: ``$TORCH_HOME/hub/checkpoints`` (default ~/.cache/torch)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def facenet_cache_file() -> Path:
+    """Where facenet-pytorch looks: ``$TORCH_HOME/checkpoints`` (no ``hub/``, unlike torchvision)."""
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(home).expanduser() / "checkpoints" / FACENET_FILE
+
+
+def cleanfid_cache_file() -> Path:
+    """Where clean-fid looks: ``/tmp`` (``./`` on Windows), as ``cleanfid.features.feature_extractor`` does."""
+    return Path("./" if platform.system() == "Windows" else "/tmp") / INCEPTION_FILE
+
+
+def _find(name: str, default: Path, path: str | Path | None, what: str) -> Path | Unavailable:
+    target = default if path is None else Path(path).expanduser()
+    if target.is_dir() or target.name != name:
+        target = target / name
+    if target.is_file():
+        return target
+    return Unavailable(f"{what} needs {name}: place it at {target} (download: {URLS[name]})")
+
+
+def alexnet_file(path: str | Path | None = None) -> Path | Unavailable:
+    """LPIPS (alex) backbone. ``lpips`` loads it through torchvision from the torch hub cache only, so
+    an explicit path is checked but to use another folder set ``TORCH_HOME``."""
+    return _find(ALEXNET_FILE, torch_hub_file(ALEXNET_FILE), path, "LPIPS (torchvision's AlexNet)")
+
+
+def facenet_file(path: str | Path | None = None) -> Path | Unavailable:
+    """The identity encoder of the ID metric and loss (facenet-pytorch, VGGFace2)."""
+    return _find(FACENET_FILE, facenet_cache_file(), path, "ID (facenet-pytorch InceptionResnetV1, vggface2)")
+
+
+def inception_file(path: str | Path | None = None) -> Path | Unavailable:
+    """The Inception network of clean-fid."""
+    return _find(INCEPTION_FILE, cleanfid_cache_file(), path, "FID (clean-fid Inception)")
+
+
+def facenet_embedder(device: str | torch.device = "cpu", path: str | Path | None = None
+                     ) -> Callable[[torch.Tensor], torch.Tensor] | Unavailable:
+    """f_id for the ID metric / loss: images in [-1, 1] (any size) → 512-d VGGFace2 embeddings.
+
+    facenet-pytorch expects 160 px faces standardised as (x − 127.5) / 128, which is [-1, 1] up to
+    0.4 %; FFHQ and CelebA-HQ are aligned face crops, so the whole image is resized (no detector).
+    The frozen network still passes gradients to its input, as the ID loss needs.
+    """
+    file = facenet_file(path)
+    if isinstance(file, Unavailable):
+        return file
+    from facenet_pytorch import InceptionResnetV1
+
+    net = InceptionResnetV1(pretrained=None)
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith("logits.")})
+    net = net.eval().requires_grad_(False).to(device)
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.interpolate(x, size=(160, 160), mode="bilinear", align_corners=False,
+                                            antialias=True)
+        return net(x)
+
+    return embed
+
+
+def inception_extractor(device: str | torch.device = "cpu", path: str | Path | None = None):
+    """clean-fid's Inception (2048-d pool features of images in [0, 255]) or ``Unavailable``."""
+    file = inception_file(path)
+    if isinstance(file, Unavailable):
+        return file
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    return InceptionV3W(str(file.parent), download=False).eval().to(device)
+
+
+def report(facenet: str | Path | None = None, inception: str | Path | None = None) -> dict[str, str]:
+    """Each weight file: the path found, or why it is unavailable."""
+    found = dict(lpips=alexnet_file(), id=facenet_file(facenet), fid=inception_file(inception))
+    return {k: str(v) for k, v in found.items()}
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    from .presets import load_preset, repo_path
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", help="take facenet_weights / inception_weights from this preset")
+    a = ap.parse_args(argv)
+    params = load_preset(a.preset) if a.preset else {}
+    paths = {k: repo_path(params[k]) if params.get(k) else None for k in ("facenet_weights", "inception_weights")}
+    for metric, status in report(paths["facenet_weights"], paths["inception_weights"]).items():
+        print(f"{metric:6s} {status}")
+
+
+if __name__ == "__main__":
+    main()
