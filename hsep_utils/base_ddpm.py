@@ -87,8 +87,9 @@ def _lr_at(step: int, cfg: dict) -> float:
     return cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
-def train(**overrides) -> Path:
-    """Train (or resume) the base DDPM; returns the directory of the final EMA model."""
+def train(data: torch.Tensor | None = None, **overrides) -> Path:
+    """Train (or resume) the base DDPM; returns the directory of the final EMA model. ``data``
+    (N, 3, size, size) in [-1, 1] replaces the toy pool: a new domain (``data_prep.folders``)."""
     cfg = {**DEFAULTS, **overrides}
     unknown = set(cfg) - set(DEFAULTS)
     if unknown:
@@ -121,7 +122,8 @@ def train(**overrides) -> Path:
         step, elapsed = ck["step"], ck["elapsed"]
         print(f"resumed from {ckpt_path} at step {step}")
 
-    data = toy_pool(cfg["data_seed"], cfg["n_images"], cfg["size"], cache_dir=out / "cache")
+    if data is None:
+        data = toy_pool(cfg["data_seed"], cfg["n_images"], cfg["size"], cache_dir=out / "cache")
     alphas = sched.alphas_cumprod
     rows = _read_log(log_path, upto=step)
     unet.train()
