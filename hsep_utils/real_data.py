@@ -398,7 +398,7 @@ def read_labels(config: dict, progress: bool = True) -> tuple[pd.DataFrame, Coun
     stems = table["id"] if kind == "ffhq" else table["id"].map(lambda i: Path(i).stem)
     source = stems.map(index)
     for i in table["id"][source.isna()]:
-        counted.add("annotated but image missing", Path(config["images"]) / i)
+        counted.add("annotated but image missing", Path(config["images"]) / (f"{i}.png" if kind == "ffhq" else i))
     if source.isna().all():
         raise FileNotFoundError(f"none of the {len(table)} annotated images is in {config['images']} (e.g. "
                                 f"{table['id'].iloc[0]}): point `images` at the folder that holds them")

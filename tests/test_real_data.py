@@ -195,7 +195,7 @@ def test_ffhq_bad_input_is_named(tmp_path, case, error, match):
 def test_ffhq_missing_image_is_a_named_skip(tmp_path):
     jdir, idir = make_ffhq(tmp_path)
     (idir / "01000" / "01500.png").unlink()
-    with pytest.warns(UserWarning, match=r"1 annotated but image missing \(e\.g\. .*01500"):
+    with pytest.warns(UserWarning, match=r"1 annotated but image missing \(e\.g\. .*01500\.png"):
         m, root = split_ffhq("glasses", **_ffhq_params(jdir, idir, tmp_path))
     assert 1500 not in set(m["identity"])
     assert json.loads((root / "dataset.json").read_text())["counted"]["annotated but image missing"]["count"] == 1
