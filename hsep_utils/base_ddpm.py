@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .hspace import decode, encode
 from .io import atomic_path, save_torch, write_text
 from .toy import render_batch
 
@@ -34,6 +35,7 @@ DEFAULTS = dict(
     layers_per_block=1,
     attention_levels=(2,),  # which resolution levels get self-attention (the mid block always has it)
     norm_num_groups=8,
+    skip_dropout=0.0,  # probability that a training image's skip connections are zeroed (see train())
     batch_size=16,
     lr=1e-3,
     warmup_steps=200,
@@ -43,6 +45,7 @@ DEFAULTS = dict(
     checkpoint_every=250,
     n_samples=64,  # DDIM samples drawn into samples.png at the end
     num_threads=0,  # 0: torch default
+    device="cpu",  # cpu | cuda; random draws are made on the CPU either way
 )
 
 
@@ -87,9 +90,26 @@ def _lr_at(step: int, cfg: dict) -> float:
     return cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
+def predict_noise(unet, xt: torch.Tensor, t: torch.Tensor, keep_skips: torch.Tensor | None = None) -> torch.Tensor:
+    """The U-Net's noise prediction; images whose ``keep_skips`` is False get zero skip connections,
+    so their prediction comes from h alone."""
+    if keep_skips is None:
+        return unet(xt, t).sample
+    enc = encode(unet, xt, t)
+    keep = keep_skips.to(xt.dtype).view(-1, 1, 1, 1)
+    enc.skips = tuple(s * keep for s in enc.skips)
+    return decode(unet, enc)
+
+
 def train(data: torch.Tensor | None = None, **overrides) -> Path:
     """Train (or resume) the base DDPM; returns the directory of the final EMA model. ``data``
-    (N, 3, size, size) in [-1, 1] replaces the toy pool: a new domain (``data_prep.folders``)."""
+    (N, 3, size, size) in [-1, 1] replaces the toy pool: a new domain (``data_prep.folders``).
+
+    ``skip_dropout`` > 0 zeroes all skip connections of that fraction of training images. A small
+    U-Net otherwise routes nearly everything through its skips, leaving its bottleneck (h-space)
+    with little say over the output: replacing h by a counterfactual's h barely changed our first
+    toy model's images. Trained to denoise from h alone part of the time, the decoder takes the
+    image's content from h, as large face DDPMs do. Sampling always uses the full U-Net."""
     cfg = {**DEFAULTS, **overrides}
     unknown = set(cfg) - set(DEFAULTS)
     if unknown:
@@ -103,6 +123,7 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
     arch = dict(size=cfg["size"], block_out_channels=cfg["block_out_channels"],
                 layers_per_block=cfg["layers_per_block"], attention_levels=cfg["attention_levels"],
                 norm_num_groups=cfg["norm_num_groups"])
+    dev = torch.device(cfg["device"])
     torch.manual_seed(cfg["seed"])
     unet = build_unet(**arch)
     ema = build_unet(**arch)
@@ -121,10 +142,17 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
         opt.load_state_dict(ck["opt"])
         step, elapsed = ck["step"], ck["elapsed"]
         print(f"resumed from {ckpt_path} at step {step}")
+    unet.to(dev), ema.to(dev)
+    for state in opt.state.values():  # a resumed optimiser's moments follow the model to the device
+        for k, v in state.items():
+            if torch.is_tensor(v) and k != "step":
+                state[k] = v.to(dev)
 
     if data is None:
         data = toy_pool(cfg["data_seed"], cfg["n_images"], cfg["size"], cache_dir=out / "cache")
-    alphas = sched.alphas_cumprod
+    data = data.to(dev)
+    alphas = sched.alphas_cumprod.to(dev)
+    ema_params, params = list(ema.parameters()), list(unet.parameters())
     rows = _read_log(log_path, upto=step)
     unet.train()
     bar = tqdm(total=cfg["steps"], initial=step, desc="train base DDPM", mininterval=10)
@@ -132,22 +160,22 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
     while step < cfg["steps"]:
         g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + step)
         idx = torch.randint(0, len(data), (cfg["batch_size"],), generator=g)
-        x0 = data[idx]
-        t = torch.randint(0, 1000, (len(x0),), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, 1000, (len(idx),), generator=g)
+        noise = torch.randn((len(idx), *data.shape[1:]), generator=g)
+        keep = torch.rand(len(idx), generator=g) >= cfg["skip_dropout"] if cfg["skip_dropout"] > 0 else None
+        idx, t, noise = idx.to(dev), t.to(dev), noise.to(dev)
         a = alphas[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        xt = a.sqrt() * data[idx] + (1 - a).sqrt() * noise
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        loss = F.mse_loss(unet(xt, t).sample, noise)
+        loss = F.mse_loss(predict_noise(unet, xt, t, None if keep is None else keep.to(dev)), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         decay = min(cfg["ema_decay"], (1 + step) / (10 + step))
         with torch.no_grad():
-            for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - decay)
+            torch._foreach_lerp_(ema_params, params, 1 - decay)
         step += 1
         rows.append((step, loss.item(), _lr_at(step - 1, cfg)))
         bar.update(1)
@@ -159,10 +187,10 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
     bar.close()
 
     final = out / "unet"
-    ema.save_pretrained(final, safe_serialization=True)
+    ema.to("cpu").save_pretrained(final, safe_serialization=True)
     build_scheduler().save_pretrained(out / "scheduler")
     save_loss_curve(log_path, out / "loss_curve.png")
-    save_samples(out, out / "samples.png", n=cfg["n_samples"], n_steps=100, seed=cfg["seed"])
+    save_samples(out, out / "samples.png", n=cfg["n_samples"], n_steps=100, seed=cfg["seed"], device=dev)
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     write_text(out / "training.json", json.dumps(dict(config=_jsonable(cfg), steps=step,
                                                       wall_time_s=round(ck["elapsed"], 1),
@@ -188,14 +216,15 @@ def save_loss_curve(log_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def save_samples(model_dir: Path, png: Path, n: int = 64, n_steps: int = 100, seed: int = 0) -> None:
+def save_samples(model_dir: Path, png: Path, n: int = 64, n_steps: int = 100, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
     """A grid of DDIM samples from the exported EMA model (8 per row)."""
     from .diffusion import load_diffusion
     from .plotting import save_grid
 
-    d = load_diffusion(model_dir)
+    d = load_diffusion(model_dir, device=device)
     xT = torch.randn(n, 3, d.sample_size, d.sample_size, generator=torch.Generator().manual_seed(seed))
-    x0 = torch.cat([d.generate(b, n_steps) for b in xT.split(32)])
+    x0 = torch.cat([d.generate(b, n_steps).cpu() for b in xT.split(32)])
     save_grid(list(x0.split(8)), png, scale=2)
 
 
