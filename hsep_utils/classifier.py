@@ -49,10 +49,19 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.T
     return torch.cat([model(b.to(dev)).cpu() > 0 for b in x.split(batch_size)])
 
 
+def edit_success(model: nn.Module, original: torch.Tensor, edited: torch.Tensor, original_is_target: bool
+                 ) -> tuple[float, int]:
+    """Eq. 14 for one direction, counted like the paper's code: only images whose original is
+    classified correctly count; an edit succeeds when the edited image is predicted as the other
+    class. Returns (success rate, images counted); the rate is nan when none counts."""
+    counted = predict(model, original) == original_is_target
+    if not counted.any():
+        return float("nan"), 0
+    return (predict(model, edited)[counted] != original_is_target).float().mean().item(), int(counted.sum())
+
+
 def swap_success(model: nn.Module, original_bg, original_tg, added, removed) -> dict:
-    """Eq. 14 counted like the paper's code: only images whose original is classified correctly;
-    an edit succeeds when the prediction on the edited image is the other class."""
-    ok_bg, ok_tg = ~predict(model, original_bg), predict(model, original_tg)
-    add = predict(model, added)[ok_bg].float().mean().item() if ok_bg.any() else float("nan")
-    rem = (~predict(model, removed))[ok_tg].float().mean().item() if ok_tg.any() else float("nan")
-    return dict(sr_add=add, sr_remove=rem, sr=(add + rem) / 2, n_counted=int(ok_bg.sum() + ok_tg.sum()))
+    """Eq. 14 in both directions (backgrounds given the attribute, targets stripped of it)."""
+    add, n_add = edit_success(model, original_bg, added, original_is_target=False)
+    rem, n_rem = edit_success(model, original_tg, removed, original_is_target=True)
+    return dict(sr_add=add, sr_remove=rem, sr=(add + rem) / 2, n_counted=n_add + n_rem)

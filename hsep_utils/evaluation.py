@@ -1,0 +1,249 @@
+"""The quantitative tables (notebook 04, the paper's Tables 1–4): one row per domain.
+
+Domain x: background test images given the attribute (S from a target); domain y: target test
+images stripped of it (S = 0). MSE, PSNR, LPIPS and ID compare each edited image with its own
+original; FID compares the edited images with real images of the opposite class; SR is Eq. 14
+counted like the paper's code. Toy presets add what only a world with known factors allows:
+oracle SR and the counterfactual MSE ratio against the exact counterfactual, and a Fréchet
+distance on the toy attribute classifier's features (``fd_toy``; not FID: not Inception).
+A metric whose weights are absent is the cell ``unavailable`` with its reason as a footnote,
+never a number from a random network.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .classifier import edit_success
+from .io import save_dataframe, write_text
+from .metrics import Unavailable, lpips_per_image, mse_per_image, psnr_per_image, to_unit
+from .toy import ATTRIBUTES, ToyFactors, attribute_region
+
+UNAVAILABLE = "unavailable"
+LOCAL_ATTRIBUTES = ("glasses", "smile")  # the toy attributes with a pixel region (toy.attribute_region)
+COLUMNS = ("domain", "lpips", "mse", "psnr", "id", "fid", "sr")
+TOY_COLUMNS = ("oracle_sr", "cf_mse_ratio", "fd_toy")
+COUNT_COLUMNS = ("n", "sr_counted")
+HEADERS = {  # Markdown header: better-direction arrow and name
+    "lpips": "↓ LPIPS", "mse": "↓ MSE", "psnr": "↑ PSNR (dB)", "id": "↑ ID", "fid": "↓ FID", "sr": "↑ SR",
+    "oracle_sr": "↑ oracle SR", "cf_mse_ratio": "↓ CF MSE ratio", "fd_toy": "↓ FD (toy classifier features)",
+}
+FORMATS = {"lpips": ".3f", "mse": ".4f", "psnr": ".2f", "id": ".3f", "fid": ".2f", "sr": ".3f", "oracle_sr": ".3f",
+           "cf_mse_ratio": ".3f", "fd_toy": ".3f"}
+DOMAINS = {"x": "x (background + attribute)", "y": "y (target − attribute)"}
+
+
+def _zero_roundoff(eigenvalues: np.ndarray) -> np.ndarray:
+    return np.where(eigenvalues > 1e-10 * max(eigenvalues.max(), 0.0), eigenvalues, 0.0)
+
+
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (rows = samples):
+    ‖μa − μb‖² + tr Σa + tr Σb − 2 tr (Σa Σb)^½.
+
+    tr (Σa Σb)^½ is taken as Σ √λ of the symmetric PSD matrix Σa^½ Σb Σa^½ (same eigenvalues), so a
+    rank-deficient covariance — fewer images than feature dimensions, as in small test sets — gives
+    a finite value with no eps or complex round-off; eigenvalues below 1e-10 of the largest, which
+    are round-off of zeros, count as zero."""
+    a, b = (np.asarray(f, np.float64) for f in (feats_a, feats_b))
+    a, b = (f.reshape(len(f), -1) for f in (a, b))
+    if len(a) < 2 or len(b) < 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"need ≥ 2 samples of equal dimension in each set, got {a.shape} and {b.shape}")
+    sa, sb = (np.atleast_2d(np.cov(f, rowvar=False)) for f in (a, b))
+    w, v = np.linalg.eigh(sa)
+    root_a = (v * np.sqrt(_zero_roundoff(w))) @ v.T
+    m = root_a @ sb @ root_a
+    tr_sqrt = np.sqrt(_zero_roundoff(np.linalg.eigvalsh((m + m.T) / 2))).sum()
+    diff = a.mean(0) - b.mean(0)
+    return max(0.0, float(diff @ diff + np.trace(sa) + np.trace(sb) - 2 * tr_sqrt))  # ≥ 0 but for round-off
+
+
+@torch.no_grad()
+def identity_similarity(embed: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                        batch_size: int = 64) -> torch.Tensor:
+    """ID metric per image: cosine between the identity embeddings of a[i] and b[i]."""
+    out = [torch.cosine_similarity(embed(x).flatten(1), embed(y).flatten(1), dim=1).cpu()
+           for x, y in zip(a.split(batch_size), b.split(batch_size))]
+    return torch.cat(out)
+
+
+def toy_regions(rows: pd.DataFrame, attribute: str, size: int) -> list[tuple[int, int, int, int]] | None:
+    """Pixel boxes (x0, y0, x1, y1) of a local attribute for each toy manifest row; None for a
+    global attribute (age, gender), which is scored over the whole image."""
+    if attribute not in ATTRIBUTES:
+        raise ValueError(f"unknown toy attribute {attribute!r}; known: {', '.join(ATTRIBUTES)}")
+    if attribute not in LOCAL_ATTRIBUTES:
+        return None
+    return [attribute_region(ToyFactors.from_mapping(r), attribute, size) for _, r in rows.iterrows()]
+
+
+def _region_mse(a: torch.Tensor, b: torch.Tensor, regions) -> torch.Tensor:
+    """Per-image MSE on pixels in [0, 1], inside each image's box when ``regions`` is given."""
+    if regions is None:
+        return mse_per_image(a, b)
+    if len(regions) != len(a):
+        raise ValueError(f"{len(regions)} regions for {len(a)} images")
+    mask = torch.zeros(len(a), 1, *a.shape[-2:])
+    for m, (x0, y0, x1, y1) in zip(mask, regions):
+        m[:, y0:y1, x0:x1] = 1
+    err = (to_unit(a) - to_unit(b)).pow(2) * mask
+    return err.flatten(1).sum(1) / (mask.flatten(1).sum(1) * a.shape[1])
+
+
+def oracle_success(edited: torch.Tensor, original: torch.Tensor, counterfactual: torch.Tensor,
+                   regions: list[tuple[int, int, int, int]] | None = None) -> torch.Tensor:
+    """Per image (bool): the edit is closer (MSE) to the true counterfactual than to the original,
+    inside the attribute's box for local attributes (elsewhere the two agree), else over the image."""
+    return _region_mse(edited, counterfactual, regions) < _region_mse(edited, original, regions)
+
+
+def cf_mse_ratio(edited: torch.Tensor, original: torch.Tensor, counterfactual: torch.Tensor) -> float:
+    """mean MSE(edit, counterfactual) / mean MSE(input, counterfactual): < 1 means the edit moved
+    toward the truth, 0 is a perfect edit, 1 is no better than not editing."""
+    return (mse_per_image(edited, counterfactual).mean() / mse_per_image(original, counterfactual).mean()).item()
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(iter(model.parameters()), torch.empty(0)).device
+
+
+@torch.no_grad()
+def inception_features(x: torch.Tensor, extractor: nn.Module, batch_size: int = 32) -> np.ndarray:
+    """clean-fid's features: images in [-1, 1] quantised to uint8, resized to 299 px with clean-fid's
+    own "clean" resizer (PIL bicubic in float), fed in [0, 255]."""
+    from cleanfid.resize import build_resizer
+
+    resize, dev = build_resizer("clean"), _device(extractor)
+    u8 = (to_unit(x) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
+    for i in range(0, len(u8), batch_size):
+        batch = torch.stack([torch.from_numpy(resize(img)).permute(2, 0, 1) for img in u8[i:i + batch_size]])
+        out.append(extractor(batch.to(dev)).cpu().numpy())
+    return np.concatenate(out)
+
+
+def fid(edited: torch.Tensor, reference: torch.Tensor, extractor: nn.Module | Unavailable,
+        batch_size: int = 32) -> float | Unavailable:
+    """FID (clean-fid's Inception features, our Fréchet distance) between edited images and real
+    images of the opposite class; an absent Inception passes its ``Unavailable`` through."""
+    if isinstance(extractor, Unavailable):
+        return extractor
+    return frechet_distance(inception_features(edited, extractor, batch_size),
+                            inception_features(reference, extractor, batch_size))
+
+
+@torch.no_grad()
+def classifier_features(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """The toy attribute classifier's pooled features (``SmallCNN.embed``), for ``fd_toy``."""
+    dev = _device(model)
+    return torch.cat([model.embed(b.to(dev)).cpu() for b in x.split(batch_size)]).numpy()
+
+
+def metric_models(dataset_kind: str, device: str | torch.device = "cpu", facenet_weights: str | Path | None = None,
+                  inception_weights: str | Path | None = None) -> dict:
+    """The pretrained networks ``domain_metrics`` takes (``lpips``, ``id_embed``, ``inception``), each
+    loaded from local files or ``Unavailable``: ID uses the toy identity encoder on toy presets and
+    facenet (VGGFace2) on real ones."""
+    from .identity import toy_identity_embedder
+    from .metrics import lpips_model
+    from .weights import facenet_embedder, inception_extractor
+
+    id_embed = toy_identity_embedder(device) if dataset_kind == "toy" else facenet_embedder(device, facenet_weights)
+    return dict(lpips=lpips_model(device), id_embed=id_embed, inception=inception_extractor(device, inception_weights))
+
+
+def _with(model, compute: Callable):
+    """A metric computed with ``model``; a missing (None) or ``Unavailable`` model passes through."""
+    return model if model is None or isinstance(model, Unavailable) else compute(model)
+
+
+def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, opposite_real: torch.Tensor,
+                   classifier: nn.Module, original_is_target: bool, lpips: nn.Module | Unavailable | None = None,
+                   id_embed: Callable | Unavailable | None = None, inception: nn.Module | Unavailable | None = None,
+                   counterfactual: torch.Tensor | None = None,
+                   regions: list[tuple[int, int, int, int]] | None = None) -> dict:
+    """One table row for one domain (``"x"``: backgrounds given the attribute, ``original_is_target``
+    False; ``"y"``: targets stripped of it, True). ``opposite_real`` are real images of the class
+    the edits aim at (FID, fd_toy). Passing ``counterfactual`` (toy presets) adds ``oracle_sr``,
+    ``cf_mse_ratio`` and ``fd_toy``; ``regions`` (``toy_regions``) confines oracle SR to a local
+    attribute's box. A network that is ``Unavailable`` (or not given) makes its cell ``unavailable``
+    with the reason in ``row["reasons"]``."""
+    if not len(original) == len(edited) > 0:
+        raise ValueError(f"{domain}: {len(original)} originals and {len(edited)} edited images; need equal, non-zero")
+    row: dict = dict(domain=domain)
+    reasons: dict[str, str] = {}
+
+    def put(name: str, value) -> None:
+        if value is None:
+            value = Unavailable(f"no {name} network was given")
+        if isinstance(value, Unavailable):
+            row[name], reasons[name] = UNAVAILABLE, value.reason
+        else:
+            row[name] = float(value)
+
+    put("lpips", _with(lpips, lambda m: lpips_per_image(m, edited, original).mean()))
+    put("mse", mse_per_image(edited, original).mean())
+    put("psnr", psnr_per_image(edited, original).mean())
+    put("id", _with(id_embed, lambda f: identity_similarity(f, edited, original).mean()))
+    put("fid", _with(inception, lambda m: fid(edited, opposite_real, m)))
+    row["sr"], row["sr_counted"] = edit_success(classifier, original, edited, original_is_target)
+    if counterfactual is not None:
+        put("oracle_sr", oracle_success(edited, original, counterfactual, regions).float().mean())
+        put("cf_mse_ratio", cf_mse_ratio(edited, original, counterfactual))
+        put("fd_toy", frechet_distance(classifier_features(classifier, edited),
+                                       classifier_features(classifier, opposite_real)))
+    row["n"] = len(edited)
+    row["reasons"] = reasons
+    return row
+
+
+def _cell(value, fmt: str) -> str:
+    if isinstance(value, str):
+        return value
+    return "nan" if math.isnan(value) else format(value, fmt)
+
+
+def write_table(rows: list[dict], csv_path: str | Path, md_path: str | Path, title: str,
+                notes: list[str] | tuple[str, ...] = ()) -> str:
+    """Write rows of ``domain_metrics`` as CSV and as a Markdown table laid out like the paper's
+    (one row per domain, arrows for the better direction, footnotes for unavailable metrics and
+    their reasons); returns the Markdown.
+
+    CSV columns: domain; lpips, mse, psnr, id, fid, sr (MSE/PSNR/LPIPS/ID: edited vs its original,
+    pixels in [0, 1]; FID: edited vs real images of the opposite class; SR: Eq. 14 over the
+    ``sr_counted`` images whose original the classifier gets right); on toy presets oracle_sr,
+    cf_mse_ratio, fd_toy; n (edited images); sr_counted; unavailable_reasons (``metric: reason; …``).
+    A metric that could not be computed holds the string ``unavailable``."""
+    metrics = [c for c in COLUMNS[1:] + TOY_COLUMNS if any(c in r for r in rows)]
+    reasons = {r["domain"]: r.get("reasons", {}) for r in rows}
+    table = pd.DataFrame([{c: r.get(c, UNAVAILABLE) for c in ("domain", *metrics, *COUNT_COLUMNS)} for r in rows])
+    table["unavailable_reasons"] = ["; ".join(f"{m}: {why}" for m, why in reasons[r["domain"]].items()) for r in rows]
+    save_dataframe(table, csv_path)
+
+    footnotes: dict[str, int] = {}  # reason → footnote number, shared by cells with the same reason
+    lines = [f"### {title}", "", "| domain | " + " | ".join(HEADERS[m] for m in metrics) + " |",
+             "|---|" + "---:|" * len(metrics)]
+    for r in rows:
+        cells = []
+        for m in metrics:
+            why = reasons[r["domain"]].get(m)
+            if why is None:
+                cells.append(_cell(r.get(m, UNAVAILABLE), FORMATS[m]))
+            else:
+                k = footnotes.setdefault(why, len(footnotes) + 1)
+                cells.append(f"{UNAVAILABLE} [{k}]")
+        lines.append(f"| {DOMAINS.get(r['domain'], r['domain'])} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"[{k}] {text}" for text, k in footnotes.items()]
+    lines += ["", "Images: " + "; ".join(f"{r['domain']} {r['n']} (SR over the {r['sr_counted']} whose original the "
+                                         f"classifier gets right)" for r in rows) + "."]
+    lines += [f"- {n}" for n in notes]
+    md = "\n".join(lines).rstrip() + "\n"
+    write_text(md_path, md)
+    return md

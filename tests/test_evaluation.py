@@ -1,0 +1,207 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from hsep_utils.classifier import swap_success
+from hsep_utils.evaluation import (UNAVAILABLE, cf_mse_ratio, domain_metrics, fid, frechet_distance,
+                                   identity_similarity, oracle_success, toy_regions, write_table)
+from hsep_utils.identity import DEFAULT_FILE, default_encoder_file, toy_identity_embedder, train
+from hsep_utils.metrics import Unavailable, lpips_model
+from hsep_utils.toy import ATTRIBUTES, attribute_region, render, sample_factors
+from hsep_utils.weights import ALEXNET_FILE, FACENET_FILE, INCEPTION_FILE, facenet_embedder, inception_extractor
+
+
+def unit_images(*values, size: int = 4) -> torch.Tensor:
+    """Constant images with pixel value u in [0, 1] (as [-1, 1] tensors)."""
+    return torch.stack([torch.full((3, size, size), 2 * v - 1.0) for v in values])
+
+
+class StubClassifier(nn.Module):
+    """Predicts "target" when an image's top-left pixel is positive; features = channel means."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, 0, 0] + self.bias
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
+
+
+def test_frechet_distance_of_1d_gaussians_by_hand():
+    a, b = np.array([0.0, 2.0]), np.array([1.0, 2.0, 3.0])  # mean 1, var 2 ; mean 2, var 1 (unbiased)
+    assert frechet_distance(a, b) == pytest.approx((1 - 2) ** 2 + 2 + 1 - 2 * math.sqrt(2) * 1, abs=1e-12)
+
+
+def test_frechet_distance_matches_cleanfid_and_survives_rank_deficiency():
+    from cleanfid.fid import frechet_distance as cleanfid_fd
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 5)), rng.normal(1.0, 2.0, size=(300, 5))
+    stats = [(f.mean(0), np.cov(f, rowvar=False)) for f in (a, b)]
+    assert frechet_distance(a, b) == pytest.approx(cleanfid_fd(*stats[0], *stats[1]), rel=1e-8)
+    small = rng.normal(size=(10, 50))  # 10 samples in 50-d: covariance of rank 9
+    assert frechet_distance(small, small) == pytest.approx(0.0, abs=1e-8)
+    d = frechet_distance(small, rng.normal(size=(12, 50)))
+    assert math.isfinite(d) and d > 0
+
+
+def test_identity_similarity_is_the_cosine_of_embeddings():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]]).view(2, 2, 1, 1)
+    b = torch.tensor([[1.0, 1.0], [0.0, -1.0]]).view(2, 2, 1, 1)
+    cos = identity_similarity(lambda x: x.flatten(1), a, b)
+    assert cos.tolist() == pytest.approx([1 / math.sqrt(2), -1.0])
+
+
+def test_oracle_success_on_4x4_images_with_and_without_a_region():
+    original, counterfactual = unit_images(0.0, 0.0), unit_images(1.0, 0.0)
+    counterfactual[1, :, :2, :2] = 1.0  # image 1: the attribute is only in the top-left 2×2 box
+    edited = original.clone()
+    edited[:, :, :2, :2] = 1.0  # both edits paint just the box
+    # image 0: box MSE to cf 0 < to original 1, but over the image 12/16 to cf > 4/16 to original
+    # image 1: cf differs from the original only in the box, where the edit matches it
+    box = [(0, 0, 2, 2), (0, 0, 2, 2)]
+    assert oracle_success(edited, original, counterfactual, box).tolist() == [True, True]
+    assert oracle_success(edited, original, counterfactual).tolist() == [False, True]
+    assert oracle_success(original, original, counterfactual).tolist() == [False, False]
+
+
+def test_cf_mse_ratio_by_hand():
+    original, counterfactual, edited = unit_images(0.0, 0.0), unit_images(1.0, 1.0), unit_images(0.5, 1.0)
+    # MSE(edit, cf) = 0.25, 0 → mean 0.125; MSE(input, cf) = 1, 1 → mean 1
+    assert cf_mse_ratio(edited, original, counterfactual) == pytest.approx(0.125)
+
+
+def test_toy_regions_from_manifest_rows():
+    factors = [sample_factors(0, i) for i in range(3)]
+    rows = pd.DataFrame([f.as_dict() for f in factors])
+    assert toy_regions(rows, "smile", 32) == [attribute_region(f, "smile", 32) for f in factors]
+    assert toy_regions(rows, "age", 32) is None
+    with pytest.raises(ValueError, match="unknown toy attribute"):
+        toy_regions(rows, "hat", 32)
+
+
+def test_sr_counts_only_correctly_classified_originals():
+    clf, BG, TG = StubClassifier(), 0.25, 0.75  # u < 0.5 → predicted background
+    # x: originals bg, bg, bg, tg (misclassified: excluded though its edit "succeeds"); edits tg, bg, tg, tg
+    x_orig, x_edit = unit_images(BG, BG, BG, TG), unit_images(TG, BG, TG, TG)
+    # y: originals tg, tg, bg (misclassified: excluded); edits bg, tg, bg
+    y_orig, y_edit = unit_images(TG, TG, BG), unit_images(BG, TG, BG)
+    x = domain_metrics("x", x_orig, x_edit, y_orig, clf, original_is_target=False)
+    y = domain_metrics("y", y_orig, y_edit, x_orig, clf, original_is_target=True)
+    assert (x["sr"], x["sr_counted"], x["n"]) == (pytest.approx(2 / 3), 3, 4)
+    assert (y["sr"], y["sr_counted"], y["n"]) == (0.5, 2, 3)
+    both = swap_success(clf, x_orig, y_orig, x_edit, y_edit)
+    assert both == dict(sr_add=pytest.approx(2 / 3), sr_remove=0.5, sr=pytest.approx(7 / 12), n_counted=5)
+    none = domain_metrics("x", unit_images(TG), unit_images(TG), y_orig, clf, original_is_target=False)
+    assert math.isnan(none["sr"]) and none["sr_counted"] == 0
+
+
+class StubInception(nn.Module):
+    """Checks clean-fid's input contract (299 px, [0, 255]); features = channel means."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1:] == (3, 299, 299) and x.min() >= -1e-3 and x.max() <= 255 + 1e-3
+        return x.mean((2, 3)) + self.bias
+
+
+def test_fid_uses_the_extractor_features_and_passes_unavailable_through():
+    a, b = unit_images(0.0, 0.2, 0.4, size=8), unit_images(1.0, 0.6, size=8)
+    feats = lambda u: 255 * np.repeat(np.array(u)[:, None], 3, 1)  # noqa: E731  constant images keep their value
+    assert fid(a, b, StubInception()) == pytest.approx(frechet_distance(feats([0, .2, .4]), feats([1, .6])), rel=1e-4)
+    assert fid(a, a, StubInception()) == pytest.approx(0.0, abs=1e-3)
+    missing = Unavailable("FID needs a file")
+    assert fid(a, b, missing) is missing
+
+
+def test_missing_weights_give_the_reason_and_no_number(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    models = dict(lpips=lpips_model(), id_embed=facenet_embedder(), inception=inception_extractor(path=tmp_path))
+    for model, file in zip(models.values(), (ALEXNET_FILE, FACENET_FILE, INCEPTION_FILE)):
+        assert isinstance(model, Unavailable) and file in model.reason and str(tmp_path) in model.reason
+    toy_id = toy_identity_embedder(path=tmp_path / "absent")
+    assert isinstance(toy_id, Unavailable) and "python -m hsep_utils.identity" in toy_id.reason
+    assert str(tmp_path / "absent" / DEFAULT_FILE) in toy_id.reason
+
+    x = unit_images(0.2, 0.3)
+    row = domain_metrics("x", x, x.flip(0), unit_images(0.8, 0.9), StubClassifier(), False, **models)
+    for metric, value in models.items():
+        name = {"lpips": "lpips", "id_embed": "id", "inception": "fid"}[metric]
+        assert row[name] == UNAVAILABLE and row["reasons"][name] == value.reason
+    md = write_table([row], tmp_path / "t.csv", tmp_path / "t.md", "toy", notes=["a note"])
+    table_line = next(line for line in md.splitlines() if line.startswith("| x"))
+    cells = [c.strip() for c in table_line.strip("|").split("|")]
+    assert [c.split(" [")[0] for c in (cells[1], cells[4], cells[5])] == [UNAVAILABLE] * 3
+    for model in models.values():
+        assert model.reason in md
+    csv = pd.read_csv(tmp_path / "t.csv")
+    assert list(csv.loc[0, ["lpips", "id", "fid"]]) == [UNAVAILABLE] * 3
+    assert ALEXNET_FILE in csv.loc[0, "unavailable_reasons"]
+
+
+def test_write_table_layout(tmp_path):
+    rows = [dict(domain=d, lpips=0.2, mse=0.01, psnr=20.0, id=0.9, fid=UNAVAILABLE, sr=s, sr_counted=3, n=4,
+                 reasons=dict(fid="FID needs inception-2015-12-05.pt")) for d, s in (("x", 0.5), ("y", 0.75))]
+    md = write_table(rows, tmp_path / "t.csv", tmp_path / "t.md", "Toy glasses", notes=["x: add; y: remove"])
+    lines = md.splitlines()
+    assert lines[0] == "### Toy glasses"
+    assert lines[2] == "| domain | ↓ LPIPS | ↓ MSE | ↑ PSNR (dB) | ↑ ID | ↓ FID | ↑ SR |"
+    assert lines[4].startswith("| x") and "| 0.200 | 0.0100 | 20.00 | 0.900 | unavailable [1] | 0.500 |" in lines[4]
+    assert "| 0.750 |" in lines[5] and md.count("[1] FID needs inception-2015-12-05.pt") == 1
+    assert (tmp_path / "t.md").read_text() == md
+    csv = pd.read_csv(tmp_path / "t.csv")
+    assert list(csv.columns) == ["domain", "lpips", "mse", "psnr", "id", "fid", "sr", "n", "sr_counted",
+                                 "unavailable_reasons"]
+
+
+def _identity_views(seed: int, n: int) -> torch.Tensor:
+    """n identities, each as (base, each attribute flipped): (n, 5, 3, 32, 32) in [-1, 1]."""
+    arr = np.stack([np.stack([render(f)] + [render(f.flipped(a)) for a in ATTRIBUTES])
+                    for f in (sample_factors(seed, i) for i in range(n))])
+    return torch.from_numpy(arr).permute(0, 1, 4, 2, 3).float().div(127.5).sub(1)
+
+
+def test_committed_identity_encoder_separates_identities_not_attributes():
+    assert default_encoder_file().is_file(), "run python -m hsep_utils.identity and commit its output"
+    embed = toy_identity_embedder()
+    assert not isinstance(embed, Unavailable)
+    views = _identity_views(seed=0, n=6)  # the presets' own identities
+    e = embed(views.flatten(0, 1)).view(6, 5, -1)
+    same = (e[:, :1] * e[:, 1:]).sum(-1)  # each identity vs itself with one attribute flipped
+    diff = e[:, 0] @ e[:, 0].T
+    diff = diff[~torch.eye(6, dtype=torch.bool)]
+    assert same.mean() > diff.mean() + 0.5 and same.min() > diff.max()
+    x = views[:2, 0].clone().requires_grad_(True)  # the ID loss needs gradients at the input
+    embed(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert embed(torch.nn.functional.interpolate(views[:2, 0], size=64)).shape == (2, 64)  # any size
+
+
+def test_toy_domain_row_has_the_toy_columns():
+    bg, cf = _identity_views(seed=0, n=4)[:, 0], _identity_views(seed=0, n=4)[:, 1]
+    rows = pd.DataFrame([sample_factors(0, i).as_dict() for i in range(4)])
+    row = domain_metrics("x", bg, cf, cf, StubClassifier(), False, id_embed=toy_identity_embedder(),
+                         counterfactual=cf, regions=toy_regions(rows, "glasses", 32))
+    assert row["oracle_sr"] == 1.0 and row["cf_mse_ratio"] == 0.0 and row["fd_toy"] == pytest.approx(0, abs=1e-6)
+    assert 0 < row["id"] < 1 and row["reasons"].keys() == {"lpips", "fid"}
+
+
+def test_identity_training_is_deterministic(tmp_path):
+    tiny = dict(n_identities=6, views_per_identity=2, n_val_identities=3, epochs=2, batch_size=4,
+                num_threads=0, progress=False)  # num_threads=0 leaves the test process's threads alone
+    a = train(out=str(tmp_path / "a"), **tiny)
+    b = train(out=str(tmp_path / "b"), **tiny)
+    wa, wb = load_file(a), load_file(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not isinstance(toy_identity_embedder(path=a), Unavailable)
