@@ -89,7 +89,7 @@ def _region_mse(a: torch.Tensor, b: torch.Tensor, regions) -> torch.Tensor:
         return mse_per_image(a, b)
     if len(regions) != len(a):
         raise ValueError(f"{len(regions)} regions for {len(a)} images")
-    mask = torch.zeros(len(a), 1, *a.shape[-2:])
+    mask = torch.zeros(len(a), 1, *a.shape[-2:], device=a.device)
     for m, (x0, y0, x1, y1) in zip(mask, regions):
         m[:, y0:y1, x0:x1] = 1
     err = (to_unit(a) - to_unit(b)).pow(2) * mask
@@ -99,7 +99,8 @@ def _region_mse(a: torch.Tensor, b: torch.Tensor, regions) -> torch.Tensor:
 def oracle_success(edited: torch.Tensor, original: torch.Tensor, counterfactual: torch.Tensor,
                    regions: list[tuple[int, int, int, int]] | None = None) -> torch.Tensor:
     """Per image (bool): the edit is closer (MSE) to the true counterfactual than to the original,
-    inside the attribute's box for local attributes (elsewhere the two agree), else over the image."""
+    inside the attribute's box for local attributes, else over the image. (Outside the box of a toy
+    attribute original and counterfactual agree, so there the box rescales both MSEs alike.)"""
     return _region_mse(edited, counterfactual, regions) < _region_mse(edited, original, regions)
 
 
