@@ -69,7 +69,12 @@ def build_toy_dataset(data_root: str | Path, attribute: str, n_train_per_class: 
         manifest = pd.DataFrame(rows)
         save_dataframe(manifest, tmp / "manifest.csv")
         write_text(tmp / "dataset.json", json.dumps(config, indent=2))
-        tmp.rename(root)
+        try:
+            tmp.rename(root)
+        except OSError:  # another process finished the same dataset first: use theirs if it matches
+            if not (root / "dataset.json").exists() or json.loads((root / "dataset.json").read_text()) != config:
+                raise
+            return read_manifest(root), root
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

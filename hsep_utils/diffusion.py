@@ -9,6 +9,7 @@ reconstruction, so we do not use it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,22 +168,39 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     raise FileNotFoundError(f"base model directory {p} does not exist. {_GET_IT}")
 
 
-def load_diffusion(name_or_path: str | Path, device: str | torch.device = "cpu",
-                   dtype: torch.dtype = torch.float32) -> Diffusion:
-    """Load a frozen UNet2DModel and its noise schedule, strictly offline."""
-    from diffusers import DDPMScheduler, UNet2DModel
-
+def model_files(name_or_path: str | Path) -> tuple[Path, Path, Path]:
+    """(U-Net folder, weights file, scheduler config) of a local or cached model, checked."""
     root = resolve_model_dir(name_or_path)
     unet_dir = next((d for d in (root / "unet", root) if (d / "config.json").exists()), None)
     if unet_dir is None:
         raise FileNotFoundError(f"{root} has no config.json (looked in {root} and {root / 'unet'}). {_GET_IT}")
-    if not any((unet_dir / w).exists() for w in _WEIGHT_FILES):
+    weights = next((unet_dir / w for w in _WEIGHT_FILES if (unet_dir / w).exists()), None)
+    if weights is None:
         raise FileNotFoundError(f"{unet_dir} has config.json but no weights ({' or '.join(_WEIGHT_FILES)}). {_GET_IT}")
     sched_file = next((f for f in (root / "scheduler" / "scheduler_config.json", root / "scheduler_config.json")
                        if f.exists()), None)
     if sched_file is None:
         raise FileNotFoundError(f"{root} has no scheduler_config.json (looked in {root} and {root / 'scheduler'}). "
                                 f"{_GET_IT}")
+    return unet_dir, weights, sched_file
+
+
+def model_fingerprint(name_or_path: str | Path) -> str:
+    """A short hash of the model's weights and schedule: caches of its outputs are keyed by it, so
+    retraining a model at the same path never reuses stale inversions."""
+    h = hashlib.sha1()
+    for f in model_files(name_or_path):
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def load_diffusion(name_or_path: str | Path, device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32) -> Diffusion:
+    """Load a frozen UNet2DModel and its noise schedule, strictly offline."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    unet_dir, _, sched_file = model_files(name_or_path)
     unet = UNet2DModel.from_pretrained(unet_dir, local_files_only=True, torch_dtype=dtype)
     sched = DDPMScheduler.from_config(json.loads(sched_file.read_text()))
     return Diffusion(unet.to(device), sched.alphas_cumprod, source=str(name_or_path))

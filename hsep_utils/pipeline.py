@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .classifier import predict, swap_success, train_classifier
 from .datasets import CLASSES, load_images, prepare_dataset
@@ -16,6 +17,7 @@ from .diffusion import Diffusion
 from .edit import swap_salient
 from .io import save_figure, save_torch
 from .losses import LOSS_TERMS
+from .metrics import Unavailable
 from .mapping import MappingNetwork
 from .train import InversionCache, TrainConfig, train_mapping
 
@@ -97,11 +99,13 @@ def train_config(params: dict) -> TrainConfig:
 
 def inversion_dir(params: dict) -> Path:
     """Where inversions of this preset's images by this base model are cached (``cache/inversions``)."""
+    from .diffusion import model_fingerprint
     from .presets import repo_path
 
     _, dataset_dir = prepare_dataset(params, progress=False)
     recorded = (dataset_dir / "dataset.json").read_text() if (dataset_dir / "dataset.json").exists() else ""
-    key = hashlib.sha1(f"{params['base_model']}|{dataset_dir}|{recorded}".encode()).hexdigest()[:12]
+    model = model_fingerprint(repo_path(params["base_model"]))
+    key = hashlib.sha1(f"{model}|{dataset_dir}|{recorded}".encode()).hexdigest()[:12]
     return repo_path("cache") / "inversions" / f"{dataset_dir.name}-{key}"
 
 
@@ -167,19 +171,110 @@ def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     return grids
 
 
-def image_term_models(cfg: TrainConfig, device) -> tuple[TrainConfig, object, object]:
-    """The LPIPS and identity models the image terms need; a term whose weights are absent is
-    switched off (λ = 0, recorded in the run's config) with one warning naming the file to place."""
+def image_term_models(cfg: TrainConfig, device, params: dict | None = None,
+                      models: dict | None = None) -> tuple[TrainConfig, object, object]:
+    """The LPIPS and identity models the image terms need (identity: the toy identity encoder on toy
+    presets, facenet-pytorch vggface2 on the others); a term whose weights are absent is switched
+    off (λ = 0, recorded in the run's config) with one warning naming the file to place. ``models``:
+    the networks of ``evaluation.metric_models``, when already loaded."""
     import warnings
 
-    from .metrics import Unavailable, lpips_model
+    models = models or metric_models(params or {"dataset_kind": "toy"}, device)
+    lambdas, found = dict(cfg.lambdas), {}
+    for term, key in (("lpips", "lpips"), ("id", "id_embed")):
+        model = models[key] if lambdas[term] > 0 else None
+        if isinstance(model, Unavailable):
+            warnings.warn(f"{term.upper()} loss term off: {model.reason}", stacklevel=1)
+            lambdas[term], model = 0.0, None
+        found[term] = model
+    return replace(cfg, lambdas=lambdas), found["lpips"], found["id"]
 
-    lambdas = dict(cfg.lambdas)
-    lpips = lpips_model(device) if lambdas["lpips"] > 0 else None
-    if isinstance(lpips, Unavailable):
-        warnings.warn(f"LPIPS loss term off: {lpips.reason}", stacklevel=1)
-        lambdas["lpips"], lpips = 0.0, None
-    if lambdas["id"] > 0:
-        warnings.warn("ID loss term off: no identity encoder is available for this preset yet", stacklevel=1)
-        lambdas["id"] = 0.0
-    return replace(cfg, lambdas=lambdas), lpips, None
+
+def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
+                      params: dict, classifier, models: dict, n: int | None = None) -> list[dict]:
+    """Tables 1–4: one ``evaluation.domain_metrics`` row per domain for the first ``n`` test images of
+    each class — x: backgrounds given the paired target's S, y: targets given S = 0 — with, on toy
+    presets, the true counterfactuals (oracle SR, counterfactual MSE ratio, fd_toy)."""
+    from .datasets import toy_counterfactuals
+    from .evaluation import domain_metrics, toy_regions
+
+    bg, tg = data["test_bg"], data["test_tg"]
+    n = min(len(bg.x), len(tg.x)) if n is None else min(n, len(bg.x), len(tg.x))
+    added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n)
+    rows = []
+    for domain, split, edited, opposite, is_target in (("x", bg, added, tg, False), ("y", tg, removed, bg, True)):
+        toy = {}
+        if params["dataset_kind"] == "toy":
+            head = split.rows.head(n)
+            toy = dict(counterfactual=toy_counterfactuals(head, params["attribute"], split.x.shape[-1]),
+                       regions=toy_regions(head, params["attribute"], split.x.shape[-1]))
+        rows.append(domain_metrics(domain, split.x[:n], edited, opposite.x, classifier, is_target,
+                                   models["lpips"], models["id_embed"], models["inception"], **toy))
+    return rows
+
+
+ABLATION_GRID = dict(t_edit=(400, 0), arch=("a", "b", "c", "d"), depth=(8, 12))
+"""Tables 5–12 of the paper: every architecture × depth, for each editing interval."""
+
+
+def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, classifier, models: dict,
+                   out_dir: str | Path, grid: dict = ABLATION_GRID, progress: bool = True) -> pd.DataFrame:
+    """Train and evaluate one mapping network per (t_edit, arch, depth) of ``grid`` with the
+    preset's ablation budget (``ablation_batches`` batches, ``n_ablation_images`` test images per
+    domain). Every configuration reuses the preset's cached inversions; a finished configuration
+    (its ``rows.json``) is read back instead of retrained, an interrupted one resumes. ``models``:
+    ``evaluation.metric_models`` (the metrics' networks, also the LPIPS / ID loss terms'). Returns
+    the long table: one row per configuration and domain."""
+    import itertools
+    import json
+
+    from .io import write_text
+
+    out_dir = Path(out_dir)
+    cache_dir = inversion_dir(params)
+    cache = InversionCache(diffusion, params["ddim_steps"], cache_dir)
+    rows = []
+    configs = list(itertools.product(grid["t_edit"], grid["arch"], grid["depth"]))
+    for t_edit, arch, depth in tqdm(configs, desc="ablation", disable=not progress):
+        run = out_dir / f"t{t_edit}-{arch}-d{depth}"
+        done = run / "rows.json"
+        if not done.exists():
+            p = {**params, "t_edit": t_edit, "arch": arch, "depth": depth,
+                 "train_batches": params["ablation_batches"], "validate_every": 0}
+            cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, models)
+            net = train_preset(diffusion, data, cfg, run, classifier, cache_dir, lpips, id_embed, progress=False)
+            found = quantitative_rows(diffusion, net, cache, data, p, classifier, models, params["n_ablation_images"])
+            write_text(done, json.dumps(found, indent=1))
+        rows += [{"t_edit": t_edit, "arch": arch, "depth": depth, **r} for r in json.loads(done.read_text())]
+    return pd.DataFrame(rows)
+
+
+def write_ablation_tables(table: pd.DataFrame, tables_dir: str | Path, preset: str) -> dict[int, str]:
+    """``ablation.csv`` (columns t_edit, arch, depth, then ``evaluation.write_table``'s) and, per
+    t_edit, ``ablation_t<t>.md`` laid out like the paper's Tables 5–12; returns the Markdown."""
+    from .evaluation import write_table
+    from .io import save_dataframe
+
+    tables_dir = Path(tables_dir)
+    out, parts = {}, []
+    for t_edit, group in table.groupby("t_edit", sort=False):
+        rows = [{**r, "domain": f"({r['arch']}) depth {r['depth']}, {r['domain']}"} for r in group.to_dict("records")]
+        out[t_edit] = write_table(rows, tables_dir / f"ablation_t{t_edit}.csv", tables_dir / f"ablation_t{t_edit}.md",
+                                  f"{preset}: ablation, t_edit = {t_edit}")
+        part = pd.read_csv(tables_dir / f"ablation_t{t_edit}.csv")
+        part.insert(0, "t_edit", t_edit), part.insert(1, "arch", group["arch"].values)
+        part.insert(2, "depth", group["depth"].values)
+        part["domain"] = group["domain"].values
+        parts.append(part)
+        (tables_dir / f"ablation_t{t_edit}.csv").unlink()
+    save_dataframe(pd.concat(parts, ignore_index=True), tables_dir / "ablation.csv")
+    return out
+
+
+def metric_models(params: dict, device) -> dict:
+    """``evaluation.metric_models`` for a preset: weight paths in the preset are relative to the repository."""
+    from .evaluation import metric_models as load
+    from .presets import repo_path
+
+    paths = {k: repo_path(params[k]) if params.get(k) else None for k in ("facenet_weights", "inception_weights")}
+    return load(params["dataset_kind"], device, paths["facenet_weights"], paths["inception_weights"])

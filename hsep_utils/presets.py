@@ -16,15 +16,18 @@ PARAMS_DIR = REPO_ROOT / "params"
 SCALES: dict[str, dict] = {
     # seconds: the notebook tests
     "smoke": dict(n_train_per_class=8, n_test_per_class=4, n_recon_images=4, hspace_steps=[5, 10],
-                  n_val_per_class=2, ddim_steps=5, batch_per_class=2, train_batches=2, n_edit_images=4, validate_every=0),
+                  n_val_per_class=2, ddim_steps=5, batch_per_class=2, train_batches=2, n_edit_images=4, validate_every=0,
+                  ablation_batches=1, n_ablation_images=2),
     # what the default reproduction affords on a 2-core CPU (about 8 minutes of mapping-network training)
     "default": dict(n_train_per_class=1000, n_test_per_class=128, n_recon_images=64,
                     hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=16, ddim_steps=20, batch_per_class=8,
-                    train_batches=80, n_edit_images=64, validate_every=20),
+                    train_batches=80, n_edit_images=64, validate_every=20,
+                    ablation_batches=10, n_ablation_images=32),
     # the paper's sizes (10k/10k train, 3.5k/3.5k test), one full epoch
     "full": dict(n_train_per_class=10000, n_test_per_class=3500, n_recon_images=256,
                  hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=100, ddim_steps=40, batch_per_class=8,
-                 train_batches=None, n_edit_images=1000, validate_every=250),
+                 train_batches=None, n_edit_images=1000, validate_every=250,
+                 ablation_batches=500, n_ablation_images=256),
 }
 
 PRESET_KEYS: dict[str, str] = {
@@ -59,6 +62,7 @@ PRESET_KEYS: dict[str, str] = {
     "test_fraction": "folders without test folders: share of each class held out (default 0.2)",
     "facenet_weights": "ID: facenet-pytorch vggface2 file or its folder (None: the torch cache)",
     "inception_weights": "FID: clean-fid inception-2015-12-05.pt or its folder (None: clean-fid's cache)",
+    "ablation_grid": "notebook 05: {t_edit: [...], arch: [...], depth: [...]}; None: the paper's full grid",
     **{k: "overrides the scale's value" for k in SCALES["default"]},
 }
 

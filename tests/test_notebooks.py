@@ -64,6 +64,30 @@ def test_03_qualitative_grids(smoke):
     assert (out / "qualitative_remove.png").exists() and (out / "salient_strength.png").exists()
 
 
+TABLE_COLUMNS = ["domain", "lpips", "mse", "psnr", "id", "fid", "sr", "oracle_sr", "cf_mse_ratio", "fd_toy"]
+
+
+def test_04_quantitative_tables(smoke):
+    out = run("04_quantitative_tables.ipynb", *smoke)
+    t = pd.read_csv(out / "tables" / "quantitative.csv")
+    assert list(t.columns[:len(TABLE_COLUMNS)]) == TABLE_COLUMNS and list(t["domain"]) == ["x", "y"]
+    assert t["mse"].astype(float).gt(0).all() and t["id"].astype(float).between(-1, 1).all()
+    md = (out / "tables" / "quantitative.md").read_text()
+    assert "unavailable" in md and "alexnet-owt-7be5be79.pth" in md  # LPIPS weights absent here: named, no number
+    assert set(t["lpips"]) == {"unavailable"}
+
+
+def test_05_ablation_tables(smoke):
+    root, params = smoke
+    grid = {"t_edit": [400, 0], "arch": ["a", "d"], "depth": [8]}
+    out = run("05_ablation_tables.ipynb", root, {**params, "ablation_grid": grid})
+    t = pd.read_csv(out / "tables" / "ablation.csv")
+    assert list(t.columns[:4]) == ["t_edit", "arch", "depth", "domain"] and set(TABLE_COLUMNS) <= set(t.columns)
+    assert len(t) == 2 * 2 * 2  # t_edit × arch × domain
+    assert (out / "tables" / "ablation_t400.md").exists() and (out / "tables" / "ablation_t0.md").exists()
+    assert (out / "ablation" / "t0-d-d8" / "rows.json").exists()
+
+
 def test_runner_writes_no_machine_paths(tmp_path):
     from hsep_utils.presets import REPO_ROOT
     from hsep_utils.reproduce import relative_paths
