@@ -6,9 +6,12 @@ run the same from JupyterLab, papermill or the batch runner.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
+
+from .toy import ATTRIBUTES as TOY_ATTRIBUTES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_DIR = REPO_ROOT / "params"
@@ -17,17 +20,18 @@ SCALES: dict[str, dict] = {
     # seconds: the notebook tests
     "smoke": dict(n_train_per_class=8, n_test_per_class=4, n_recon_images=4, hspace_steps=[5, 10],
                   n_val_per_class=2, ddim_steps=5, batch_per_class=2, train_batches=2, n_edit_images=4, validate_every=0,
-                  ablation_batches=1, n_ablation_images=2),
+                  ablation_batches=1, n_ablation_images=2,
+                  ablation_grid=dict(t_edit=[400, 0], arch=["a"], depth=[8])),
     # what the default reproduction affords on a 2-core CPU (about 8 minutes of mapping-network training)
     "default": dict(n_train_per_class=1000, n_test_per_class=128, n_recon_images=64,
                     hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=16, ddim_steps=20, batch_per_class=8,
                     train_batches=80, n_edit_images=64, validate_every=20,
-                    ablation_batches=10, n_ablation_images=32),
+                    ablation_batches=10, n_ablation_images=32, ablation_grid=None),
     # the paper's sizes (10k/10k train, 3.5k/3.5k test), one full epoch
     "full": dict(n_train_per_class=10000, n_test_per_class=3500, n_recon_images=256,
                  hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=100, ddim_steps=40, batch_per_class=8,
                  train_batches=None, n_edit_images=1000, validate_every=250,
-                 ablation_batches=500, n_ablation_images=256),
+                 ablation_batches=500, n_ablation_images=256, ablation_grid=None),
 }
 
 PRESET_KEYS: dict[str, str] = {
@@ -67,6 +71,15 @@ PRESET_KEYS: dict[str, str] = {
 }
 
 
+CHOICES: dict[str, tuple] = dict(dataset_kind=("toy", "ffhq", "celebahq", "folders"), arch=("a", "b", "c", "d"))
+
+NUMBER_KEYS: dict[str, type | tuple] = {
+    **{k: int for k in ("image_size", "seed", "depth", "t_edit", "epochs")},
+    **{k: int for k, v in SCALES["default"].items() if isinstance(v, int)},
+    **{k: (int, float) for k in ("lr", "kl_temperature", "common_adversary", "test_fraction")},
+}
+
+
 def known_presets() -> list[str]:
     return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
 
@@ -97,6 +110,18 @@ def load_preset(name_or_path: str | Path) -> dict:
         raise ValueError(f"{path}: unknown keys {unknown}. Allowed keys:\n{allowed}")
     if params.get("scale", "default") not in SCALES:
         raise ValueError(f"{path}: scale {params['scale']!r} is not one of {list(SCALES)}")
+    if "preset" not in params:  # a notebook would fall back to its default name and overwrite results/toy-glasses/
+        raise ValueError(f"{path} lacks the key 'preset' ({PRESET_KEYS['preset']}): add e.g. `preset: {path.stem}`")
+    for key, allowed in CHOICES.items():
+        if key in params and params[key] not in allowed:
+            raise ValueError(f"{path}: {key} {params[key]!r} is not one of {list(allowed)}")
+    if params.get("dataset_kind", "toy") == "toy" and params.get("attribute", "glasses") not in TOY_ATTRIBUTES:
+        raise ValueError(f"{path}: toy attribute {params['attribute']!r} is not one of {list(TOY_ATTRIBUTES)}")
+    for key, kind in NUMBER_KEYS.items():
+        value = params.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            name = "an integer" if kind is int else "a number"
+            raise ValueError(f"{path}: {key} must be {name} ({PRESET_KEYS[key]}), got {value!r}")
     return params
 
 
@@ -120,9 +145,21 @@ def results_dir(params: dict) -> Path:
     return d
 
 
+SMOKE_ENV = "HSEP_SMOKE_DIR"
+"""Set to a folder, it turns every notebook into a smoke run writing there (nbval in CI)."""
+
+
 def from_namespace(ns: dict) -> dict:
-    """The preset keys of a notebook's namespace (its parameters cell), sizes filled from the scale."""
-    return with_scale({k: ns[k] for k in PRESET_KEYS if k in ns})
+    """The preset keys of a notebook's namespace (its parameters cell), sizes filled from the scale.
+    With the environment variable ``HSEP_SMOKE_DIR`` set, the run is switched to the smoke scale and
+    its data and results go to that folder, so executing the committed notebooks as they are
+    (nbval) stays short and leaves ``results/`` alone."""
+    params = {k: ns[k] for k in PRESET_KEYS if k in ns}
+    smoke = os.environ.get(SMOKE_ENV)
+    if smoke:
+        params = {k: v for k, v in params.items() if k not in SCALES["smoke"]}
+        params.update(scale="smoke", data_root=f"{smoke}/data", results_root=f"{smoke}/results")
+    return with_scale(params)
 
 
 def device_of(params: dict) -> str:

@@ -2,13 +2,17 @@
 
     python -m hsep_utils.reproduce                       # the default preset, toy-glasses
     python -m hsep_utils.reproduce --preset toy-smile -p scale smoke
+    python -m hsep_utils.reproduce --preset all-toy --resume   # every toy preset, skipping finished notebooks
 
 Executed notebooks, figures and tables go to ``results/<preset>/``. The run stops at the first
-failing notebook and names the partially executed copy.
+failing notebook and names the partially executed copy. ``--resume`` skips a notebook whose
+executed copy finished without error, with the same parameters, after the notebook and the preset
+file were last changed.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -19,12 +23,44 @@ from .presets import REPO_ROOT, load_preset, preset_path, repo_path
 
 DEFAULT_PRESET = "toy-glasses"
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-PLANNED = ("00_dataset_split", "01_hspace_reconstruction_steps", "02_train_mapping_network",
-           "03_qualitative_grids", "04_quantitative_tables", "05_ablation_tables")
 
 
-def notebooks() -> list[Path]:
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks, or those whose number or name is in ``only``."""
+    nbs = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        unknown = [o for o in only if not any(n.stem == o or n.stem[:2] == o for n in nbs)]
+        if unknown:
+            raise ValueError(f"unknown notebooks {unknown}; known: {', '.join(n.stem for n in nbs)}")
+        nbs = [n for n in nbs if n.stem in only or n.stem[:2] in only]
+    return nbs
+
+
+def expand_presets(names: list[str]) -> list[str]:
+    """Preset names with ``all-toy`` / ``all`` expanded to the matching presets in ``params/``."""
+    from .presets import known_presets
+
+    out = []
+    for name in names:
+        if name == "all-toy":
+            out += [p for p in known_presets() if p.startswith("toy-")]
+        elif name == "all":
+            out += known_presets()
+        else:
+            out.append(name)
+    return out
+
+
+def finished(executed: Path, source: Path, params_file: Path, params: dict) -> bool:
+    """True when ``executed`` ran to the end without error, with ``params``, after ``source`` and
+    ``params_file`` were last changed: ``--resume`` skips it."""
+    if not executed.exists() or executed.stat().st_mtime < max(source.stat().st_mtime, params_file.stat().st_mtime):
+        return False
+    try:
+        meta = json.loads(executed.read_text())["metadata"].get("papermill", {})
+    except (json.JSONDecodeError, KeyError):
+        return False
+    return meta.get("exception") is None and meta.get("end_time") is not None and meta.get("parameters") == params
 
 
 def relative_paths(notebook: Path) -> None:
@@ -36,19 +72,23 @@ def relative_paths(notebook: Path) -> None:
     write_text(notebook, text.replace(str(REPO_ROOT) + "/", ""))
 
 
-def run_preset(preset: str, overrides: dict | None = None, log=print) -> Path:
-    """Execute every notebook for ``preset``; returns its results folder."""
+def run_preset(preset: str, overrides: dict | None = None, log=print, resume: bool = False,
+               only: list[str] | None = None) -> Path:
+    """Execute every notebook (or those in ``only``) for ``preset``; returns its results folder."""
     import papermill as pm
 
     params = {**load_preset(preset), **(overrides or {})}
     out = repo_path(params.get("results_root", "results")) / params["preset"]
     out.mkdir(parents=True, exist_ok=True)
-    nbs = notebooks()
-    missing = [n for n in PLANNED if not (NOTEBOOK_DIR / f"{n}.ipynb").exists()]
-    log(f"[{params['preset']}] running {', '.join(n.stem for n in nbs)} with {preset_path(preset).name}"
-        + (f"; not in the repository yet: {', '.join(missing)}" if missing else ""))
+    nbs = notebooks(only)
+    log(f"[{params['preset']}] running {', '.join(n.stem for n in nbs)} with {preset_path(preset).name}")
     for nb in nbs:
         target, t0 = out / nb.name, time.time()
+        if resume and finished(target, nb, preset_path(preset), params):  # later notebooks read earlier outputs:
+            # once one reruns, the rest rerun too (resume is switched off below)
+            log(f"[{params['preset']}] {nb.name} finished earlier with these parameters: skipped (--resume)")
+            continue
+        resume = False
         log(f"[{params['preset']}] {nb.name} ...")
         try:
             pm.execute_notebook(str(nb), str(target), parameters=params, cwd=str(NOTEBOOK_DIR), progress_bar=False,
@@ -63,14 +103,17 @@ def run_preset(preset: str, overrides: dict | None = None, log=print) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", action="append", help=f"preset name or params YAML (repeatable; default {DEFAULT_PRESET})")
+    ap.add_argument("--preset", action="append",
+                    help=f"preset name, all-toy, all, or a params YAML (repeatable; default {DEFAULT_PRESET})")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="override one parameter (VALUE parsed as YAML)")
+    ap.add_argument("--resume", action="store_true", help="skip notebooks that finished earlier with the same parameters")
+    ap.add_argument("--notebooks", nargs="+", metavar="NN", help="run only these notebooks (numbers or names)")
     args = ap.parse_args(argv)
     overrides = {k: yaml.safe_load(v) for k, v in args.param}
     try:
-        for preset in args.preset or [DEFAULT_PRESET]:
-            print(f"results: {run_preset(preset, overrides)}")
+        for preset in expand_presets(args.preset or [DEFAULT_PRESET]):
+            print(f"results: {run_preset(preset, overrides, resume=args.resume, only=args.notebooks)}")
     except (RuntimeError, FileNotFoundError, ValueError) as e:
         print(f"reproduce: {e}", file=sys.stderr)
         return 1
