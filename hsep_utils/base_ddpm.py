@@ -154,6 +154,7 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
     alphas = sched.alphas_cumprod.to(dev)
     ema_params, params = list(ema.parameters()), list(unet.parameters())
     rows = _read_log(log_path, upto=step)
+    saved = step  # the step of the checkpoint on disk (0: none)
     unet.train()
     bar = tqdm(total=cfg["steps"], initial=step, desc="train base DDPM", mininterval=10)
     t0 = time.time() - elapsed
@@ -169,6 +170,11 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)
         loss = F.mse_loss(predict_noise(unet, xt, t, None if keep is None else keep.to(dev)), noise)
+        if not torch.isfinite(loss):
+            kept = f"{ckpt_path} (step {saved}) is kept" if saved else "no checkpoint was written yet"
+            raise FloatingPointError(f"non-finite loss {loss.item()} (noise MSE) at step {step + 1}: stopped before "
+                                     f"the optimiser step; {kept}. Lower lr (now {_lr_at(step, cfg):g}) or check the "
+                                     f"training images for NaN/inf, then run again: it resumes from the checkpoint")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -184,11 +190,12 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
             save_torch(dict(unet=unet.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), step=step,
                             elapsed=time.time() - t0, arch=arch, config=_jsonable(cfg)), ckpt_path)
             _write_log(log_path, rows)
+            saved = step
     bar.close()
 
     final = out / "unet"
-    ema.to("cpu").save_pretrained(final, safe_serialization=True)
-    build_scheduler().save_pretrained(out / "scheduler")
+    _save_pretrained_atomic(ema.to("cpu"), final, safe_serialization=True)
+    _save_pretrained_atomic(build_scheduler(), out / "scheduler")
     save_loss_curve(log_path, out / "loss_curve.png")
     save_samples(out, out / "samples.png", n=cfg["n_samples"], n_steps=100, seed=cfg["seed"], device=dev)
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -226,6 +233,23 @@ def save_samples(model_dir: Path, png: Path, n: int = 64, n_steps: int = 100, se
     xT = torch.randn(n, 3, d.sample_size, d.sample_size, generator=torch.Generator().manual_seed(seed))
     x0 = torch.cat([d.generate(b, n_steps).cpu() for b in xT.split(32)])
     save_grid(list(x0.split(8)), png, scale=2)
+
+
+def _save_pretrained_atomic(obj, folder: Path, **kwargs) -> None:
+    """``save_pretrained`` into a temporary folder renamed over ``folder``: a kill never leaves half a model."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp.chmod(0o755)  # mkdtemp makes 0700; a model folder is meant to be read by others
+    try:
+        obj.save_pretrained(tmp, **kwargs)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def _jsonable(cfg: dict) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -108,14 +109,41 @@ def split_counts(manifest: pd.DataFrame) -> pd.DataFrame:
     return g.size().rename("images").to_frame().join(g["identity"].nunique().rename("identities")).reset_index()
 
 
+def to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
+    """8-bit RGB, and what the conversion did (None: the image was RGB already). 16-bit images are
+    scaled to 8 bits (PIL's own conversion saturates them to white); alpha is dropped."""
+    if img.mode == "RGB":
+        return img, None
+    if img.mode.startswith("I"):  # 16-bit (I;16, I;16B) or 32-bit integer grayscale
+        arr = np.asarray(img).astype(np.int64)
+        arr = arr >> 8 if img.mode.startswith("I;16") or arr.max() > 255 else arr
+        return Image.fromarray(arr.clip(0, 255).astype(np.uint8)).convert("RGB"), f"{img.mode} (16-bit) scaled to 8-bit RGB"
+    what = {"L": "grayscale", "LA": "grayscale with alpha", "RGBA": "RGBA", "P": "palette", "PA": "palette with alpha",
+            "CMYK": "CMYK", "1": "1-bit"}.get(img.mode, img.mode)
+    note = f"{what} converted to RGB" + (" (alpha dropped)" if "A" in img.mode else "")
+    return img.convert("RGB"), note
+
+
 def load_images(dataset_dir: str | Path, files, size: int | None = None) -> torch.Tensor:
-    """Images as a float tensor (N, 3, H, W) in [-1, 1]; resized to ``size`` when given."""
-    out = []
+    """Images as a float tensor (N, 3, H, W) in [-1, 1]; resized to ``size`` when given (said once,
+    in one warning, with the number of images concerned)."""
+    out, resized = [], []
     for f in files:
-        img = Image.open(Path(dataset_dir) / f).convert("RGB")
+        path = Path(dataset_dir) / f
+        try:
+            with Image.open(path) as im:
+                im.load()
+                img, _ = to_rgb(im)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise ValueError(f"{path} is not a readable image ({type(e).__name__}: {e}): rebuild the dataset "
+                             f"(delete {Path(dataset_dir)} and run notebook 00 again)") from None
         if size is not None and img.size != (size, size):
+            resized.append(f"{path} ({img.size[0]}×{img.size[1]})")
             img = img.resize((size, size), Image.BICUBIC)
         out.append(np.asarray(img))
+    if resized:
+        warnings.warn(f"{len(resized)} of {len(out)} images in {dataset_dir} are not {size}×{size} px (e.g. "
+                      f"{resized[0]}): resized (bicubic)", stacklevel=2)
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 

@@ -200,7 +200,13 @@ def load_diffusion(name_or_path: str | Path, device: str | torch.device = "cpu",
     """Load a frozen UNet2DModel and its noise schedule, strictly offline."""
     from diffusers import DDPMScheduler, UNet2DModel
 
-    unet_dir, _, sched_file = model_files(name_or_path)
-    unet = UNet2DModel.from_pretrained(unet_dir, local_files_only=True, torch_dtype=dtype)
+    unet_dir, weights, sched_file = model_files(name_or_path)
+    try:
+        unet = UNet2DModel.from_pretrained(unet_dir, local_files_only=True, torch_dtype=dtype)
+    except (ValueError, RuntimeError, OSError) as e:  # weights of another architecture, or a truncated file
+        detail = str(e).split(". If you want", 1)[0].replace("Cannot load  because ", "")  # drop diffusers' bad advice
+        raise ValueError(f"{weights} does not load with {unet_dir / 'config.json'} ({type(e).__name__}: {detail}): "
+                         f"the file is truncated or corrupt, or the weights and the config come from different "
+                         f"models; put the config.json and weights saved together there. {_GET_IT}") from None
     sched = DDPMScheduler.from_config(json.loads(sched_file.read_text()))
     return Diffusion(unet.to(device), sched.alphas_cumprod, source=str(name_or_path))

@@ -30,7 +30,7 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .datasets import CLASSES, MANIFEST_COLUMNS, SPLITS, read_manifest, split_counts
+from .datasets import CLASSES, MANIFEST_COLUMNS, SPLITS, read_manifest, split_counts, to_rgb
 from .io import save_dataframe, save_image, write_text
 from .presets import SCALES, repo_path
 
@@ -205,16 +205,24 @@ def celebahq_labels(table: pd.DataFrame, attribute: str, path: str | Path = "ann
 
 # ------------------------------------------------------------------------------------------ folders
 
-def folder_images(folder: str | Path) -> list[Path]:
-    """Every image under ``folder`` (recursively), sorted; an empty or missing folder is an error."""
+def folder_images(folder: str | Path, counted: Counted | None = None) -> list[Path]:
+    """Every image under ``folder`` (recursively), sorted; an empty or missing folder is an error.
+    Files of other types are left out, counted in ``counted`` when given."""
     folder = _require(Path(folder), "image folder", "check the path")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    found = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if counted is not None:
+        for p in found:
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
+                counted.add("not an image file, left out", p)
     if not files:
-        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}): put the class's images "
+                         f"there or point the preset at the right folder")
     return files
 
 
-def folders_labels(background_dir, target_dir, background_test_dir=None, target_test_dir=None) -> pd.DataFrame:
+def folders_labels(background_dir, target_dir, background_test_dir=None, target_test_dir=None,
+                   counted: Counted | None = None) -> pd.DataFrame:
     """Labels table of the bring-your-own layout; test folders, when given, fix the split."""
     if (background_test_dir is None) != (target_test_dir is None):
         raise ValueError("give both background_test_dir and target_test_dir, or neither (then test_fraction splits)")
@@ -231,7 +239,7 @@ def folders_labels(background_dir, target_dir, background_test_dir=None, target_
     for (d, cls, split), root in zip(given, dirs):
         role = cls if split is None else f"{cls}_{split}"
         rows += [dict(id=f"{role}/{p.relative_to(root).as_posix()}", source=p, label=cls, split=split)
-                 for p in folder_images(root)]
+                 for p in folder_images(root, counted)]
     return pd.DataFrame(rows)
 
 
@@ -286,21 +294,28 @@ def _slug(image_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(image_id))
 
 
-def resize_image(src: Path, dst: Path, size: int) -> Path:
-    """Centre-crop to a square and resize to ``size`` (Lanczos), once: an existing ``dst`` is kept."""
+def resize_image(src: Path, dst: Path, size: int) -> list[str]:
+    """Convert to 8-bit RGB, centre-crop to a square and resize to ``size`` (Lanczos), once: an
+    existing ``dst`` is kept. Returns what was done to the image (reasons for the one report)."""
     if dst.exists():
-        return dst
+        return []
     try:
         with Image.open(src) as im:
-            im = im.convert("RGB")
+            im.load()
+            im, converted = to_rgb(im)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"{src} is not a readable image ({type(e).__name__}: {e}): replace it or remove it "
                          f"from the dataset") from None
+    notes = [converted] if converted else []
     w, h = im.size
     s = min(w, h)
+    if w != h:
+        notes.append("not square, centre-cropped")
+    if s != size:
+        notes.append(f"resized to {size}×{size} px")
     im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
     save_image(np.asarray(im.resize((size, size), Image.LANCZOS)), dst)
-    return dst
+    return notes
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -330,8 +345,15 @@ def build_real_dataset(rows: pd.DataFrame, report: dict, config: dict, root: Pat
         raise ValueError(f"two images map to the same cached file {clash.iloc[0]}: rename one of them")
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        list(tqdm(pool.map(resize_image, rows["source"], rows["cached"], [config["size"]] * len(rows)),
-                  total=len(rows), desc=f"resize to {config['size']} px", disable=not progress, mininterval=5))
+        notes = list(tqdm(pool.map(resize_image, rows["source"], rows["cached"], [config["size"]] * len(rows)),
+                          total=len(rows), desc=f"resize to {config['size']} px", disable=not progress, mininterval=5))
+    adapted = Counted()
+    for src, done in zip(rows["source"], notes):
+        for note in done:
+            adapted.add(note, src)
+    if adapted.items:  # said once, for every image it concerns
+        warnings.warn(f"{config['kind']} {config['attribute']}: {adapted}", stacklevel=3)
+    report = dict(report, adapted=adapted.items)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
@@ -379,7 +401,7 @@ def read_labels(config: dict, progress: bool = True) -> tuple[pd.DataFrame, Coun
     kind, counted = config["kind"], Counted()
     if kind == "folders":
         labels = folders_labels(config["background_dir"], config["target_dir"], config.get("background_test_dir"),
-                                config.get("target_test_dir"))
+                                config.get("target_test_dir"), counted)
         return labels, counted
     if kind == "ffhq":
         table, counted = read_ffhq_annotations(config["annotations"], progress)
@@ -418,8 +440,13 @@ def prepare_real_dataset(params: dict, progress: bool = True, workers: int | Non
     labels, counted = read_labels(config, progress)
     if counted.items:
         warnings.warn(f"{config['kind']} {config['attribute']}: {counted}", stacklevel=2)
-    rows, report = balanced_split(labels, config["n_train_per_class"], config["n_test_per_class"], config["seed"],
-                                  config.get("test_fraction"))
+    try:
+        rows, report = balanced_split(labels, config["n_train_per_class"], config["n_test_per_class"], config["seed"],
+                                      config.get("test_fraction"))
+    except ValueError as e:  # e.g. one class only: name where the labels came from
+        source = (f"{config['background_dir']} and {config['target_dir']}" if config["kind"] == "folders"
+                  else f"{config['annotations']} ({config['kind']} {config['attribute']})")
+        raise ValueError(f"{source}: {e}") from None
     if report["capped"]:
         warnings.warn(f"{config['kind']} {config['attribute']}: {report['used_per_class']} per class instead of "
                       f"{report['requested']} (available: {report['available']})", stacklevel=2)
