@@ -163,10 +163,13 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         epoch, batch, rows, val_rows, best, elapsed = 0, 0, [], [], -1.0, 0.0
 
-    def save(path: Path) -> None:
-        save_torch(dict(net=net.state_dict(), opt=opt.state_dict(), net_config=net.config(), epoch=epoch,
-                        batch=batch, rows=rows, val_rows=val_rows, best=best, elapsed=time.time() - t0,
-                        train_config=_jsonable(asdict(cfg))), path)
+    def save(path: Path, resumable: bool = True) -> None:
+        """``last.pt`` holds everything a resume needs; ``best.pt`` only the network and its record."""
+        state = dict(net=net.state_dict(), net_config=net.config(), epoch=epoch, batch=batch, best=best,
+                     elapsed=time.time() - t0, train_config=_jsonable(asdict(cfg)))
+        if resumable:
+            state.update(opt=opt.state_dict(), rows=rows, val_rows=val_rows)
+        save_torch(state, path)
 
     t0 = time.time() - elapsed
     total_batches = min(cfg.epochs * n_batches, cfg.max_batches or cfg.epochs * n_batches)
@@ -201,7 +204,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
             score = metrics["sr"] if metrics["sr"] == metrics["sr"] else -1.0  # NaN: nothing could be counted
             if score > best or not (out / "best.pt").exists():
                 best = max(best, score)
-                save(out / "best.pt")
+                save(out / "best.pt", resumable=False)
         if end_of_epoch:
             epoch, batch = epoch + 1, 0
         if end_of_epoch or finished or batch % checkpoint_every == 0:

@@ -50,7 +50,13 @@ def _find(name: str, default: Path, path: str | Path | None, what: str) -> Path 
         target = target / name
     if target.is_file():
         return target
-    return Unavailable(f"{what} needs {name}: place it at {target} (download: {URLS[name]})")
+    return Unavailable(f"{what} needs {name}: place it at {_shown(target)} (download: {URLS[name]})")
+
+
+def _shown(path: Path) -> str:
+    """``path`` with the home folder as ``~``: messages copied into committed tables name no user."""
+    home = str(Path.home())
+    return "~" + str(path)[len(home):] if str(path).startswith(home + os.sep) else str(path)
 
 
 def alexnet_file(path: str | Path | None = None) -> Path | Unavailable:
