@@ -10,6 +10,7 @@ when an image term (ID, pixel, LPIPS) has a non-zero λ.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,7 +135,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = diffusion.device
-    cache = InversionCache(diffusion, cfg.n_steps, inversion_dir)
+    cache = InversionCache(diffusion, cfg.n_steps, None if inversion_dir is None else Path(inversion_dir))
     seq = diffusion.timesteps(cfg.n_steps)
     pairs = [(t, tn) for t, tn in zip(reversed(seq), reversed([-1] + seq[:-1])) if t >= cfg.t_edit]
     n_batches = min(len(x_bg), len(x_tg)) // cfg.batch_per_class
@@ -148,6 +149,10 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         if ck["train_config"] != _jsonable(asdict(cfg)):
             raise ValueError(f"{last} was trained with {ck['train_config']}, not {asdict(cfg)}: "
                              f"use another output folder or delete it")
+        channels = diffusion.unet.config.block_out_channels[-1]
+        if ck["net_config"]["channels"] != channels:
+            raise ValueError(f"{last} holds a mapping network for h with {ck['net_config']['channels']} channels, "
+                             f"but this base model's h has {channels}: use another output folder or delete it")
         net = MappingNetwork(**ck["net_config"]).to(dev)
         net.load_state_dict(ck["net"])
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -187,8 +192,10 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         for t, t_next in pairs:
             total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips)
             if not torch.isfinite(total):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch}, batch {batch}, t={t}: {terms}; "
-                                         f"the last good checkpoint is {last}")
+                bad = [k for k, v in terms.items() if not math.isfinite(v)]
+                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+                raise FloatingPointError(f"non-finite loss term(s) {bad} at epoch {epoch}, batch {batch}, t={t} "
+                                         f"(all terms: {terms}); {kept}")
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()

@@ -1,0 +1,79 @@
+"""Can a base model's h-space carry the attribute at all? An upper bound for the method, on toy presets.
+
+The mapping network can only edit what h controls. On toy presets every test image has its exact
+counterfactual, so we can replace h at every step of an image's DDIM generation by the
+counterfactual's own h at the same timestep (the ideal salient edit) and score the result like an
+edit. If this **oracle h-swap** does not flip the attribute, no mapping network on this base model
+can; train a base model whose bottleneck matters first.
+
+    python -m hsep_utils.diagnostics --preset toy-glasses [--base-model DIR] [-n 64]
+
+It prints, per direction (add: backgrounds, remove: targets): classifier SR and oracle SR of the
+oracle h-swap, its counterfactual MSE ratio, the reconstruction PSNR, and **h influence** = MSE
+between generating with the image's own h and with another image's h, over the MSE between the two
+images — near 0 means the decoder ignores h (the skip connections decide), near 1 means h decides.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from .classifier import edit_success
+from .datasets import toy_counterfactuals
+from .diffusion import Diffusion
+from .evaluation import cf_mse_ratio, oracle_success, toy_regions
+from .metrics import mse_per_image, psnr_per_image
+from .pipeline import Split
+
+
+@torch.no_grad()
+def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier, original_is_target: bool,
+                 n: int = 64, n_steps: int = 20) -> dict:
+    """The oracle h-swap on the first ``n`` images of a toy split (see the module docstring)."""
+    head = split.rows.head(n)
+    x = split.x[:n]
+    size = x.shape[-1]
+    cf = toy_counterfactuals(head, attribute, size)
+    xT = diffusion.invert(x, n_steps)
+    rec, own = diffusion.generate(xT, n_steps, return_trajectory=True)
+    _, other = diffusion.generate(diffusion.invert(cf, n_steps), n_steps, return_trajectory=True)
+    h_cf, h_own = dict(zip(other.timesteps, other.h)), dict(zip(own.timesteps, own.h))
+    swapped = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_cf[t]).cpu()
+    shift = torch.roll(torch.arange(len(x)), 1)
+    foreign = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_own[t][shift.to(h.device)]).cpu()
+    rec = rec.cpu()
+    sr, counted = edit_success(classifier, x, swapped, original_is_target)
+    return dict(n=len(x), classifier_sr=sr, sr_counted=counted,
+                oracle_sr=oracle_success(swapped, x, cf, toy_regions(head, attribute, size)).float().mean().item(),
+                cf_mse_ratio=cf_mse_ratio(swapped, x, cf), reconstruction_psnr=psnr_per_image(rec, x).mean().item(),
+                h_influence=(mse_per_image(foreign, rec).mean() / mse_per_image(rec[shift], rec).mean()).item())
+
+
+def main(argv=None) -> None:
+    from .diffusion import load_diffusion
+    from .pipeline import fit_attribute_classifier, load_classifier, load_preset_data
+    from .presets import device_of, load_preset, repo_path, results_dir, with_scale
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="toy-glasses", help="a toy preset")
+    ap.add_argument("--base-model", help="another base model directory (default: the preset's)")
+    ap.add_argument("-n", type=int, default=64, help="test images per direction")
+    ap.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    a = ap.parse_args(argv)
+    params = with_scale(load_preset(a.preset))
+    if params["dataset_kind"] != "toy":
+        raise SystemExit(f"{a.preset}: the oracle h-swap needs counterfactuals, which only toy presets have")
+    diffusion = load_diffusion(repo_path(a.base_model or params["base_model"]), device_of(params))
+    data = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
+    saved = results_dir(params) / "classifier.pt"
+    classifier = load_classifier(saved)[0] if saved.exists() else fit_attribute_classifier(data, params["seed"])[0]
+    classifier = classifier.to(diffusion.device)
+    for name, split, is_target in (("add", data["test_bg"], False), ("remove", data["test_tg"], True)):
+        found = oracle_hswap(diffusion, split, params["attribute"], classifier, is_target, a.n, a.steps)
+        print(name, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}))
+
+
+if __name__ == "__main__":
+    main()
