@@ -1,0 +1,46 @@
+"""The batch runner: --resume skips notebooks that finished with the same parameters, and reruns
+everything from the first notebook that did not."""
+import json
+import os
+
+import papermill as pm
+
+from hsep_utils import reproduce
+from hsep_utils.presets import load_preset
+
+
+def _fake_execute(calls):
+    def execute(src, target, parameters, **kw):
+        calls.append(os.path.basename(src))
+        nb = {"cells": [], "metadata": {"papermill": {"exception": None, "end_time": "now", "parameters": parameters}}}
+        with open(target, "w") as f:
+            json.dump(nb, f)
+    return execute
+
+
+def test_resume_skips_finished_notebooks_and_reruns_after_the_first_change(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pm, "execute_notebook", _fake_execute(calls))
+    over = {"results_root": str(tmp_path)}
+    reproduce.run_preset("toy-glasses", over, log=lambda *a: None, only=["00", "01", "02"])
+    assert calls == ["00_dataset_split.ipynb", "01_hspace_reconstruction_steps.ipynb", "02_train_mapping_network.ipynb"]
+
+    calls.clear()
+    reproduce.run_preset("toy-glasses", over, log=lambda *a: None, resume=True, only=["00", "01", "02"])
+    assert calls == []  # all finished with these parameters
+
+    out = tmp_path / "toy-glasses"
+    meta = json.loads((out / "01_hspace_reconstruction_steps.ipynb").read_text())
+    meta["metadata"]["papermill"]["exception"] = True  # 01 failed last time: it and everything after rerun
+    (out / "01_hspace_reconstruction_steps.ipynb").write_text(json.dumps(meta))
+    reproduce.run_preset("toy-glasses", over, log=lambda *a: None, resume=True, only=["00", "01", "02"])
+    assert calls == ["01_hspace_reconstruction_steps.ipynb", "02_train_mapping_network.ipynb"]
+
+    calls.clear()
+    reproduce.run_preset("toy-glasses", {**over, "seed": 1}, log=lambda *a: None, resume=True, only=["00"])
+    assert calls == ["00_dataset_split.ipynb"]  # other parameters: not the same run
+
+
+def test_all_toy_expands_to_the_toy_presets():
+    names = reproduce.expand_presets(["all-toy"])
+    assert names == sorted(names) and len(names) == 4 and all(load_preset(n)["dataset_kind"] == "toy" for n in names)
