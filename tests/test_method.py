@@ -168,3 +168,19 @@ def test_common_adversary_reverses_gradients_into_c():
     plain.backward()
     torch.testing.assert_close(g_reversed, -c.grad)  # the encoders ascend the adversary's loss
     torch.testing.assert_close(g_head, net.adversary.weight.grad)  # the adversary itself descends it
+
+
+def test_later_epochs_perform_no_inversion(tiny_diffusion, tmp_path, monkeypatch):
+    """Inversions are cached: only the first epoch (and the h-scale estimate's first batch) invert."""
+    inverted = []
+    real_invert = tiny_diffusion.invert
+    monkeypatch.setattr(tiny_diffusion, "invert", lambda x0, n, **kw: inverted.append(len(x0)) or real_invert(x0, n, **kw))
+    x_bg, x_tg = _data(4, seed=1), _data(4, seed=2)
+    keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
+    cfg = TrainConfig(arch="d", depth=1, n_steps=3, epochs=1, batch_per_class=2, lambdas={"consistency": 1.0})
+    train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "one", progress=False)
+    assert sum(inverted) == 8  # every image exactly once
+    inverted.clear()
+    cfg3 = TrainConfig(arch="d", depth=1, n_steps=3, epochs=3, batch_per_class=2, lambdas={"consistency": 1.0})
+    train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg3, tmp_path / "three", progress=False)
+    assert sum(inverted) == 8  # three epochs, still each image once
