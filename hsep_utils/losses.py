@@ -43,9 +43,12 @@ def classification(logit_c_bg, logit_s_bg, logit_c_t, logit_s_t) -> torch.Tensor
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits))
 
 
-def identity(embed: Callable[[torch.Tensor], torch.Tensor], x_rec: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
-    """1 − cos(f_id(x̂0), f_id(x)) with a pluggable identity encoder (Eq. 11)."""
-    return (1 - F.cosine_similarity(embed(x_rec), embed(x_real), dim=1)).mean()
+def identity(embed: Callable[[torch.Tensor], torch.Tensor], x_rec: torch.Tensor, x_real: torch.Tensor,
+             real_embedding: torch.Tensor | None = None) -> torch.Tensor:
+    """1 − cos(f_id(x̂0), f_id(x)) with a pluggable identity encoder (Eq. 11). ``real_embedding``:
+    f_id(x) computed once per batch, since the real image does not change along the trajectory."""
+    target = embed(x_real) if real_embedding is None else real_embedding
+    return (1 - F.cosine_similarity(embed(x_rec), target, dim=1)).mean()
 
 
 def pixel(x_rec: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:

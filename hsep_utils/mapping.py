@@ -78,9 +78,13 @@ class MappingNetwork(nn.Module):
         x = h / self.h_scale
         if not self.two_specific:
             return self.specific[0](x, t)
-        is_target = is_target.view(-1, 1, 1, 1).to(h.dtype)
-        # both encoders on the whole batch keeps shapes static; each image keeps its own class's S
-        return (1 - is_target) * self.specific[0](x, t) + is_target * self.specific[1](x, t)
+        # each class's encoder runs on that class's images only (half the work of running both on all)
+        is_target = is_target.to(torch.bool).to(h.device)
+        s = torch.empty_like(x)
+        for cls, encoder in ((~is_target, self.specific[0]), (is_target, self.specific[1])):
+            if cls.any():
+                s[cls] = encoder(x[cls], t[cls])
+        return s
 
     def split(self, h: torch.Tensor, t: torch.Tensor, is_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.as_tensor(t, device=h.device).expand(h.shape[0])

@@ -81,8 +81,10 @@ class InversionCache:
 
 
 def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: int, x_real: torch.Tensor,
-                is_target: torch.Tensor, cfg: TrainConfig, id_embed: Callable | None = None, lpips=None):
-    """All loss terms of one timestep. Returns (total, {term: value}, eps of h̃ for the next x)."""
+                is_target: torch.Tensor, cfg: TrainConfig, id_embed: Callable | None = None, lpips=None,
+                id_real: torch.Tensor | None = None):
+    """All loss terms of one timestep. Returns (total, {term: value}, eps of h̃ for the next x).
+    ``id_real``: the identity embedding of ``x_real``, when computed once per batch."""
     lam = cfg.lambdas
     with torch.no_grad():
         enc = encode(diffusion.unet, x, t)
@@ -107,7 +109,7 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
         if lam["pixel"] > 0:
             terms["pixel"] = L.pixel(x0_pred, x_real)
         if lam["id"] > 0 and id_embed is not None:
-            terms["id"] = L.identity(id_embed, x0_pred, x_real)
+            terms["id"] = L.identity(id_embed, x0_pred, x_real, id_real)
         if lam["lpips"] > 0 and lpips is not None:
             terms["lpips"] = L.lpips_loss(lpips, x0_pred, x_real)
         eps = eps.detach()
@@ -189,8 +191,12 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         is_target = torch.arange(len(x_real), device=dev) >= len(ib)
         x = cache([keys_bg[i] for i in ib] + [keys_tg[i] for i in it], x_real)
         net.train()
+        id_real = None
+        if id_embed is not None and cfg.lambdas["id"] > 0:
+            with torch.no_grad():
+                id_real = id_embed(x_real)
         for t, t_next in pairs:
-            total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips)
+            total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips, id_real)
             if not torch.isfinite(total):
                 bad = [k for k, v in terms.items() if not math.isfinite(v)]
                 kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
