@@ -26,7 +26,7 @@ SCALES: dict[str, dict] = {
     "default": dict(n_train_per_class=1000, n_test_per_class=128, n_recon_images=64,
                     hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=16, ddim_steps=20, batch_per_class=8,
                     train_batches=80, n_edit_images=64, validate_every=20,
-                    ablation_batches=10, n_ablation_images=32, ablation_grid=None),
+                    ablation_batches=6, n_ablation_images=32, ablation_grid=None),
     # the paper's sizes (10k/10k train, 3.5k/3.5k test), one full epoch
     "full": dict(n_train_per_class=10000, n_test_per_class=3500, n_recon_images=256,
                  hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=100, ddim_steps=40, batch_per_class=8,
