@@ -3,8 +3,9 @@
 The mapping network can only edit what h controls. On toy presets every test image has its exact
 counterfactual, so we can replace h at every step of an image's DDIM generation by the
 counterfactual's own h at the same timestep (the ideal salient edit) and score the result like an
-edit. If this **oracle h-swap** does not flip the attribute, no mapping network on this base model
-can; train a base model whose bottleneck matters first.
+edit. If this **oracle h-swap** does not flip the attribute, the base model's natural h-space does not
+carry it in a transplantable way: a mapping network then has to invent an h̃ off the natural h
+manifold (its fusion can), which is harder and drifts. Check a base model with it first.
 
     python -m hsep_utils.diagnostics --preset toy-glasses [--base-model DIR] [-n 64]
 
