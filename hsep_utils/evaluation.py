@@ -221,12 +221,29 @@ def write_table(rows: list[dict], csv_path: str | Path, md_path: str | Path, tit
     ``sr_counted`` images whose original the classifier gets right); on toy presets oracle_sr,
     cf_mse_ratio, fd_toy; n (edited images); sr_counted; unavailable_reasons (``metric: reason; …``).
     A metric that could not be computed holds the string ``unavailable``."""
-    metrics = [c for c in COLUMNS[1:] + TOY_COLUMNS if any(c in r for r in rows)]
+    save_dataframe(results_frame(rows), csv_path)
+    md = markdown_table(rows, title, notes)
+    write_text(md_path, md)
+    return md
+
+
+def _metric_columns(rows: list[dict]) -> list[str]:
+    return [c for c in COLUMNS[1:] + TOY_COLUMNS if any(c in r for r in rows)]
+
+
+def results_frame(rows: list[dict]) -> pd.DataFrame:
+    """The CSV table of ``write_table``: one row per ``domain_metrics`` row."""
+    metrics = _metric_columns(rows)
     reasons = {r["domain"]: r.get("reasons", {}) for r in rows}
     table = pd.DataFrame([{c: r.get(c, UNAVAILABLE) for c in ("domain", *metrics, *COUNT_COLUMNS)} for r in rows])
     table["unavailable_reasons"] = ["; ".join(f"{m}: {why}" for m, why in reasons[r["domain"]].items()) for r in rows]
-    save_dataframe(table, csv_path)
+    return table
 
+
+def markdown_table(rows: list[dict], title: str, notes: list[str] | tuple[str, ...] = ()) -> str:
+    """The Markdown table of ``write_table``, laid out like the paper's."""
+    metrics = _metric_columns(rows)
+    reasons = {r["domain"]: r.get("reasons", {}) for r in rows}
     footnotes: dict[str, int] = {}  # reason → footnote number, shared by cells with the same reason
     lines = [f"### {title}", "", "| domain | " + " | ".join(HEADERS[m] for m in metrics) + " |",
              "|---|" + "---:|" * len(metrics)]
@@ -246,5 +263,4 @@ def write_table(rows: list[dict], csv_path: str | Path, md_path: str | Path, tit
                                          f"classifier gets right)" for r in rows) + "."]
     lines += [f"- {n}" for n in notes]
     md = "\n".join(lines).rstrip() + "\n"
-    write_text(md_path, md)
     return md

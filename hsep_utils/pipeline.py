@@ -252,24 +252,21 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
 def write_ablation_tables(table: pd.DataFrame, tables_dir: str | Path, preset: str) -> dict[int, str]:
     """``ablation.csv`` (columns t_edit, arch, depth, then ``evaluation.write_table``'s) and, per
     t_edit, ``ablation_t<t>.md`` laid out like the paper's Tables 5–12; returns the Markdown."""
-    from .evaluation import write_table
-    from .io import save_dataframe
+    from .evaluation import markdown_table, results_frame
+    from .io import save_dataframe, write_text
 
     tables_dir = Path(tables_dir)
     out, parts = {}, []
     for t_edit, group in table.groupby("t_edit", sort=False):
-        rows = [{**r, "domain": f"({r['arch']}) depth {r['depth']}, {r['domain']}"} for r in group.to_dict("records")]
-        out[t_edit] = write_table(rows, tables_dir / f"ablation_t{t_edit}.csv", tables_dir / f"ablation_t{t_edit}.md",
-                                  f"{preset}: ablation, t_edit = {t_edit}")
-        part = pd.read_csv(tables_dir / f"ablation_t{t_edit}.csv")
-        part.insert(0, "t_edit", t_edit), part.insert(1, "arch", group["arch"].values)
-        part.insert(2, "depth", group["depth"].values)
+        rows = group.to_dict("records")
+        labelled = [{**r, "domain": f"({r['arch']}) depth {r['depth']}, {r['domain']}"} for r in rows]
+        out[t_edit] = markdown_table(labelled, f"{preset}: ablation, t_edit = {t_edit}")
+        write_text(tables_dir / f"ablation_t{t_edit}.md", out[t_edit])
+        part = results_frame(labelled)  # labels keep each configuration's unavailable reasons apart
         part["domain"] = group["domain"].values
-        parts.append(part)
-        (tables_dir / f"ablation_t{t_edit}.csv").unlink()
+        parts.append(pd.concat([group[["t_edit", "arch", "depth"]].reset_index(drop=True), part], axis=1))
     save_dataframe(pd.concat(parts, ignore_index=True), tables_dir / "ablation.csv")
     return out
-
 
 def metric_models(params: dict, device) -> dict:
     """``evaluation.metric_models`` for a preset: weight paths in the preset are relative to the repository."""
