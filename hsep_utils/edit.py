@@ -15,14 +15,15 @@ from .mapping import MappingNetwork
 MODES = ("reconstruct", "remove", "swap")
 
 
-def check_compatible(net: MappingNetwork, diffusion: Diffusion) -> None:
+def check_compatible(net_config: dict, diffusion: Diffusion, fix: str = "use the mapping checkpoint trained "
+                     "with this base model, or train one (notebook 02)") -> None:
     """A mapping network only works on the h-space it was trained on: h's channel count must match."""
     channels = diffusion.unet.config.block_out_channels[-1]
-    if net.channels != channels:
+    if net_config["channels"] != channels:
         size = diffusion.sample_size // 2 ** (len(diffusion.unet.config.block_out_channels) - 1)
-        raise ValueError(f"the mapping network ({net.config()}) was trained on h with {net.channels} channels, but "
-                         f"base model {diffusion.source or '(unnamed)'} gives h of shape [B, {channels}, {size}, {size}]: "
-                         f"use the mapping checkpoint trained with this base model, or train one (notebook 02)")
+        raise ValueError(f"the mapping network ({net_config}) was trained on h with {net_config['channels']} channels, "
+                         f"but base model {diffusion.source or '(unnamed)'} gives h of shape "
+                         f"[B, {channels}, {size}, {size}]: {fix}")
 
 
 @torch.no_grad()
@@ -32,7 +33,7 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
     """Generate edited images from inverted latents ``xT`` (N, 3, H, W); returns (N, 3, H, W)."""
     if mode not in MODES:
         raise ValueError(f"unknown edit mode {mode!r}; known: {', '.join(MODES)}")
-    check_compatible(net, diffusion)
+    check_compatible(net.config(), diffusion)
     n = len(xT)
     cls = is_target.to(torch.bool).to(xT.device)
     if mode == "swap":

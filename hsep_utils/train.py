@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from . import losses as L
 from .diffusion import Diffusion, ddim_update
+from .edit import check_compatible
 from .hspace import decode, encode
 from .io import save_dataframe, save_torch, write_text
 from .mapping import MappingNetwork
@@ -151,10 +152,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         if ck["train_config"] != _jsonable(asdict(cfg)):
             raise ValueError(f"{last} was trained with {ck['train_config']}, not {asdict(cfg)}: "
                              f"use another output folder or delete it")
-        channels = diffusion.unet.config.block_out_channels[-1]
-        if ck["net_config"]["channels"] != channels:
-            raise ValueError(f"{last} holds a mapping network for h with {ck['net_config']['channels']} channels, "
-                             f"but this base model's h has {channels}: use another output folder or delete it")
+        check_compatible(ck["net_config"], diffusion, f"{last} cannot resume here: use another output folder or delete it")
         net = MappingNetwork(**ck["net_config"]).to(dev)
         net.load_state_dict(ck["net"])
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
