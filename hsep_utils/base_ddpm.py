@@ -9,7 +9,6 @@ uninterrupted one.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .hspace import decode, encode
 from .io import atomic_path, save_torch, write_text
+from .options import parse_options, resolve_options
 from .toy import render_batch
 
 DEFAULTS = dict(
@@ -110,12 +110,7 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
     with little say over the output: replacing h by a counterfactual's h barely changed our first
     toy model's images. Trained to denoise from h alone part of the time, the decoder takes the
     image's content from h, as large face DDPMs do. Sampling always uses the full U-Net."""
-    cfg = {**DEFAULTS, **overrides}
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    if cfg["num_threads"]:
-        torch.set_num_threads(cfg["num_threads"])
+    cfg = resolve_options(DEFAULTS, overrides)
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out / "checkpoint.pt", out / "loss_log.csv"
@@ -272,15 +267,7 @@ def _write_log(path: Path, rows) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for k, v in DEFAULTS.items():
-        if isinstance(v, tuple):
-            p.add_argument(f"--{k.replace('_', '-')}", type=int, nargs="+", default=v)
-        else:
-            p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
-    args = vars(p.parse_args(argv))
-    args = {k: tuple(v) if isinstance(DEFAULTS[k], tuple) else v for k, v in args.items()}
-    print(train(**args))
+    print(train(**parse_options(DEFAULTS, __doc__, argv)))
 
 
 if __name__ == "__main__":

@@ -109,6 +109,16 @@ def split_counts(manifest: pd.DataFrame) -> pd.DataFrame:
     return g.size().rename("images").to_frame().join(g["identity"].nunique().rename("identities")).reset_index()
 
 
+def open_rgb(path: Path, fix: str) -> tuple[Image.Image, str | None]:
+    """Read ``path`` as 8-bit RGB (``to_rgb``); an unreadable file raises an error naming it and ``fix``."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return to_rgb(im)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path} is not a readable image ({type(e).__name__}: {e}): {fix}") from None
+
+
 def to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
     """8-bit RGB, and what the conversion did (None: the image was RGB already). 16-bit images are
     scaled to 8 bits (PIL's own conversion saturates them to white); alpha is dropped."""
@@ -130,13 +140,7 @@ def load_images(dataset_dir: str | Path, files, size: int | None = None) -> torc
     out, resized = [], []
     for f in files:
         path = Path(dataset_dir) / f
-        try:
-            with Image.open(path) as im:
-                im.load()
-                img, _ = to_rgb(im)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise ValueError(f"{path} is not a readable image ({type(e).__name__}: {e}): rebuild the dataset "
-                             f"(delete {Path(dataset_dir)} and run notebook 00 again)") from None
+        img, _ = open_rgb(path, f"rebuild the dataset (delete {Path(dataset_dir)} and run notebook 00 again)")
         if size is not None and img.size != (size, size):
             resized.append(f"{path} ({img.size[0]}×{img.size[1]})")
             img = img.resize((size, size), Image.BICUBIC)

@@ -15,7 +15,6 @@ Seeded throughout: on CPU with the same thread count the same config gives the s
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .io import atomic_path, write_text
 from .metrics import Unavailable
+from .options import parse_options, resolve_options
 from .toy import ATTRIBUTES, render, sample_factors
 
 DEFAULTS = dict(
@@ -121,12 +121,7 @@ def verification(embed: Callable[[torch.Tensor], torch.Tensor], views: torch.Ten
 
 def train(progress: bool = True, **overrides) -> Path:
     """Train the encoder; write ``<out>/encoder.safetensors`` and ``<out>/training.json``; return the weights file."""
-    cfg = {**DEFAULTS, **overrides}
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    if cfg["num_threads"]:
-        torch.set_num_threads(cfg["num_threads"])
+    cfg = resolve_options(DEFAULTS, overrides)
     t0 = time.time()
     x, y = training_views(cfg["data_seed"], cfg["n_identities"], cfg["views_per_identity"], cfg["size"], cfg["seed"],
                           progress)
@@ -214,10 +209,7 @@ def toy_identity_embedder(device: str | torch.device = "cpu", path: str | Path |
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for k, v in DEFAULTS.items():
-        p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
-    file = train(**vars(p.parse_args(argv)))
+    file = train(**parse_options(DEFAULTS, __doc__, argv))
     print(file)
     print((file.parent / "training.json").read_text())
 

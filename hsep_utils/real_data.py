@@ -30,7 +30,7 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .datasets import CLASSES, MANIFEST_COLUMNS, SPLITS, read_manifest, split_counts, to_rgb
+from .datasets import CLASSES, MANIFEST_COLUMNS, SPLITS, open_rgb, read_manifest, split_counts
 from .io import save_dataframe, save_image, write_text
 from .presets import SCALES, repo_path
 
@@ -299,13 +299,7 @@ def resize_image(src: Path, dst: Path, size: int) -> list[str]:
     existing ``dst`` is kept. Returns what was done to the image (reasons for the one report)."""
     if dst.exists():
         return []
-    try:
-        with Image.open(src) as im:
-            im.load()
-            im, converted = to_rgb(im)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{src} is not a readable image ({type(e).__name__}: {e}): replace it or remove it "
-                         f"from the dataset") from None
+    im, converted = open_rgb(src, "replace it or remove it from the dataset")
     notes = [converted] if converted else []
     w, h = im.size
     s = min(w, h)
