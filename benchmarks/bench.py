@@ -42,6 +42,7 @@ import ctypes
 import datetime
 import gc
 import json
+import math
 import platform
 import statistics
 import sys
@@ -314,14 +315,14 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         with ac():
             total, terms, eps = step_losses(net, diffusion, state["x"], t, x_real, is_target, cfg, id_embed, lpips_model,
                                             id_real_embedding)
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss at t={t}: {terms}")
+        values = torch.stack([total.detach(), *terms.values()]).tolist()  # train_mapping's one sync per step
+        if not all(map(math.isfinite, values)):
+            raise FloatingPointError(f"non-finite loss at t={t}: {dict(zip(['total', *terms], values))}")
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
         x = state["x"]
         state["x"] = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x))[0].detach()
-        total.item()
         state["i"] += 1
         if state["i"] % len(pairs) == 0:
             state["x"] = xT.clone()

@@ -22,11 +22,13 @@ def consistency(h_tilde: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return (h_tilde - h).pow(2).mean()
 
 
-def bidirectional_kl(logits_bg: torch.Tensor, logits_t: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def bidirectional_kl(logits_bg: torch.Tensor, logits_t: torch.Tensor, temperature: float = 1.0,
+                     batch_mean: Callable[[torch.Tensor], torch.Tensor] = lambda p: p.mean(0)) -> torch.Tensor:
     """KL(P‖Q) + KL(Q‖P) between the batch-mean softmax distributions of the pooled Common logits
-    of the two classes: Common factors follow one distribution whatever the class (Eq. 8)."""
-    p = F.softmax(logits_bg / temperature, dim=1).mean(0).clamp_min(1e-8)
-    q = F.softmax(logits_t / temperature, dim=1).mean(0).clamp_min(1e-8)
+    of the two classes: Common factors follow one distribution whatever the class (Eq. 8).
+    ``batch_mean``: how the batch mean is taken (across processes under data parallelism)."""
+    p = batch_mean(F.softmax(logits_bg / temperature, dim=1)).clamp_min(1e-8)
+    q = batch_mean(F.softmax(logits_t / temperature, dim=1)).clamp_min(1e-8)
     return (p * (p / q).log()).sum() + (q * (q / p).log()).sum()
 
 

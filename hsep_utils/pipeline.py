@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from .classifier import predict, swap_success, train_classifier
 from .datasets import CLASSES, load_images, prepare_dataset
 from .diffusion import Diffusion
+from .distributed import ranks
 from .edit import swap_salient
 from .io import save_figure, save_torch
 from .losses import LOSS_TERMS
@@ -66,11 +67,17 @@ def fit_attribute_classifier(data: dict[str, Split], seed: int = 0, progress: bo
 
 def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
                n_steps: int, t_edit: int, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Background i takes target i's S; target i takes S = 0."""
+    """Background i takes target i's S; target i takes S = 0. Under data parallelism each process
+    edits its share and every process gets all edits back."""
     n = min(len(bg.x), len(tg.x)) if n is None else n
-    xT_bg, xT_tg = cache(bg.keys[:n], bg.x[:n]), cache(tg.keys[:n], tg.x[:n])
+    r = ranks()
+    part = r.share(n)
+    if part.start == part.stop:  # more processes than images
+        return r.gather(bg.x[:0]), r.gather(tg.x[:0])
+    keys_bg, keys_tg = bg.keys[:n][part], tg.keys[:n][part]
+    xT_bg, xT_tg = cache(keys_bg, bg.x[:n][part]), cache(keys_tg, tg.x[:n][part])
     added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit)
-    return added.cpu(), removed.cpu()
+    return r.gather(added.cpu()), r.gather(removed.cpu())
 
 
 def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig, out_dir: str | Path,

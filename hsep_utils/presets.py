@@ -165,5 +165,7 @@ def from_namespace(ns: dict) -> dict:
 def device_of(params: dict) -> str:
     import torch
 
+    from .distributed import local_device
+
     d = params.get("device", "auto")
-    return ("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d
+    return local_device(("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from . import losses as L
 from .diffusion import Diffusion, ddim_update
+from .distributed import Ranks, ranks
 from .edit import check_compatible
 from .hspace import decode, encode
 from .io import save_dataframe, save_torch, write_text
@@ -83,9 +84,10 @@ class InversionCache:
 
 def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: int, x_real: torch.Tensor,
                 is_target: torch.Tensor, cfg: TrainConfig, id_embed: Callable | None = None, lpips=None,
-                id_real: torch.Tensor | None = None):
-    """All loss terms of one timestep. Returns (total, {term: value}, eps of h̃ for the next x).
-    ``id_real``: the identity embedding of ``x_real``, when computed once per batch."""
+                id_real: torch.Tensor | None = None, r: Ranks = Ranks()):
+    """All loss terms of one timestep. Returns (total, {term: tensor}, eps of h̃ for the next x).
+    ``id_real``: the identity embedding of ``x_real``, when computed once per batch; ``r``: the
+    data-parallel ranks (the KL term's batch means are taken over all processes)."""
     lam = cfg.lambdas
     with torch.no_grad():
         enc = encode(diffusion.unet, x, t)
@@ -94,7 +96,7 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     terms = {
         "silence": L.silence(s[bg]),
         "consistency": L.consistency(h_tilde[bg], enc.h[bg]) + L.consistency(h_tilde[tg], enc.h[tg]),
-        "kl": L.bidirectional_kl(net.kl_logits(c[bg]), net.kl_logits(c[tg]), cfg.kl_temperature),
+        "kl": L.bidirectional_kl(net.kl_logits(c[bg]), net.kl_logits(c[tg]), cfg.kl_temperature, r.batch_mean),
         "orthogonal": L.orthogonal(c, s),
         "classification": L.classification(net.class_logit(c[bg]), net.class_logit(s[bg]),
                                            net.class_logit(c[tg]), net.class_logit(s[tg])),
@@ -118,7 +120,7 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
         with torch.no_grad():
             eps = decode(diffusion.unet, enc, h_tilde.detach())
     total = sum(lam.get(k, 1.0) * v for k, v in terms.items())
-    return total, {k: v.item() for k, v in terms.items()}, eps
+    return total, terms, eps
 
 
 def estimate_h_scale(diffusion: Diffusion, xT: torch.Tensor, n_steps: int) -> float:
@@ -137,7 +139,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
     better) and picks the best checkpoint; without it the last one is also the best."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dev = diffusion.device
+    dev, r = diffusion.device, ranks()
+    r.even_share(cfg.batch_per_class, "batch_per_class")  # fail before any work
     cache = InversionCache(diffusion, cfg.n_steps, None if inversion_dir is None else Path(inversion_dir))
     seq = diffusion.timesteps(cfg.n_steps)
     pairs = [(t, tn) for t, tn in zip(reversed(seq), reversed([-1] + seq[:-1])) if t >= cfg.t_edit]
@@ -166,10 +169,13 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         net = MappingNetwork(diffusion.unet.config.block_out_channels[-1], cfg.arch, cfg.depth, cfg.kl_bins,
                              cfg.time_input, estimate_h_scale(diffusion, xT0, cfg.n_steps)).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        epoch, batch, rows, val_rows, best, elapsed = 0, 0, [], [], -1.0, 0.0
+        epoch, batch, rows, val_rows, best, elapsed = 0, 0, [], [], -math.inf, 0.0
 
     def save(path: Path, resumable: bool = True) -> None:
-        """``last.pt`` holds everything a resume needs; ``best.pt`` only the network and its record."""
+        """``last.pt`` holds everything a resume needs; ``best.pt`` only the network and its record.
+        Only the main process writes."""
+        if not r.is_main:
+            return
         state = dict(net=net.state_dict(), net_config=net.config(), epoch=epoch, batch=batch, best=best,
                      elapsed=time.time() - t0, train_config=_jsonable(asdict(cfg)))
         if resumable:
@@ -179,12 +185,13 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
     t0 = time.time() - elapsed
     total_batches = min(cfg.epochs * n_batches, cfg.max_batches or cfg.epochs * n_batches)
     done = lambda: epoch * n_batches + batch  # noqa: E731
-    bar = tqdm(total=total_batches, initial=done(), desc="train mapping network", disable=not progress, mininterval=5)
+    bar = tqdm(total=total_batches, initial=done(), desc="train mapping network", disable=not (progress and r.is_main),
+               mininterval=5)
     while done() < total_batches:
         g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
         perm_bg, perm_tg = torch.randperm(len(x_bg), generator=g), torch.randperm(len(x_tg), generator=g)
         sl = slice(batch * cfg.batch_per_class, (batch + 1) * cfg.batch_per_class)
-        ib, it = perm_bg[sl], perm_tg[sl]
+        ib, it = perm_bg[sl][r.share(cfg.batch_per_class)], perm_tg[sl][r.share(cfg.batch_per_class)]
         x_real = torch.cat([x_bg[ib], x_tg[it]]).to(dev)
         is_target = torch.arange(len(x_real), device=dev) >= len(ib)
         x = cache([keys_bg[i] for i in ib] + [keys_tg[i] for i in it], x_real)
@@ -194,17 +201,21 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
             with torch.no_grad():
                 id_real = id_embed(x_real)
         for t, t_next in pairs:
-            total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips, id_real)
-            if not torch.isfinite(total):
-                bad = [k for k, v in terms.items() if not math.isfinite(v)]
+            total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips, id_real, r)
+            # one host sync per step: every term, averaged over processes, in one tensor
+            values = dict(zip(["total", *terms], r.mean(torch.stack([total.detach(), *terms.values()])).tolist()))
+            if not math.isfinite(values["total"]):
+                shown = {k: values[k] for k in terms}
+                bad = [k for k, v in shown.items() if not math.isfinite(v)]
                 kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
                 raise FloatingPointError(f"non-finite loss term(s) {bad} at epoch {epoch}, batch {batch}, t={t} "
-                                         f"(all terms: {terms}); {kept}")
+                                         f"(all terms: {shown}); {kept}")
             opt.zero_grad(set_to_none=True)
             total.backward()
+            r.average_gradients(net.parameters())
             opt.step()
             x = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x))[0].detach()
-            rows.append(dict(epoch=epoch, batch=batch, t=t, total=total.item(), **terms))
+            rows.append(dict(epoch=epoch, batch=batch, t=t, **values))
         batch += 1
         bar.update(1)
         bar.set_postfix(loss=f"{rows[-1]['total']:.4f}", refresh=False)
@@ -213,18 +224,20 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
             metrics = validate(net) if validate is not None else {"sr": float(done())}
             val_rows.append(dict(epoch=epoch, batch=batch, batches=done(), minutes=(time.time() - t0) / 60, **metrics))
             score = metrics["sr"] if metrics["sr"] == metrics["sr"] else -1.0  # NaN: nothing could be counted
-            if score > best or not (out / "best.pt").exists():
-                best = max(best, score)
+            if score > best:  # the first validation always saves (best starts at -inf)
+                best = score
                 save(out / "best.pt", resumable=False)
         if end_of_epoch:
             epoch, batch = epoch + 1, 0
-        if end_of_epoch or finished or batch % checkpoint_every == 0:
+        if (end_of_epoch or finished or batch % checkpoint_every == 0) and r.is_main:
             save(last)
             save_dataframe(pd.DataFrame(rows), out / "train_log.csv")
             save_dataframe(pd.DataFrame(val_rows), out / "val_log.csv")
     bar.close()
-    write_text(out / "train_config.json", json.dumps(dict(train=_jsonable(asdict(cfg)), net=net.config(),
-                                                          minutes=(time.time() - t0) / 60), indent=2))
+    if r.is_main:
+        write_text(out / "train_config.json", json.dumps(dict(train=_jsonable(asdict(cfg)), net=net.config(),
+                                                              minutes=(time.time() - t0) / 60), indent=2))
+    r.barrier()  # other processes read these files next
     return net
 
 
