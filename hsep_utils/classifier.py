@@ -61,7 +61,11 @@ def edit_success(model: nn.Module, original: torch.Tensor, edited: torch.Tensor,
 
 
 def swap_success(model: nn.Module, original_bg, original_tg, added, removed) -> dict:
-    """Eq. 14 in both directions (backgrounds given the attribute, targets stripped of it)."""
+    """Eq. 14 in both directions (backgrounds given the attribute, targets stripped of it); ``sr`` is
+    their mean, ``sr_min`` the weaker direction (what picks the best checkpoint: a network that only
+    removes, by wrecking images, has not separated anything)."""
     add, n_add = edit_success(model, original_bg, added, original_is_target=False)
     rem, n_rem = edit_success(model, original_tg, removed, original_is_target=True)
-    return dict(sr_add=add, sr_remove=rem, sr=(add + rem) / 2, n_counted=n_add + n_rem)
+    counted = [v for v in (add, rem) if v == v]  # NaN: no image of that direction could be counted
+    return dict(sr_add=add, sr_remove=rem, sr=(add + rem) / 2, sr_min=min(counted) if counted else float("nan"),
+                n_counted=n_add + n_rem)

@@ -142,7 +142,7 @@ def plot_training(run_dir: str | Path, title: str = ""):
         a.plot(per_batch.index + 1, per_batch[term], label=term, lw=2 if term == "total" else 1)
     a.set(yscale="log", xlabel="batch", ylabel="loss (mean over timesteps)", title=f"{title} training losses")
     a.legend(fontsize=7, ncol=2)
-    for col in ("sr_add", "sr_remove", "sr"):
+    for col in [c for c in ("sr_add", "sr_remove", "sr_min") if c in val]:
         b.plot(val["minutes"], val[col], marker="o", label=col)
     b.set(ylim=(-0.05, 1.05), xlabel="training minutes", ylabel="validation swap success", title="validation SR")
     b.legend(fontsize=8)

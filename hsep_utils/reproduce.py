@@ -1,8 +1,10 @@
 """Run the study's notebooks in order with papermill for one or more presets.
 
-    python -m hsep_utils.reproduce                       # the default preset, toy-glasses
+    python -m hsep_utils.reproduce                       # the default preset, toy-glasses: notebooks 00-04
+    python -m hsep_utils.reproduce --notebooks 05        # its ablation (Tables 5-12; reads 02's classifier)
     python -m hsep_utils.reproduce --preset toy-smile -p scale smoke
     python -m hsep_utils.reproduce --preset all-toy --resume   # every toy preset, skipping finished notebooks
+    python -m hsep_utils.reproduce --with-ablation       # 00-05
 
 Executed notebooks, figures and tables go to ``results/<preset>/``. The run stops at the first
 failing notebook and names the partially executed copy. ``--resume`` skips a notebook whose
@@ -22,6 +24,9 @@ import yaml
 from .presets import REPO_ROOT, load_preset, preset_path, repo_path
 
 DEFAULT_PRESET = "toy-glasses"
+STUDY = ["00", "01", "02", "03", "04"]
+"""What a plain run executes: data, Fig. 9, training, Fig. 6/7, Tables 1-4. The ablation (05) trains
+many configurations and runs on request (``--notebooks 05`` or ``--with-ablation``)."""
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 
@@ -108,12 +113,15 @@ def main(argv=None) -> int:
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="override one parameter (VALUE parsed as YAML)")
     ap.add_argument("--resume", action="store_true", help="skip notebooks that finished earlier with the same parameters")
-    ap.add_argument("--notebooks", nargs="+", metavar="NN", help="run only these notebooks (numbers or names)")
+    ap.add_argument("--notebooks", nargs="+", metavar="NN",
+                    help=f"run only these notebooks (numbers or names; default {' '.join(STUDY)})")
+    ap.add_argument("--with-ablation", action="store_true", help="run every notebook, the ablation 05 included")
     args = ap.parse_args(argv)
+    only = args.notebooks or (None if args.with_ablation else STUDY)
     overrides = {k: yaml.safe_load(v) for k, v in args.param}
     try:
         for preset in expand_presets(args.preset or [DEFAULT_PRESET]):
-            print(f"results: {run_preset(preset, overrides, resume=args.resume, only=args.notebooks)}")
+            print(f"results: {run_preset(preset, overrides, resume=args.resume, only=only)}")
     except (RuntimeError, FileNotFoundError, ValueError) as e:
         print(f"reproduce: {e}", file=sys.stderr)
         return 1

@@ -136,7 +136,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
                   progress: bool = True) -> MappingNetwork:
     """Train (or resume) a mapping network; writes ``last.pt``, ``best.pt``, ``train_log.csv`` and
     ``val_log.csv`` in ``out_dir``. ``validate(net)`` returns metrics with an ``sr`` key (higher is
-    better) and picks the best checkpoint; without it the last one is also the best."""
+    better; ``sr_min`` instead when present) that picks the best checkpoint; without it the last one
+    is also the best."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev, r = diffusion.device, ranks()
@@ -223,7 +224,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         if (cfg.validate_every and batch % cfg.validate_every == 0) or end_of_epoch or finished:
             metrics = validate(net) if validate is not None else {"sr": float(done())}
             val_rows.append(dict(epoch=epoch, batch=batch, batches=done(), minutes=(time.time() - t0) / 60, **metrics))
-            score = metrics["sr"] if metrics["sr"] == metrics["sr"] else -1.0  # NaN: nothing could be counted
+            score = metrics.get("sr_min", metrics["sr"])
+            score = score if score == score else -1.0  # NaN: nothing could be counted
             if score > best:  # the first validation always saves (best starts at -inf)
                 best = score
                 save(out / "best.pt", resumable=False)

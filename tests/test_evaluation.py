@@ -99,7 +99,10 @@ def test_sr_counts_only_correctly_classified_originals():
     assert (x["sr"], x["sr_counted"], x["n"]) == (pytest.approx(2 / 3), 3, 4)
     assert (y["sr"], y["sr_counted"], y["n"]) == (0.5, 2, 3)
     both = swap_success(clf, x_orig, y_orig, x_edit, y_edit)
-    assert both == dict(sr_add=pytest.approx(2 / 3), sr_remove=0.5, sr=pytest.approx(7 / 12), n_counted=5)
+    assert both == dict(sr_add=pytest.approx(2 / 3), sr_remove=0.5, sr=pytest.approx(7 / 12), sr_min=0.5, n_counted=5)
+    # no target original classified right: removal is NaN, the weaker direction is the one that counted
+    one_way = swap_success(clf, x_orig, unit_images(BG), x_edit, unit_images(BG))
+    assert math.isnan(one_way["sr_remove"]) and one_way["sr_min"] == pytest.approx(2 / 3)
     none = domain_metrics("x", unit_images(TG), unit_images(TG), y_orig, clf, original_is_target=False)
     assert math.isnan(none["sr"]) and none["sr_counted"] == 0
 

@@ -44,3 +44,17 @@ def test_resume_skips_finished_notebooks_and_reruns_after_the_first_change(tmp_p
 def test_all_toy_expands_to_the_toy_presets():
     names = reproduce.expand_presets(["all-toy"])
     assert names == sorted(names) and len(names) == 4 and all(load_preset(n)["dataset_kind"] == "toy" for n in names)
+
+
+def test_a_plain_run_is_the_study_and_the_ablation_runs_on_request(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(pm, "execute_notebook", _fake_execute(calls))
+    root = ["-p", "results_root", str(tmp_path)]
+    assert reproduce.main(root) == 0
+    assert [c[:2] for c in calls] == ["00", "01", "02", "03", "04"]
+    calls.clear()
+    assert reproduce.main(root + ["--notebooks", "05"]) == 0
+    assert calls == ["05_ablation_tables.ipynb"]
+    calls.clear()
+    assert reproduce.main(root + ["--with-ablation"]) == 0
+    assert [c[:2] for c in calls] == ["00", "01", "02", "03", "04", "05"]
