@@ -58,6 +58,20 @@ def pixel(x_rec: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
     return (x_rec - x_real).pow(2).mean()
 
 
-def lpips_loss(model, x_rec: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
-    """LPIPS (Eq. 13); inputs in [-1, 1]."""
-    return model(x_rec, x_real).mean()
+def lpips_features(model, x: torch.Tensor) -> list[torch.Tensor]:
+    """The channel-normalised backbone features LPIPS compares (``lpips.LPIPS``, version 0.1)."""
+    import lpips
+
+    return [lpips.normalize_tensor(f) for f in model.net.forward(model.scaling_layer(x))]
+
+
+def lpips_loss(model, x_rec: torch.Tensor, x_real: torch.Tensor,
+               real_features: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """LPIPS (Eq. 13), inputs in [-1, 1]: ``model(x_rec, x_real).mean()``. ``real_features``:
+    ``lpips_features(model, x_real)`` computed once per batch, since the real image does not change
+    along the trajectory (the backbone then runs on x_rec only)."""
+    if real_features is None:
+        return model(x_rec, x_real).mean()
+    per_layer = [lin((f - g) ** 2).mean((2, 3), keepdim=True)
+                 for lin, f, g in zip(model.lins, lpips_features(model, x_rec), real_features)]
+    return torch.stack(per_layer).sum(0).mean()

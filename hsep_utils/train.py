@@ -84,10 +84,12 @@ class InversionCache:
 
 def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: int, x_real: torch.Tensor,
                 is_target: torch.Tensor, cfg: TrainConfig, id_embed: Callable | None = None, lpips=None,
-                id_real: torch.Tensor | None = None, r: Ranks = Ranks()):
+                id_real: torch.Tensor | None = None, lpips_real: list[torch.Tensor] | None = None,
+                r: Ranks = Ranks()):
     """All loss terms of one timestep. Returns (total, {term: tensor}, eps of h̃ for the next x).
-    ``id_real``: the identity embedding of ``x_real``, when computed once per batch; ``r``: the
-    data-parallel ranks (the KL term's batch means are taken over all processes)."""
+    ``id_real`` / ``lpips_real``: the identity embedding / LPIPS features of ``x_real``, when
+    computed once per batch; ``r``: the data-parallel ranks (the KL term's batch means are taken
+    over all processes)."""
     lam = cfg.lambdas
     with torch.no_grad():
         enc = encode(diffusion.unet, x, t)
@@ -114,7 +116,7 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
         if lam["id"] > 0 and id_embed is not None:
             terms["id"] = L.identity(id_embed, x0_pred, x_real, id_real)
         if lam["lpips"] > 0 and lpips is not None:
-            terms["lpips"] = L.lpips_loss(lpips, x0_pred, x_real)
+            terms["lpips"] = L.lpips_loss(lpips, x0_pred, x_real, lpips_real)
         eps = eps.detach()
     else:
         with torch.no_grad():
@@ -197,12 +199,15 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         is_target = torch.arange(len(x_real), device=dev) >= len(ib)
         x = cache([keys_bg[i] for i in ib] + [keys_tg[i] for i in it], x_real)
         net.train()
-        id_real = None
-        if id_embed is not None and cfg.lambdas["id"] > 0:
-            with torch.no_grad():
+        id_real = lpips_real = None  # the real images' embeddings: once per batch, not per timestep
+        with torch.no_grad():
+            if id_embed is not None and cfg.lambdas["id"] > 0:
                 id_real = id_embed(x_real)
+            if lpips is not None and cfg.lambdas["lpips"] > 0:
+                lpips_real = L.lpips_features(lpips, x_real)
         for t, t_next in pairs:
-            total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips, id_real, r)
+            total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips, id_real,
+                                            lpips_real, r)
             # one host sync per step: every term, averaged over processes, in one tensor
             values = dict(zip(["total", *terms], r.mean(torch.stack([total.detach(), *terms.values()])).tolist()))
             if not math.isfinite(values["total"]):

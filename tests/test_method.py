@@ -52,6 +52,29 @@ def test_identity_and_pixel_by_hand():
     assert L.pixel(a, b).item() == pytest.approx(2.5)
 
 
+def test_lpips_with_real_features_cached_equals_lpips():
+    """train_mapping computes the real image's LPIPS features once per batch: same value, same gradient."""
+    import warnings
+
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False).eval().requires_grad_(False)
+    torch.manual_seed(0)
+    for lin in model.lins:  # random non-negative heads (untrained ones are not meaningful, only the algebra is tested)
+        torch.nn.init.uniform_(lin.model[-1].weight)
+    rec = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    real = torch.rand(2, 3, 32, 32) * 2 - 1
+    plain = L.lpips_loss(model, rec, real)
+    (g_plain,) = torch.autograd.grad(plain, rec)
+    cached = L.lpips_loss(model, rec, real, L.lpips_features(model, real))
+    (g_cached,) = torch.autograd.grad(cached, rec)
+    assert plain.item() > 0 and cached.item() == pytest.approx(plain.item(), rel=1e-5)
+    torch.testing.assert_close(g_cached, g_plain, rtol=1e-4, atol=1e-7)
+    assert L.lpips_loss(model, real, real, L.lpips_features(model, real)).item() == pytest.approx(0, abs=1e-7)
+
+
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_architecture_shapes_and_additive_forms(arch):
     torch.manual_seed(0)
