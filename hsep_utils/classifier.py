@@ -1,4 +1,6 @@
-"""Attribute classifiers for the success rate (Eq. 14): a small CNN for toy presets."""
+"""Attribute classifiers for the success rate (Eq. 14): a small CNN for the 32 px toy presets, a
+torchvision ResNet-18 for real images (64 px and up), fine-tuned from ImageNet weights when
+``resnet18-f37072fd.pth`` is in the torch hub cache and trained from scratch otherwise."""
 from __future__ import annotations
 
 import torch
@@ -26,16 +28,72 @@ class SmallCNN(nn.Module):
         return self.head(self.embed(x)).squeeze(1)
 
 
-def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = 5, batch_size: int = 64, lr: float = 2e-3,
-                     seed: int = 0, progress: bool = True) -> SmallCNN:
-    """Fit a SmallCNN on images in [-1, 1] with binary labels (1 = target)."""
+class ResNetClassifier(nn.Module):
+    """torchvision ResNet-18 with one logit; images in [-1, 1] are normalised as ImageNet's were."""
+
+    def __init__(self, imagenet_weights: str | None = None) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        self.net = resnet18()
+        if imagenet_weights is not None:
+            self.net.load_state_dict(torch.load(imagenet_weights, map_location="cpu", weights_only=True))
+        self.net.fc = nn.Linear(self.net.fc.in_features, 1)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features before the logit (the FD features on real presets would come from here)."""
+        n = self.net
+        x = ((x + 1) / 2 - self.mean) / self.std
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
+        return torch.flatten(n.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.fc(self.embed(x)).squeeze(1)
+
+
+RESNET_MIN_SIZE = 64
+"""Images at least this large (the real presets, 256 px) get the ResNet-18; smaller ones the SmallCNN."""
+
+
+def build_classifier(image_size: int, imagenet_weights=None) -> tuple[nn.Module, dict]:
+    """The attribute classifier for an image size and a record of what it is (saved beside its
+    weights): ``kind`` small-cnn | resnet18, ``init`` scratch | imagenet (with the file used)."""
+    from .metrics import Unavailable
+    from .weights import resnet18_file
+
+    if image_size < RESNET_MIN_SIZE:
+        return SmallCNN(), dict(kind="small-cnn", init="scratch")
+    found = resnet18_file(imagenet_weights)
+    if isinstance(found, Unavailable):
+        return ResNetClassifier(), dict(kind="resnet18", init="scratch", why=found.reason)
+    return ResNetClassifier(str(found)), dict(kind="resnet18", init="imagenet", weights=found.name)
+
+
+def describe(record: dict) -> str:
+    """One line for notebooks and tables: which classifier, and from what start."""
+    if record["kind"] == "small-cnn":
+        return "SmallCNN trained from scratch"
+    if record["init"] == "imagenet":
+        return f"ResNet-18 fine-tuned from ImageNet ({record['weights']})"
+    return f"ResNet-18 trained from scratch ({record.get('why', 'no ImageNet weights')})"
+
+
+def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 5, batch_size: int = 64,
+                     lr: float | None = None, seed: int = 0, progress: bool = True) -> nn.Module:
+    """Fit ``model`` on images in [-1, 1] with binary labels (1 = target), on the model's device.
+    ``lr`` None: 2e-3 for the SmallCNN, 3e-4 for the ResNet."""
     torch.manual_seed(seed)
-    model = SmallCNN()
+    dev = next(model.parameters()).device
+    lr = lr if lr is not None else (2e-3 if isinstance(model, SmallCNN) else 3e-4)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
+    model.train()
     for _ in tqdm(range(epochs), desc="train attribute classifier", disable=not progress):
         for idx in torch.randperm(len(x), generator=g).split(batch_size):
-            loss = F.binary_cross_entropy_with_logits(model(x[idx]), y[idx].float())
+            loss = F.binary_cross_entropy_with_logits(model(x[idx].to(dev)), y[idx].float().to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

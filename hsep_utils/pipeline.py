@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .classifier import predict, swap_success, train_classifier
+from .classifier import build_classifier, describe, predict, swap_success, train_classifier
 from .datasets import CLASSES, load_images, prepare_dataset
 from .diffusion import Diffusion
 from .distributed import ranks
@@ -56,11 +56,18 @@ def load_preset_data(params: dict, image_size: int, n_val_per_class: int = 32) -
     return out
 
 
-def fit_attribute_classifier(data: dict[str, Split], seed: int = 0, progress: bool = True):
-    """The SR classifier on the training images; returns (model, test accuracy)."""
+def fit_attribute_classifier(data: dict[str, Split], seed: int = 0, progress: bool = True, device=None):
+    """The SR classifier on the training images (``classifier.build_classifier``: SmallCNN below
+    64 px, ResNet-18 above, from ImageNet weights when present; says which); on CUDA when available.
+    Returns (model, test accuracy); ``model.record`` says what it is."""
     x = torch.cat([data["train_bg"].x, data["train_tg"].x])
     y = torch.cat([torch.zeros(len(data["train_bg"].x)), torch.ones(len(data["train_tg"].x))])
-    model = train_classifier(x, y, seed=seed, progress=progress)
+    torch.manual_seed(seed)
+    model, record = build_classifier(x.shape[-1])
+    print(f"attribute classifier: {describe(record)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = train_classifier(model.to(device), x, y, seed=seed, progress=progress)
+    model.record = record
     correct = torch.cat([~predict(model, data["test_bg"].x), predict(model, data["test_tg"].x)])
     return model, correct.float().mean().item()
 
@@ -117,15 +124,19 @@ def inversion_dir(params: dict) -> Path:
 
 
 def save_classifier(model, accuracy: float, path: str | Path) -> None:
-    save_torch(dict(state=model.state_dict(), test_accuracy=accuracy), path)
+    save_torch(dict(state=model.state_dict(), test_accuracy=accuracy,
+                    record=getattr(model, "record", dict(kind="small-cnn", init="scratch"))), path)
 
 
 def load_classifier(path: str | Path):
-    from .classifier import SmallCNN
+    """(model, test accuracy) from ``save_classifier``'s file; ``model.record`` says what it is."""
+    from .classifier import ResNetClassifier, SmallCNN
 
     ck = torch.load(path, map_location="cpu", weights_only=True)
-    model = SmallCNN()
+    record = ck.get("record", dict(kind="small-cnn", init="scratch"))  # files from before the ResNet
+    model = SmallCNN() if record["kind"] == "small-cnn" else ResNetClassifier()
     model.load_state_dict(ck["state"])
+    model.record = record
     return model.eval(), ck["test_accuracy"]
 
 

@@ -22,12 +22,12 @@ SCALES: dict[str, dict] = {
                   n_val_per_class=2, ddim_steps=5, batch_per_class=2, train_batches=2, n_edit_images=4, validate_every=0,
                   ablation_batches=1, n_ablation_images=2,
                   ablation_grid=dict(t_edit=[400, 0], arch=["a"], depth=[8])),
-    # what the default reproduction affords on a 2-core CPU: ~7 minutes of mapping-network training
-    # (32 batches of 8 + 8 at ~13 s each with validation); validation every 4 batches, because on the
-    # toy world swap success peaks early and longer training drifts (see README)
+    # what the default reproduction affords on a 2-core CPU: ~6 minutes of mapping-network training
+    # (24 batches of 8 + 8 at ~15 s each with inversion and validation); validation every 4 batches,
+    # because on the toy world swap success peaks early and longer training drifts (see README)
     "default": dict(n_train_per_class=1000, n_test_per_class=128, n_recon_images=32,
                     hspace_steps=[10, 20, 50, 100], n_val_per_class=16, ddim_steps=20, batch_per_class=8,
-                    train_batches=32, n_edit_images=64, validate_every=4,
+                    train_batches=24, n_edit_images=64, validate_every=4,
                     ablation_batches=6, n_ablation_images=32, ablation_grid=None),
     # the paper's sizes (10k/10k train, 3.5k/3.5k test), one full epoch
     "full": dict(n_train_per_class=10000, n_test_per_class=3500, n_recon_images=256,

@@ -21,7 +21,9 @@ from .metrics import Unavailable
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, LPIPS's backbone
 FACENET_FILE = "20180402-114759-vggface2.pt"  # facenet-pytorch InceptionResnetV1(pretrained="vggface2")
 INCEPTION_FILE = "inception-2015-12-05.pt"  # clean-fid's TorchScript Inception (FID)
+RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ImageNet ResNet-18, start of the real presets' SR classifier
 URLS = {
+    RESNET18_FILE: "https://download.pytorch.org/models/resnet18-f37072fd.pth",
     ALEXNET_FILE: "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     FACENET_FILE: "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
     INCEPTION_FILE: "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
@@ -63,6 +65,11 @@ def alexnet_file(path: str | Path | None = None) -> Path | Unavailable:
     """LPIPS (alex) backbone. ``lpips`` loads it through torchvision from the torch hub cache only, so
     an explicit path is checked but to use another folder set ``TORCH_HOME``."""
     return _find(ALEXNET_FILE, torch_hub_file(ALEXNET_FILE), path, "LPIPS (torchvision's AlexNet)")
+
+
+def resnet18_file(path: str | Path | None = None) -> Path | Unavailable:
+    """ImageNet ResNet-18 for fine-tuning the attribute classifier (from scratch without it)."""
+    return _find(RESNET18_FILE, torch_hub_file(RESNET18_FILE), path, "the ResNet-18 attribute classifier's ImageNet start")
 
 
 def facenet_file(path: str | Path | None = None) -> Path | Unavailable:

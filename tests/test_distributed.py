@@ -56,3 +56,21 @@ def test_shares_and_an_uneven_training_batch_is_named():
     assert [Ranks(r, 3).share(7) for r in range(3)] == [slice(0, 2), slice(2, 4), slice(4, 7)]
     with pytest.raises(ValueError, match="batch_per_class=3 does not split evenly over 2 processes"):
         Ranks(0, 2).even_share(3, "batch_per_class")
+
+
+def test_training_command_under_accelerate_launch(tmp_path):
+    """``accelerate launch -m hsep_utils.train_cli`` (notebook 02 as a command) on the toy preset at
+    smoke scale with 2 processes: one classifier, one mapping run, logs written once."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), "-m", "hsep_utils.train_cli", "--preset", "toy-glasses",
+           "-p", "scale", "smoke", "-p", "data_root", str(tmp_path / "data"), "-p", "results_root", str(tmp_path)]
+    proc = subprocess.run(cmd, env={**env, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("2 process(es)") == 1  # printed by the main process only
+    run = tmp_path / "toy-glasses" / "mapping"
+    assert (tmp_path / "toy-glasses" / "classifier.pt").exists() and (run / "best.pt").exists()
+    assert len(pd.read_csv(run / "train_log.csv")) == 2 * 5  # smoke: 2 batches x 5 DDIM steps
+    assert len(pd.read_csv(run / "val_log.csv")) == 1 and (run / "loss_curves.png").exists()

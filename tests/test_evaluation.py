@@ -208,3 +208,54 @@ def test_identity_training_is_deterministic(tmp_path):
     wa, wb = load_file(a), load_file(b)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not isinstance(toy_identity_embedder(path=a), Unavailable)
+
+
+def _two_class_data(size: int, n: int, seed: int = 0) -> dict:
+    """Backgrounds dark, targets bright (plus noise): any working classifier separates them."""
+    from hsep_utils.pipeline import Split
+
+    g = torch.Generator().manual_seed(seed)
+
+    def split(level, k):
+        return Split(pd.DataFrame({"file": [f"{level}-{i}" for i in range(k)]}),
+                     (level + 0.3 * torch.randn(k, 3, size, size, generator=g)).clamp(-1, 1))
+    return dict(train_bg=split(-0.5, n), train_tg=split(0.5, n), test_bg=split(-0.5, 8), test_tg=split(0.5, 8))
+
+
+def test_real_presets_get_a_resnet_from_imagenet_weights_or_from_scratch(tmp_path, monkeypatch):
+    from torchvision.models import resnet18
+
+    from hsep_utils.classifier import ResNetClassifier, SmallCNN, build_classifier, describe
+    from hsep_utils.pipeline import fit_attribute_classifier, load_classifier, save_classifier
+    from hsep_utils.weights import RESNET18_FILE
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    small, rec = build_classifier(32)
+    assert isinstance(small, SmallCNN) and rec == dict(kind="small-cnn", init="scratch")
+    scratch, rec = build_classifier(64)  # no ImageNet file: from scratch, and the table says why
+    assert isinstance(scratch, ResNetClassifier) and rec["init"] == "scratch" and RESNET18_FILE in rec["why"]
+    assert "from scratch" in describe(rec) and str(tmp_path / "torch") in describe(rec)
+
+    imagenet = resnet18()
+    file = tmp_path / "torch" / "hub" / "checkpoints" / RESNET18_FILE
+    file.parent.mkdir(parents=True)
+    torch.save(imagenet.state_dict(), file)
+    tuned, rec = build_classifier(64)
+    assert rec == dict(kind="resnet18", init="imagenet", weights=RESNET18_FILE)
+    torch.testing.assert_close(tuned.net.conv1.weight, imagenet.conv1.weight)
+    assert tuned(torch.zeros(2, 3, 64, 64)).shape == (2,)
+
+    model, accuracy = fit_attribute_classifier(_two_class_data(64, 32), seed=0, progress=False, device="cpu")
+    assert model.record["init"] == "imagenet" and 0.0 <= accuracy <= 1.0
+    save_classifier(model, accuracy, tmp_path / "classifier.pt")
+    loaded, acc2 = load_classifier(tmp_path / "classifier.pt")
+    assert isinstance(loaded, ResNetClassifier) and loaded.record == model.record and acc2 == accuracy
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_small_cnn_classifier_separates_an_easy_split():
+    from hsep_utils.pipeline import fit_attribute_classifier
+
+    model, accuracy = fit_attribute_classifier(_two_class_data(32, 64), seed=0, progress=False, device="cpu")
+    assert model.record["kind"] == "small-cnn" and accuracy == 1.0

@@ -1,0 +1,69 @@
+"""Notebook 02 as a command, for training where a notebook cannot run: several GPUs with
+``accelerate launch``, or a batch job.
+
+    python -m hsep_utils.train_cli --preset celebahq-smile                # one process
+    accelerate launch --multi_gpu --num_processes 4 -m hsep_utils.train_cli --preset celebahq-smile
+
+Writes what notebook 02 writes (``results/<preset>/classifier.pt``, ``mapping/``); notebooks 03–05
+then run as usual. Every process reads the same data and takes its share of each batch
+(``hsep_utils.distributed``); the attribute classifier is fitted once, by the main process, or
+reused when ``classifier.pt`` exists. ``batch_per_class`` is the global batch per class: a multiple
+of the number of processes.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", required=True, help="preset name or params YAML")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="override one parameter (VALUE parsed as YAML)")
+    args = ap.parse_args(argv)
+
+    from . import pipeline, presets
+    from .diffusion import load_diffusion
+    from .distributed import ranks
+
+    r = ranks()
+    params = presets.with_scale({**notebook_defaults(), **presets.load_preset(args.preset),
+                                 **{k: yaml.safe_load(v) for k, v in args.param}})
+    out = presets.results_dir(params)
+    diffusion = load_diffusion(presets.repo_path(params["base_model"]), presets.device_of(params))
+    data = pipeline.load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
+    if r.is_main and not (out / "classifier.pt").exists():
+        classifier, accuracy = pipeline.fit_attribute_classifier(data, params["seed"])
+        pipeline.save_classifier(classifier, accuracy, out / "classifier.pt")
+    r.barrier()
+    classifier, accuracy = pipeline.load_classifier(out / "classifier.pt")
+    classifier.to(diffusion.device)
+    cfg, lpips, id_embed = pipeline.image_term_models(pipeline.train_config(params), diffusion.device, params)
+    if r.is_main:
+        print(f"attribute classifier test accuracy {accuracy:.3f}; {r.world} process(es); {cfg}", flush=True)
+    pipeline.train_preset(diffusion, data, cfg, out / "mapping", classifier, pipeline.inversion_dir(params),
+                          lpips=lpips, id_embed=id_embed)
+    if r.is_main:
+        pipeline.plot_training(out / "mapping", params["preset"])
+        print(f"wrote {out / 'mapping'}")
+    return 0
+
+
+def notebook_defaults(name: str = "02_train_mapping_network.ipynb") -> dict:
+    """The values of a notebook's ``parameters`` cell (what papermill would override): the defaults
+    a preset may leave out."""
+    import ast
+    import json
+
+    from .presets import REPO_ROOT
+
+    nb = json.loads((REPO_ROOT / "notebooks" / name).read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse("".join(cell["source"])).body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+
+if __name__ == "__main__":
+    sys.exit(main())
