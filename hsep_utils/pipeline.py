@@ -87,15 +87,35 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
     return r.gather(added.cpu()), r.gather(removed.cpu())
 
 
+def reconstruction_psnr(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
+                        n_steps: int, t_edit: int) -> float:
+    """Mean PSNR (dB) of both classes' images reconstructed through the mapping network (own C and
+    S); split across processes under data parallelism."""
+    from .edit import edit
+    from .metrics import psnr_per_image
+
+    r = ranks()
+    x, keys = torch.cat([bg.x, tg.x]), bg.keys + tg.keys
+    is_target = torch.arange(len(x)) >= len(bg.x)
+    part = r.share(len(x))
+    rec = x[:0]
+    if part.start < part.stop:
+        rec = edit(diffusion, net.eval(), cache(keys[part], x[part]), is_target[part], n_steps, "reconstruct",
+                   t_edit).cpu()
+    return psnr_per_image(r.gather(rec), x).mean().item()
+
+
 def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig, out_dir: str | Path,
                  classifier, inversion_dir: Path | None = None, lpips=None, id_embed=None,
                  progress: bool = True) -> MappingNetwork:
-    """Train on ``train_*`` with validation swap success on ``val_*`` after every epoch."""
+    """Train on ``train_*``; each validation measures swap success and reconstruction PSNR on ``val_*``."""
     cache = InversionCache(diffusion, cfg.n_steps, inversion_dir)
 
     def validate(net: MappingNetwork) -> dict:
-        added, removed = edit_pairs(diffusion, net, cache, data["val_bg"], data["val_tg"], cfg.n_steps, cfg.t_edit)
-        return swap_success(classifier, data["val_bg"].x, data["val_tg"].x, added, removed)
+        val_bg, val_tg = data["val_bg"], data["val_tg"]
+        added, removed = edit_pairs(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit)
+        return {**swap_success(classifier, val_bg.x, val_tg.x, added, removed),
+                "psnr_rec": reconstruction_psnr(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit)}
 
     return train_mapping(diffusion, data["train_bg"].x, data["train_tg"].x, data["train_bg"].keys,
                          data["train_tg"].keys, cfg, out_dir, validate=validate, id_embed=id_embed, lpips=lpips,

@@ -39,6 +39,7 @@ class TrainConfig:
     epochs: int = 1
     max_batches: int | None = None  # stop after this many batches in all (None: every epoch in full)
     validate_every: int = 0  # batches between validations (0: once per epoch)
+    min_recon_psnr: float = 20.0  # a checkpoint competes on swap success only if validation reconstructions reach this
     batch_per_class: int = 8
     kl_bins: int = 16
     kl_temperature: float = 1.0
@@ -131,15 +132,28 @@ def estimate_h_scale(diffusion: Diffusion, xT: torch.Tensor, n_steps: int) -> fl
     return torch.stack(traj.h).pow(2).mean().sqrt().item()
 
 
+def selection_key(metrics: dict, min_recon_psnr: float) -> list[float]:
+    """How validations are ranked for ``best.pt`` (higher is better). Swap success is only worth
+    something when the network still reconstructs its inputs: a network that wrecks every image
+    "removes" and even "adds" attributes in a classifier's eyes. So checkpoints whose validation
+    reconstruction PSNR (``psnr_rec``) reaches ``min_recon_psnr`` rank above all others, by the
+    weaker direction's SR (``sr_min``; ``sr`` without it); the others rank by reconstruction PSNR."""
+    sr = metrics.get("sr_min", metrics["sr"])
+    sr = sr if sr == sr else -1.0  # NaN: nothing could be counted
+    if "psnr_rec" not in metrics:
+        return [1.0, sr]
+    return [1.0, sr] if metrics["psnr_rec"] >= min_recon_psnr else [0.0, metrics["psnr_rec"]]
+
+
 def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, keys_bg: list[str],
                   keys_tg: list[str], cfg: TrainConfig, out_dir: str | Path,
                   validate: Callable[[MappingNetwork], dict] | None = None, id_embed: Callable | None = None,
                   lpips=None, inversion_dir: Path | None = None, checkpoint_every: int = 10,
                   progress: bool = True) -> MappingNetwork:
     """Train (or resume) a mapping network; writes ``last.pt``, ``best.pt``, ``train_log.csv`` and
-    ``val_log.csv`` in ``out_dir``. ``validate(net)`` returns metrics with an ``sr`` key (higher is
-    better; ``sr_min`` instead when present) that picks the best checkpoint; without it the last one
-    is also the best."""
+    ``val_log.csv`` in ``out_dir``. ``validate(net)`` returns metrics with an ``sr`` key (and
+    optionally ``sr_min``, ``psnr_rec``) that pick the best checkpoint (``selection_key``); without
+    it the last one is also the best."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev, r = diffusion.device, ranks()
@@ -172,7 +186,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         net = MappingNetwork(diffusion.unet.config.block_out_channels[-1], cfg.arch, cfg.depth, cfg.kl_bins,
                              cfg.time_input, estimate_h_scale(diffusion, xT0, cfg.n_steps)).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        epoch, batch, rows, val_rows, best, elapsed = 0, 0, [], [], -math.inf, 0.0
+        epoch, batch, rows, val_rows, best, elapsed = 0, 0, [], [], [-math.inf], 0.0
 
     def save(path: Path, resumable: bool = True) -> None:
         """``last.pt`` holds everything a resume needs; ``best.pt`` only the network and its record.
@@ -229,10 +243,9 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         if (cfg.validate_every and batch % cfg.validate_every == 0) or end_of_epoch or finished:
             metrics = validate(net) if validate is not None else {"sr": float(done())}
             val_rows.append(dict(epoch=epoch, batch=batch, batches=done(), minutes=(time.time() - t0) / 60, **metrics))
-            score = metrics.get("sr_min", metrics["sr"])
-            score = score if score == score else -1.0  # NaN: nothing could be counted
-            if score > best:  # the first validation always saves (best starts at -inf)
-                best = score
+            key = selection_key(metrics, cfg.min_recon_psnr)
+            if key > best:  # the first validation always saves (best starts at [-inf])
+                best = key
                 save(out / "best.pt", resumable=False)
         if end_of_epoch:
             epoch, batch = epoch + 1, 0

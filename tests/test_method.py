@@ -207,3 +207,25 @@ def test_later_epochs_perform_no_inversion(tiny_diffusion, tmp_path, monkeypatch
     cfg3 = TrainConfig(arch="d", depth=1, n_steps=3, epochs=3, batch_per_class=2, lambdas={"consistency": 1.0})
     train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg3, tmp_path / "three", progress=False)
     assert sum(inverted) == 8  # three epochs, still each image once
+
+
+def test_best_checkpoint_needs_usable_reconstructions(tiny_diffusion, tmp_path):
+    """A network that wrecks images can "succeed" at swapping in a classifier's eyes: it must not be
+    picked over one that reconstructs (selection_key), and without usable ones the best reconstruction wins."""
+    from hsep_utils.train import selection_key
+
+    wrecked, usable = dict(sr=0.9, sr_min=0.8, psnr_rec=12.0), dict(sr=0.4, sr_min=0.3, psnr_rec=25.0)
+    assert selection_key(usable, 20.0) > selection_key(wrecked, 20.0)
+    assert selection_key(dict(usable, sr_min=0.5), 20.0) > selection_key(usable, 20.0)
+    assert selection_key(dict(wrecked, psnr_rec=14.0), 20.0) > selection_key(wrecked, 20.0)  # none usable: PSNR ranks
+    assert selection_key(dict(sr=0.5), 20.0) > selection_key(dict(sr=float("nan")), 20.0)  # no PSNR: SR ranks
+
+    x_bg, x_tg = _data(4, seed=3), _data(4, seed=4)
+    scores = iter([dict(sr=0.9, sr_min=0.9, psnr_rec=10.0), dict(sr=0.2, sr_min=0.2, psnr_rec=30.0),
+                   dict(sr=0.8, sr_min=0.8, psnr_rec=12.0)])
+    cfg = TrainConfig(depth=2, n_steps=3, epochs=3, batch_per_class=4)
+    net = train_mapping(tiny_diffusion, x_bg, x_tg, [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)], cfg,
+                        tmp_path, validate=lambda net: next(scores), progress=False)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert (best["epoch"], best["best"]) == (1, [1.0, 0.2])  # the second validation: the only usable one
+    assert not all(torch.equal(v, net.state_dict()[k]) for k, v in best["net"].items())
