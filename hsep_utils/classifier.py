@@ -54,6 +54,9 @@ class ResNetClassifier(nn.Module):
         return self.net.fc(self.embed(x)).squeeze(1)
 
 
+SMALL_CNN_RECORD = dict(kind="small-cnn", init="scratch")
+"""What a SmallCNN is (also assumed for classifier files saved before records existed)."""
+
 RESNET_MIN_SIZE = 64
 """Images at least this large (the real presets, 256 px) get the ResNet-18; smaller ones the SmallCNN."""
 
@@ -65,7 +68,7 @@ def build_classifier(image_size: int, imagenet_weights=None) -> tuple[nn.Module,
     from .weights import resnet18_file
 
     if image_size < RESNET_MIN_SIZE:
-        return SmallCNN(), dict(kind="small-cnn", init="scratch")
+        return SmallCNN(), dict(SMALL_CNN_RECORD)
     found = resnet18_file(imagenet_weights)
     if isinstance(found, Unavailable):
         return ResNetClassifier(), dict(kind="resnet18", init="scratch", why=found.reason)

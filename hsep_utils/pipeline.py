@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .classifier import build_classifier, describe, predict, swap_success, train_classifier
+from .classifier import SMALL_CNN_RECORD, build_classifier, describe, predict, swap_success, train_classifier
 from .datasets import CLASSES, load_images, prepare_dataset
 from .diffusion import Diffusion
 from .distributed import ranks
@@ -145,7 +145,7 @@ def inversion_dir(params: dict) -> Path:
 
 def save_classifier(model, accuracy: float, path: str | Path) -> None:
     save_torch(dict(state=model.state_dict(), test_accuracy=accuracy,
-                    record=getattr(model, "record", dict(kind="small-cnn", init="scratch"))), path)
+                    record=getattr(model, "record", SMALL_CNN_RECORD)), path)
 
 
 def load_classifier(path: str | Path):
@@ -153,7 +153,7 @@ def load_classifier(path: str | Path):
     from .classifier import ResNetClassifier, SmallCNN
 
     ck = torch.load(path, map_location="cpu", weights_only=True)
-    record = ck.get("record", dict(kind="small-cnn", init="scratch"))  # files from before the ResNet
+    record = ck.get("record", SMALL_CNN_RECORD)  # files from before the ResNet
     model = SmallCNN() if record["kind"] == "small-cnn" else ResNetClassifier()
     model.load_state_dict(ck["state"])
     model.record = record
