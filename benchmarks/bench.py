@@ -476,7 +476,10 @@ def main(argv=None):
     if a.device == "cuda":
         DEVICE_STR = f"cuda: {torch.cuda.get_device_name()}"
     else:
-        DEVICE_STR = f"cpu: {cpu_model()}, {torch.get_num_threads()} torch threads"
+        from hsep_utils.cpu_memory import keep_freed_memory
+
+        DEVICE_STR = (f"cpu: {cpu_model()}, {torch.get_num_threads()} torch threads, freed memory "
+                      + ("kept (hsep_utils.cpu_memory)" if keep_freed_memory() else "returned (glibc defaults)"))
     print(f"hsep benchmark  {datetime.datetime.now().isoformat(timespec='seconds')}  torch {torch.__version__}  "
           f"python {platform.python_version()}  device {DEVICE_STR}"
           + (f"  (stubbed, unused here: {', '.join(STUBBED)})" if STUBBED else ""))

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .cpu_memory import keep_freed_memory
 from .hspace import check_supported, decode, encode
 
 EditFn = Callable[[torch.Tensor, int], torch.Tensor]
@@ -60,6 +61,8 @@ class Diffusion:
     def __init__(self, unet, alphas_cumprod: torch.Tensor, source: str = "") -> None:
         check_supported(unet)
         self.unet = unet.eval().requires_grad_(False)
+        if self.unet.device.type == "cpu":
+            keep_freed_memory()  # big activations reused, not page-faulted back every pass
         self.alphas_cumprod = alphas_cumprod.to(torch.float64)
         self.source = source
 

@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +11,8 @@ from conftest import tiny_unet
 from hsep_utils.base_ddpm import build_scheduler
 from hsep_utils.diffusion import Diffusion, ddim_timesteps, load_diffusion
 from hsep_utils.hspace import CELEBAHQ_256_CONFIG, decode, encode, h_shape
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_timesteps_are_rounded_linspace():
@@ -117,3 +124,36 @@ def test_committed_toy_model_loads_offline_and_reconstructs(monkeypatch):
     x0 = torch.from_numpy(render_batch(12345, range(4))).permute(0, 3, 1, 2).float() / 127.5 - 1
     psnr = psnr_per_image(d.reconstruct(x0, 50), x0)
     assert psnr.min() > 25, psnr
+
+
+_FAULTS_SCRIPT = """
+import resource, sys, torch
+from hsep_utils.base_ddpm import build_scheduler, build_unet
+from hsep_utils.diffusion import Diffusion
+from hsep_utils.cpu_memory import keep_freed_memory
+Diffusion(build_unet(16, (8, 16), 1, (), 8), build_scheduler().alphas_cumprod)  # a CPU U-Net
+n = 64 * 2**20 // 4  # a 64 MiB tensor, as a 256 px activation at batch 2: above glibc's mmap threshold
+torch.ones(n)
+faults = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    x = torch.ones(n)
+    del x
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(keep_freed_memory(), min(faults) / (n * 4 / resource.getpagesize()))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator setting")
+def test_cpu_diffusion_keeps_freed_memory_instead_of_faulting_it_back():
+    """With the setting (the default for a CPU Diffusion), a second 64 MiB tensor reuses the first
+    one's memory; with ``HSEP_KEEP_FREED_MEMORY=0`` glibc returns it and every page faults back."""
+    found = {}
+    for value in ("1", "0"):
+        env = {**os.environ, "HSEP_KEEP_FREED_MEMORY": value}
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True, text=True,
+                             check=True, cwd=REPO).stdout.split()
+        found[value] = (out[0] == "True", float(out[1]))
+    assert found["1"][0] and not found["0"][0]
+    assert found["1"][1] < 0.05, found  # page faults per page of the tensor
+    assert found["0"][1] > 0.5, found
