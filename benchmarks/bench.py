@@ -100,7 +100,7 @@ from torch import nn  # noqa: E402
 from hsep_utils.base_ddpm import build_scheduler  # noqa: E402
 from hsep_utils.diffusion import Diffusion, ddim_update, load_diffusion  # noqa: E402
 from hsep_utils.edit import edit  # noqa: E402
-from hsep_utils.hspace import CELEBAHQ_256_CONFIG, encode, h_shape  # noqa: E402
+from hsep_utils.hspace import CELEBAHQ_256_CONFIG, decode, encode, h_shape  # noqa: E402
 from hsep_utils.identity import IdentityEncoder  # noqa: E402
 from hsep_utils.mapping import MappingNetwork  # noqa: E402
 from hsep_utils.losses import lpips_features  # noqa: E402
@@ -253,6 +253,8 @@ def parse_per_shape(value, default: dict, cast=int) -> dict:
 
 
 def fmt_time(s):
+    if s != s:
+        return "–"
     return f"{s * 1e3:9.2f} ms" if s < 1 else f"{s:9.2f} s "
 
 
@@ -311,12 +313,12 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         id_real_embedding = id_embed(x_real)
         lpips_real_features = lpips_features(lpips_model, x_real) if hasattr(lpips_model, "scaling_layer") else None
 
-    def train_step():  # the body of train_mapping's per-timestep loop
+    def train_step(with_image_terms=True):  # the body of train_mapping's per-timestep loop
         t, t_next = current_t()
         net.train()
         with ac():
             total, terms, eps = step_losses(net, diffusion, state["x"], t, x_real, is_target, cfg, id_embed, lpips_model,
-                                            id_real_embedding, lpips_real_features)
+                                            id_real_embedding, lpips_real_features, with_image_terms=with_image_terms)
         values = torch.stack([total.detach(), *terms.values()]).tolist()  # train_mapping's one sync per step
         if not all(map(math.isfinite, values)):
             raise FloatingPointError(f"non-finite loss at t={t}: {dict(zip(['total', *terms], values))}")
@@ -329,6 +331,21 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         if state["i"] % len(pairs) == 0:
             state["x"] = xT.clone()
 
+    def latent_step():  # a step without image terms (TrainConfig.image_loss_every > 1): decoder without graph
+        train_step(with_image_terms=False)
+
+    def encoder_half():  # the U-Net's floor inside a train step: encoder half (no grad) ...
+        t, _ = current_t()
+        with torch.no_grad(), ac():
+            state["enc"] = encode(unet, state["x"], t)
+
+    def decoder_half_graph_backward():  # ... + decoder half with graph + its input-gradient backward to h
+        enc = state.pop("enc")
+        h = enc.h.detach().requires_grad_(True)
+        with ac():
+            out = decode(unet, enc, h)
+        out.float().mul(g_probe).sum().backward()
+
     def id_real():  # what step_losses once recomputed every timestep for the constant x_real
         with torch.no_grad(), ac():
             id_embed(x_real)
@@ -338,6 +355,7 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
             lpips_real_half(x_real)
 
     h_probe = torch.randn(h_shape(unet, batch), device=device)
+    g_probe = torch.randn(x_real.shape, generator=g).to(device)  # an arbitrary output gradient
 
     def extra_encoder():  # arch (a): the encoder whose output each image then discards, fwd + bwd
         t, _ = current_t()
@@ -363,6 +381,9 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
     phases = {
         "forward": (forward, batch, True),
         "train_step": (train_step, batch, True),
+        "latent_step": (latent_step, batch, True),
+        "encoder_half": (encoder_half, batch, True),
+        "decoder_half_graph_backward": (decoder_half_graph_backward, batch, True),
         "id_x_real": (id_real, batch, True),
         "lpips_x_real": (lpips_real, batch, True),
         "extra_specific_encoder": (extra_encoder, batch, True),
@@ -392,6 +413,7 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         print(f"  [{shape}] rep {rep + 1}/{warmup + reps} done ({time.time() - t_start:.0f} s)", file=sys.stderr, flush=True)
 
     med = {k: statistics.median(v) for k, v in times.items() if v}
+    med["unet_floor"] = med["encoder_half"] + med["decoder_half_graph_backward"]
     floor = med["forward"]
     return dict(
         shape=shape, model=model_label, params_M=round(n_params / 1e6, 2), image=[3, size, size],
@@ -407,6 +429,10 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
 LABELS = {
     "forward": "U-Net forward, no grad (floor)",
     "train_step": "train step (1 timestep, 8 losses)",
+    "latent_step": "train step without image terms",
+    "encoder_half": "  floor: encoder half, no grad",
+    "decoder_half_graph_backward": "  floor: decoder half, graph + backward",
+    "unet_floor": "  floor: U-Net part of a train step",
     "inversion_step": "DDIM inversion, per step",
     "swap_edit_step": "swap edit, per edited image per step",
     "id_x_real": "  piece: ID embed of x_real (now once/batch)",
@@ -425,11 +451,12 @@ def report(r):
     mem_kind = "CUDA max_memory_allocated" if "cuda" in DEVICE_STR else "peak RSS"
     print(f"   {'figure':40s} {'per image':>12s} {'x forward':>10s} {'min..max per image':>23s}   "
           f"{mem_kind + ' MiB':>24s} {'above start MiB':>16s}")
-    for k in ("forward", "train_step", "inversion_step", "swap_edit_step", "id_x_real", "lpips_x_real",
+    for k in ("forward", "train_step", "unet_floor", "encoder_half", "decoder_half_graph_backward", "latent_step",
+              "inversion_step", "swap_edit_step", "id_x_real", "lpips_x_real",
               "extra_specific_encoder"):
         if k not in r["per_image_s"]:
             continue
-        lo, hi = r["spread"][k]
+        lo, hi = r["spread"].get(k, (math.nan, math.nan))
         m = r["memory_bytes"].get(k, {})
         print(f"   {LABELS[k]:40s} {fmt_time(r['per_image_s'][k]):>12s} {r['ratio'][k]:10.2f} "
               f"{fmt_time(lo).strip():>11s}..{fmt_time(hi).strip():<11s}   {fmt_mb(m.get('peak')):>24s} "
@@ -493,6 +520,10 @@ def main(argv=None):
         Path(a.json).write_text(json.dumps(dict(device=DEVICE_STR, torch=torch.__version__, results=results), indent=2))
     by = {r["shape"]: r["ratio"]["train_step"] for r in results}
     print()
+    for r in results:  # image_loss_every = k (beyond the paper): one step with image terms per k steps
+        q = r["ratio"]
+        print(f"{r['shape']}: unet_floor_ratio={q['unet_floor']:.2f}  " + "  ".join(
+            f"image_loss_every={k}: ratio={(q['train_step'] + (k - 1) * q['latent_step']) / k:.2f}" for k in (2, 4)))
     if "toy" in by and len(by) > 1:
         print(f"toy_train_step_ratio={by['toy']:.2f}")
     last = "celebahq256" if "celebahq256" in by else results[-1]["shape"]

@@ -45,6 +45,7 @@ class TrainConfig:
     kl_temperature: float = 1.0
     time_input: bool = True
     common_adversary: float = 0.0  # beyond the paper: weight of a gradient-reversal class adversary on C
+    image_loss_every: int = 1  # beyond the paper (faster): image terms on every k-th step only (1: every step, as the paper)
     lambdas: dict = field(default_factory=lambda: {t: 1.0 for t in L.LOSS_TERMS})
     seed: int = 0
 
@@ -53,6 +54,15 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(L.LOSS_TERMS)}")
         self.lambdas = {t: float(self.lambdas.get(t, 0.0)) for t in L.LOSS_TERMS}
+        if int(self.image_loss_every) < 1:
+            raise ValueError(f"image_loss_every must be ≥ 1, got {self.image_loss_every}")
+
+    def image_terms_at(self, i: int, n: int) -> bool:
+        """Whether step ``i`` of a trajectory of ``n`` training steps computes the image terms: every
+        step by default; with ``image_loss_every`` = k every k-th, counted back from the last step
+        (the one closest to x0) so that it always has them. The other steps run the decoder half
+        without graph: no backward through it, the U-Net's dominant cost."""
+        return (n - 1 - i) % self.image_loss_every == 0
 
 
 class InversionCache:
@@ -86,11 +96,12 @@ class InversionCache:
 def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: int, x_real: torch.Tensor,
                 is_target: torch.Tensor, cfg: TrainConfig, id_embed: Callable | None = None, lpips=None,
                 id_real: torch.Tensor | None = None, lpips_real: list[torch.Tensor] | None = None,
-                r: Ranks = Ranks()):
+                r: Ranks = Ranks(), with_image_terms: bool = True):
     """All loss terms of one timestep. Returns (total, {term: tensor}, eps of h̃ for the next x).
     ``id_real`` / ``lpips_real``: the identity embedding / LPIPS features of ``x_real``, when
     computed once per batch; ``r``: the data-parallel ranks (the KL term's batch means are taken
-    over all processes)."""
+    over all processes); ``with_image_terms=False``: latent terms only at this step
+    (``TrainConfig.image_terms_at``)."""
     lam = cfg.lambdas
     with torch.no_grad():
         enc = encode(diffusion.unet, x, t)
@@ -107,7 +118,7 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     if cfg.common_adversary > 0:
         terms["adversary"] = cfg.common_adversary * torch.nn.functional.binary_cross_entropy_with_logits(
             net.adversary_logit(c), is_target.to(c.dtype))
-    image_terms = [k for k in L.IMAGE_TERMS if lam[k] > 0]
+    image_terms = [k for k in L.IMAGE_TERMS if lam[k] > 0] if with_image_terms else []
     if image_terms:
         eps = decode(diffusion.unet, enc, h_tilde)
         a = diffusion.alpha(t, x)
@@ -219,9 +230,9 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
                 id_real = id_embed(x_real)
             if lpips is not None and cfg.lambdas["lpips"] > 0:
                 lpips_real = L.lpips_features(lpips, x_real)
-        for t, t_next in pairs:
+        for i, (t, t_next) in enumerate(pairs):
             total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips, id_real,
-                                            lpips_real, r)
+                                            lpips_real, r, cfg.image_terms_at(i, len(pairs)))
             # one host sync per step: every term, averaged over processes, in one tensor
             values = dict(zip(["total", *terms], r.mean(torch.stack([total.detach(), *terms.values()])).tolist()))
             if not math.isfinite(values["total"]):

@@ -229,3 +229,29 @@ def test_best_checkpoint_needs_usable_reconstructions(tiny_diffusion, tmp_path):
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert (best["epoch"], best["best"]) == (1, [1.0, 0.2])  # the second validation: the only usable one
     assert not all(torch.equal(v, net.state_dict()[k]) for k, v in best["net"].items())
+
+
+def test_image_losses_every_kth_step_count_back_from_the_last(tiny_diffusion, tmp_path, monkeypatch):
+    """``image_loss_every`` = k: image terms (and the decoder's backward) only on every k-th step,
+    the step closest to x0 always among them; k = 1 is the paper's every step."""
+    assert [TrainConfig(image_loss_every=1).image_terms_at(i, 5) for i in range(5)] == [True] * 5
+    assert [TrainConfig(image_loss_every=2).image_terms_at(i, 5) for i in range(5)] == [True, False, True, False, True]
+    assert [TrainConfig(image_loss_every=3).image_terms_at(i, 5) for i in range(5)] == [False, True, False, False, True]
+    with pytest.raises(ValueError, match="image_loss_every"):
+        TrainConfig(image_loss_every=0)
+
+    net = MappingNetwork(32, "a", depth=2)
+    x, is_t = torch.randn(4, 3, 16, 16), torch.tensor([0, 0, 1, 1], dtype=torch.bool)
+    total, terms, eps = step_losses(net, tiny_diffusion, x, 500, x, is_t, TrainConfig(), with_image_terms=False)
+    assert set(terms) == set(L.LATENT_TERMS) and not eps.requires_grad
+    total.backward()  # the latent terms alone still train the mapping network
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+    x_bg, x_tg = _data(2, seed=1), _data(2, seed=2)
+    cfg = TrainConfig(arch="a", depth=2, n_steps=5, batch_per_class=2, image_loss_every=2)
+    train_mapping(tiny_diffusion, x_bg, x_tg, ["b0", "b1"], ["t0", "t1"], cfg, tmp_path, progress=False)
+    import pandas as pd
+
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert log["pixel"].notna().tolist() == [True, False, True, False, True]  # t = 999 … 0
+    assert log["t"].iloc[-1] == 0 and log["silence"].notna().all()
