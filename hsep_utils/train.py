@@ -180,8 +180,10 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
     last = out / "last.pt"
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=True)
-        if ck["train_config"] != _jsonable(asdict(cfg)):
-            raise ValueError(f"{last} was trained with {ck['train_config']}, not {asdict(cfg)}: "
+        # a setting added after the checkpoint was written takes its default (which keeps the old behaviour)
+        recorded = {**_jsonable(asdict(TrainConfig())), **ck["train_config"]}
+        if recorded != _jsonable(asdict(cfg)):
+            raise ValueError(f"{last} was trained with {recorded}, not {asdict(cfg)}: "
                              f"use another output folder or delete it")
         check_compatible(ck["net_config"], diffusion, f"{last} cannot resume here: use another output folder or delete it")
         net = MappingNetwork(**ck["net_config"]).to(dev)

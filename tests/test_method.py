@@ -150,6 +150,8 @@ def test_training_resumes_with_identical_state(tiny_diffusion, tmp_path):
     ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert (ck["epoch"], ck["batch"]) == (1, 0)
     assert len(list((tmp_path / "inv").glob("*.pt"))) == 8  # inversions cached on disk
+    del ck["train_config"]["image_loss_every"]  # as written before that setting existed: still resumes
+    torch.save(ck, tmp_path / "cut" / "last.pt")
     resumed = train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "cut",
                             inversion_dir=tmp_path / "inv", progress=False)
     for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
