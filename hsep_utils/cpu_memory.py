@@ -13,19 +13,18 @@ them), and so is any C library other than glibc. ``HSEP_KEEP_FREED_MEMORY=0`` tu
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
-_state: dict[str, bool] = {}
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Keep freed heap memory for reuse (see the module docstring); True when the setting is in
-    force. ``Diffusion`` calls it for a U-Net on the CPU; idempotent."""
-    if "on" not in _state:
-        _state["on"] = os.environ.get("HSEP_KEEP_FREED_MEMORY", "1") != "0" and _mallopt_keep()
-    return _state["on"]
+    force. ``Diffusion`` calls it for a U-Net on the CPU; applied once per process."""
+    return os.environ.get("HSEP_KEEP_FREED_MEMORY", "1") != "0" and _mallopt_keep()
 
 
 def _mallopt_keep() -> bool:

@@ -128,7 +128,7 @@ def train_config(params: dict) -> TrainConfig:
                        lr=params["lr"], epochs=params["epochs"], max_batches=params["train_batches"],
                        batch_per_class=params["batch_per_class"], kl_temperature=params["kl_temperature"],
                        validate_every=params["validate_every"], common_adversary=params["common_adversary"],
-                       image_loss_every=params.get("image_loss_every", 1),
+                       image_loss_every=params.get("image_loss_every", TrainConfig.image_loss_every),
                        lambdas=params["lambdas"] or {t: 1.0 for t in LOSS_TERMS}, seed=params["seed"])
 
 

@@ -127,7 +127,7 @@ def test_committed_toy_model_loads_offline_and_reconstructs(monkeypatch):
 
 
 _FAULTS_SCRIPT = """
-import resource, sys, torch
+import resource, torch
 from hsep_utils.base_ddpm import build_scheduler, build_unet
 from hsep_utils.diffusion import Diffusion
 from hsep_utils.cpu_memory import keep_freed_memory
