@@ -26,6 +26,9 @@ embedding and the LPIPS backbone features of the *real* image (``train_mapping``
 once per batch and passes them to ``step_losses``, as the train step here does), and the second
 class-specific encoder that arch (a) used to run over the whole batch (each encoder now runs on its
 own class's images only).
+The U-Net floor of a train step is timed too: the encoder half without graph plus the decoder half
+with graph and its backward to h, once as ``decode`` runs it (constant skips) and once through
+diffusers' own up blocks (``constant_skips=False``), the reference for that optimisation.
 
 Phases are interleaved (forward, train step, pieces, inversion, edit, forward, …) and medians
 taken, because a shared CPU is noisy. The library is used as is; nothing is patched.
@@ -339,12 +342,15 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         with torch.no_grad(), ac():
             state["enc"] = encode(unet, state["x"], t)
 
-    def decoder_half_graph_backward():  # ... + decoder half with graph + its input-gradient backward to h
-        enc = state.pop("enc")
+    def decoder_half_graph_backward(constant_skips=True):  # ... + decoder half with graph + its backward to h
+        enc = state["enc"] if constant_skips else state.pop("enc")
         h = enc.h.detach().requires_grad_(True)
         with ac():
-            out = decode(unet, enc, h)
+            out = decode(unet, enc, h, constant_skips=constant_skips)
         out.float().mul(g_probe).sum().backward()
+
+    def decoder_half_diffusers_blocks():  # the same through diffusers' own up blocks (the skips in the backward)
+        decoder_half_graph_backward(constant_skips=False)
 
     def id_real():  # what step_losses once recomputed every timestep for the constant x_real
         with torch.no_grad(), ac():
@@ -384,6 +390,7 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         "latent_step": (latent_step, batch, True),
         "encoder_half": (encoder_half, batch, True),
         "decoder_half_graph_backward": (decoder_half_graph_backward, batch, True),
+        "decoder_half_diffusers_blocks": (decoder_half_diffusers_blocks, batch, True),
         "id_x_real": (id_real, batch, True),
         "lpips_x_real": (lpips_real, batch, True),
         "extra_specific_encoder": (extra_encoder, batch, True),
@@ -432,6 +439,7 @@ LABELS = {
     "latent_step": "train step without image terms",
     "encoder_half": "  floor: encoder half, no grad",
     "decoder_half_graph_backward": "  floor: decoder half, graph + backward",
+    "decoder_half_diffusers_blocks": "  piece: the same, diffusers' up blocks",
     "unet_floor": "  floor: U-Net part of a train step",
     "inversion_step": "DDIM inversion, per step",
     "swap_edit_step": "swap edit, per edited image per step",
@@ -451,7 +459,8 @@ def report(r):
     mem_kind = "CUDA max_memory_allocated" if "cuda" in DEVICE_STR else "peak RSS"
     print(f"   {'figure':40s} {'per image':>12s} {'x forward':>10s} {'min..max per image':>23s}   "
           f"{mem_kind + ' MiB':>24s} {'above start MiB':>16s}")
-    for k in ("forward", "train_step", "unet_floor", "encoder_half", "decoder_half_graph_backward", "latent_step",
+    for k in ("forward", "train_step", "unet_floor", "encoder_half", "decoder_half_graph_backward",
+              "decoder_half_diffusers_blocks", "latent_step",
               "inversion_step", "swap_edit_step", "id_x_real", "lpips_x_real",
               "extra_specific_encoder"):
         if k not in r["per_image_s"]:

@@ -3,10 +3,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_unet
+from diffusers import UNet2DModel
+
+import hsep_utils.hspace as hspace
 
 from hsep_utils.base_ddpm import build_scheduler
 from hsep_utils.diffusion import Diffusion, ddim_timesteps, load_diffusion
@@ -31,6 +36,45 @@ def test_encode_decode_equals_unet_forward(tiny_diffusion):
             ref = unet(x, t).sample
             ours = decode(unet, encode(unet, x, t))
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+
+
+def _decode_with_gradient(unet, enc, constant_skips):
+    """decode's output, its gradient w.r.t. h for a fixed output gradient, and how many resnets ran
+    with constant skips."""
+    h = enc.h.detach().clone().requires_grad_(True)
+    with mock.patch.object(hspace, "_resnet_constant_skip", wraps=hspace._resnet_constant_skip) as spy:
+        out = decode(unet, enc, h, constant_skips=constant_skips)
+    (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+    return out.detach(), h.grad, spy.call_count
+
+
+@pytest.mark.parametrize("layout", ["tiny", "celebahq-shaped"])
+def test_constant_skips_give_diffusers_values_and_gradient(layout):
+    # tiny: 48-channel concatenations split inside a GroupNorm group; celebahq-shaped: the 256 px
+    # model's block types and channel ratios (attention up block, 512 + 256 inputs) at 1/4 width
+    torch.manual_seed(0)
+    if layout == "tiny":
+        unet = tiny_unet()
+    else:
+        unet = UNet2DModel(**dict(CELEBAHQ_256_CONFIG, sample_size=32, block_out_channels=(32, 32, 64, 64, 128, 128)))
+    unet.eval().requires_grad_(False)
+    size = unet.config.sample_size
+    with torch.no_grad():
+        enc = encode(unet, torch.randn(2, 3, size, size), torch.tensor([300, 900]))
+    ref, ref_grad, n_ref = _decode_with_gradient(unet, enc, constant_skips=False)
+    out, grad, n = _decode_with_gradient(unet, enc, constant_skips=True)
+    assert n_ref == 0 and n == sum(len(b.resnets) for b in unet.up_blocks)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_trainable_unet_decodes_with_diffusers_blocks():
+    # base-model training needs every weight's gradient: no constant-skip shortcut there
+    unet = tiny_unet()
+    enc = encode(unet, torch.randn(2, 3, 16, 16), 500)
+    out, _, n = _decode_with_gradient(unet, enc, constant_skips=True)
+    assert n == 0
+    assert all(p.grad is not None for p in unet.up_blocks.parameters())
 
 
 def test_identity_edit_equals_plain_generation(tiny_diffusion):
