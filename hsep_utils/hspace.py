@@ -139,13 +139,14 @@ def _resnet_constant_skip(resnet: ResnetBlock2D, x: torch.Tensor, skip: torch.Te
         return resnet.nonlinearity(F.group_norm(z, (hi - lo) // group, w, b, norm.eps))
 
     mixed = x if cut == cx else torch.cat([x, skip[:, :cut - cx]], dim=1)
-    hidden = conv1._conv_forward(act_norm(mixed, 0, cut), conv1.weight[:, :cut].contiguous(), None)
+    hidden = conv1._conv_forward(act_norm(mixed, 0, cut), conv1.weight[:, :cut], None)
     with torch.no_grad():
-        const = conv1.bias[None, :, None, None] if conv1.bias is not None else 0.0
         if cut < c:
-            const = conv1._conv_forward(act_norm(skip[:, cut - cx:], cut, c), conv1.weight[:, cut:].contiguous(), conv1.bias)
+            const = conv1._conv_forward(act_norm(skip[:, cut - cx:], cut, c), conv1.weight[:, cut:], conv1.bias)
+        else:
+            const = 0.0 if conv1.bias is None else conv1.bias[None, :, None, None]
         if shortcut is not None:
-            short_skip = shortcut._conv_forward(skip, shortcut.weight[:, cx:].contiguous(), shortcut.bias)
+            short_skip = shortcut._conv_forward(skip, shortcut.weight[:, cx:], shortcut.bias)
     hidden = hidden + const
     if resnet.time_emb_proj is not None:
         temb = resnet.time_emb_proj(temb if resnet.skip_time_act else resnet.nonlinearity(temb))[:, :, None, None]
@@ -158,7 +159,7 @@ def _resnet_constant_skip(resnet: ResnetBlock2D, x: torch.Tensor, skip: torch.Te
     if shortcut is None:
         short = torch.cat([x, skip], dim=1)
     else:
-        short = shortcut._conv_forward(x, shortcut.weight[:, :cx].contiguous(), None) + short_skip
+        short = shortcut._conv_forward(x, shortcut.weight[:, :cx], None) + short_skip
     return (short + hidden) / resnet.output_scale_factor
 
 

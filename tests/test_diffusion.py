@@ -2,7 +2,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-
 from unittest import mock
 
 import numpy as np
