@@ -27,6 +27,7 @@ from .toy import render_batch
 
 DEFAULTS = dict(
     out="models/toy-ddpm-32",
+    init_from="",  # an exported model directory (with unet/) to fine-tune instead of starting from random weights
     seed=0,
     data_seed=1_000_000,  # toy identities used for the base model; presets draw from other seeds
     n_images=20_000,
@@ -90,6 +91,21 @@ def _lr_at(step: int, cfg: dict) -> float:
     return cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
+def _exported_weights(model_dir: Path, unet) -> dict:
+    """The weights of an exported base model (``<model_dir>/unet``), checked against ``unet``'s architecture."""
+    from diffusers import UNet2DModel
+
+    if not (model_dir / "unet").is_dir():
+        raise FileNotFoundError(f"--init-from {model_dir}: no exported model there (expected {model_dir / 'unet'}, "
+                                f"as written at the end of a base-model training)")
+    state = UNet2DModel.from_pretrained(model_dir / "unet").state_dict()
+    mine = unet.state_dict()
+    if state.keys() != mine.keys() or any(state[k].shape != mine[k].shape for k in mine):
+        raise ValueError(f"--init-from {model_dir}: its U-Net has another architecture than this run's "
+                         f"(block_out_channels / layers_per_block / attention_levels / norm_num_groups must match)")
+    return state
+
+
 def predict_noise(unet, xt: torch.Tensor, t: torch.Tensor, keep_skips: torch.Tensor | None = None) -> torch.Tensor:
     """The U-Net's noise prediction; images whose ``keep_skips`` is False get zero skip connections,
     so their prediction comes from h alone."""
@@ -121,6 +137,8 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
     dev = torch.device(cfg["device"])
     torch.manual_seed(cfg["seed"])
     unet = build_unet(**arch)
+    if cfg["init_from"]:
+        unet.load_state_dict(_exported_weights(Path(cfg["init_from"]), unet))
     ema = build_unet(**arch)
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)

@@ -49,3 +49,23 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
 def test_unknown_option_is_named():
     with pytest.raises(ValueError, match="learning_rate"):
         base_ddpm.train(learning_rate=1)
+
+
+def test_fine_tuning_starts_from_the_exported_weights(tmp_path):
+    source = base_ddpm.train(out=str(tmp_path / "src"), **{**TINY, "steps": 2})
+    tuned = base_ddpm.train(out=str(tmp_path / "ft"), init_from=str(tmp_path / "src"),
+                            **{**TINY, "steps": 1, "lr": 0.0})  # lr 0: the weights must stay the source's
+    a, b = load_file(source / "diffusion_pytorch_model.safetensors"), load_file(tuned / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    fresh = base_ddpm.train(out=str(tmp_path / "fresh"), **{**TINY, "steps": 1, "lr": 0.0})
+    c = load_file(fresh / "diffusion_pytorch_model.safetensors")
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # without init_from the start is the seed's random weights
+
+
+def test_fine_tuning_refuses_a_missing_or_other_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no exported model"):
+        base_ddpm.train(out=str(tmp_path / "ft"), init_from=str(tmp_path / "nothing"), **TINY)
+    base_ddpm.train(out=str(tmp_path / "src"), **{**TINY, "steps": 2})
+    with pytest.raises(ValueError, match="another architecture"):
+        base_ddpm.train(out=str(tmp_path / "ft2"), init_from=str(tmp_path / "src"),
+                        **{**TINY, "block_out_channels": (16, 16)})
