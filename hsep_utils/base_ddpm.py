@@ -36,6 +36,7 @@ DEFAULTS = dict(
     layers_per_block=1,
     attention_levels=(2,),  # which resolution levels get self-attention (the mid block always has it)
     norm_num_groups=8,
+    cut_skip_levels=(),  # resolution levels (0: full size, 1: half, ...) whose skips the decoder never sees (cut_skips)
     skip_dropout=0.0,  # probability that a training image's skip connections are zeroed (see train())
     batch_size=16,
     lr=1e-3,
@@ -106,6 +107,42 @@ def _exported_weights(model_dir: Path, unet) -> dict:
     return state
 
 
+def cut_skips(unet, levels) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """Blind the decoder to the skip connections of resolution ``levels``: the up blocks' resnets get
+    zero weights (norm, conv1, shortcut) on those skips' channels, so whatever passes from the encoder
+    at those scales must pass through h. The model stays a plain ``UNet2DModel`` that every loader
+    runs unchanged. Returns (parameter, mask) pairs: gradients multiplied by the mask keep the cut
+    weights zero in training. (Where a GroupNorm group mixes skip and decoder channels, the skip
+    still shifts that group's statistics.)"""
+    if not levels:
+        return []
+    size = unet.config.sample_size
+    with torch.no_grad():
+        skips = encode(unet, torch.zeros(1, unet.config.in_channels, size, size), 0).skips
+    pairs, seen = [], set()
+    for block in unet.up_blocks:
+        n = len(block.resnets)
+        res, skips = skips[-n:], skips[:-n]
+        for resnet, skip in zip(block.resnets, reversed(res)):
+            level = round(math.log2(size / skip.shape[-1]))
+            seen.add(level)
+            if level not in levels:
+                continue
+            cx = resnet.conv1.in_channels - skip.shape[1]
+            if resnet.conv_shortcut is None:
+                raise ValueError("cut_skips: an up-block resnet without a shortcut convolution adds its skip unchanged")
+            for param, dim in ((resnet.norm1.weight, 0), (resnet.norm1.bias, 0), (resnet.conv1.weight, 1),
+                               (resnet.conv_shortcut.weight, 1)):
+                mask = torch.ones_like(param)
+                mask.narrow(dim, cx, param.shape[dim] - cx).zero_()
+                with torch.no_grad():
+                    param.mul_(mask)
+                pairs.append((param, mask))
+    if set(levels) - seen:
+        raise ValueError(f"cut_skip_levels {tuple(levels)}: this U-Net has skip connections at levels {sorted(seen)} only")
+    return pairs
+
+
 def predict_noise(unet, xt: torch.Tensor, t: torch.Tensor, keep_skips: torch.Tensor | None = None) -> torch.Tensor:
     """The U-Net's noise prediction; images whose ``keep_skips`` is False get zero skip connections,
     so their prediction comes from h alone."""
@@ -155,6 +192,9 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
         opt.load_state_dict(ck["opt"])
         step, elapsed = ck["step"], ck["elapsed"]
         print(f"resumed from {ckpt_path} at step {step}")
+    for param, mask in cut_skips(unet, cfg["cut_skip_levels"]):  # after any loading: the cut holds on resume too
+        param.register_hook(lambda g, m=mask: g * m.to(g.device))
+    cut_skips(ema, cfg["cut_skip_levels"])
     unet.to(dev), ema.to(dev)
     for state in opt.state.values():  # a resumed optimiser's moments follow the model to the device
         for k, v in state.items():

@@ -69,3 +69,21 @@ def test_fine_tuning_refuses_a_missing_or_other_model(tmp_path):
     with pytest.raises(ValueError, match="another architecture"):
         base_ddpm.train(out=str(tmp_path / "ft2"), init_from=str(tmp_path / "src"),
                         **{**TINY, "block_out_channels": (16, 16)})
+
+
+def test_cut_skips_stay_cut_through_training(tmp_path):
+    from diffusers import UNet2DModel
+
+    from hsep_utils.hspace import encode, decode
+
+    out = base_ddpm.train(out=str(tmp_path / "m"), **{**TINY, "block_out_channels": (16, 16), "cut_skip_levels": (1,)})
+    unet = UNet2DModel.from_pretrained(out).eval()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        enc = encode(unet, x, 500)
+        ref = decode(unet, enc)
+        for size, blind in ((8, True), (16, False)):  # level 1 (8 px) is cut, level 0 (16 px) is not
+            enc.skips = tuple(torch.randn_like(s) if s.shape[-1] == size else s for s in encode(unet, x, 500).skips)
+            assert torch.allclose(decode(unet, enc), ref) == blind
+    with pytest.raises(ValueError, match="levels"):
+        base_ddpm.train(out=str(tmp_path / "m2"), **{**TINY, "cut_skip_levels": (3,)})
