@@ -99,7 +99,7 @@ def _exported_weights(model_dir: Path, unet) -> dict:
     if not (model_dir / "unet").is_dir():
         raise FileNotFoundError(f"--init-from {model_dir}: no exported model there (expected {model_dir / 'unet'}, "
                                 f"as written at the end of a base-model training)")
-    state = UNet2DModel.from_pretrained(model_dir / "unet").state_dict()
+    state = UNet2DModel.from_pretrained(model_dir / "unet", local_files_only=True).state_dict()
     mine = unet.state_dict()
     if state.keys() != mine.keys() or any(state[k].shape != mine[k].shape for k in mine):
         raise ValueError(f"--init-from {model_dir}: its U-Net has another architecture than this run's "
