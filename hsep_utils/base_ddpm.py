@@ -94,12 +94,12 @@ def _lr_at(step: int, cfg: dict) -> float:
 
 def _exported_weights(model_dir: Path, unet) -> dict:
     """The weights of an exported base model (``<model_dir>/unet``), checked against ``unet``'s architecture."""
-    from diffusers import UNet2DModel
+    from .diffusion import load_diffusion
 
     if not (model_dir / "unet").is_dir():
         raise FileNotFoundError(f"--init-from {model_dir}: no exported model there (expected {model_dir / 'unet'}, "
                                 f"as written at the end of a base-model training)")
-    state = UNet2DModel.from_pretrained(model_dir / "unet", local_files_only=True).state_dict()
+    state = load_diffusion(model_dir).unet.state_dict()
     mine = unet.state_dict()
     if state.keys() != mine.keys() or any(state[k].shape != mine[k].shape for k in mine):
         raise ValueError(f"--init-from {model_dir}: its U-Net has another architecture than this run's "

@@ -72,12 +72,10 @@ def test_fine_tuning_refuses_a_missing_or_other_model(tmp_path):
 
 
 def test_cut_skips_stay_cut_through_training(tmp_path):
-    from diffusers import UNet2DModel
-
     from hsep_utils.hspace import encode, decode
 
-    out = base_ddpm.train(out=str(tmp_path / "m"), **{**TINY, "block_out_channels": (16, 16), "cut_skip_levels": (1,)})
-    unet = UNet2DModel.from_pretrained(out).eval()
+    base_ddpm.train(out=str(tmp_path / "m"), **{**TINY, "block_out_channels": (16, 16), "cut_skip_levels": (1,)})
+    unet = load_diffusion(tmp_path / "m").unet
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         enc = encode(unet, x, 500)
