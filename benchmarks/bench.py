@@ -320,8 +320,9 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         t, t_next = current_t()
         net.train()
         with ac():
-            total, terms, eps = step_losses(net, diffusion, state["x"], t, x_real, is_target, cfg, id_embed, lpips_model,
-                                            id_real_embedding, lpips_real_features, with_image_terms=with_image_terms)
+            total, terms, eps, eps_dir = step_losses(net, diffusion, state["x"], t, x_real, is_target, cfg, id_embed,
+                                                     lpips_model, id_real_embedding, lpips_real_features,
+                                                     with_image_terms=with_image_terms)
         values = torch.stack([total.detach(), *terms.values()]).tolist()  # train_mapping's one sync per step
         if not all(map(math.isfinite, values)):
             raise FloatingPointError(f"non-finite loss at t={t}: {dict(zip(['total', *terms], values))}")
@@ -329,7 +330,7 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         total.backward()
         opt.step()
         x = state["x"]
-        state["x"] = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x))[0].detach()
+        state["x"] = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x), eps_direction=eps_dir)[0].detach()
         state["i"] += 1
         if state["i"] % len(pairs) == 0:
             state["x"] = xT.clone()

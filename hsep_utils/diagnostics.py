@@ -31,8 +31,9 @@ from .pipeline import Split
 
 @torch.no_grad()
 def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier, original_is_target: bool,
-                 n: int = 64, n_steps: int = 20) -> dict:
-    """The oracle h-swap on the first ``n`` images of a toy split (see the module docstring)."""
+                 n: int = 64, n_steps: int = 20, asymmetric: bool = True) -> dict:
+    """The oracle h-swap on the first ``n`` images of a toy split (see the module docstring), with
+    the reverse process of ``Diffusion.generate`` (``asymmetric``)."""
     head = split.rows.head(n)
     x = split.x[:n]
     size = x.shape[-1]
@@ -41,9 +42,10 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     rec, own = diffusion.generate(xT, n_steps, return_trajectory=True)
     _, other = diffusion.generate(diffusion.invert(cf, n_steps), n_steps, return_trajectory=True)
     h_cf, h_own = dict(zip(other.timesteps, other.h)), dict(zip(own.timesteps, own.h))
-    swapped = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_cf[t]).cpu()
+    swapped = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_cf[t], asymmetric=asymmetric).cpu()
     shift = torch.roll(torch.arange(len(x)), 1)
-    foreign = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_own[t][shift.to(h.device)]).cpu()
+    foreign = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_own[t][shift.to(h.device)],
+                                 asymmetric=asymmetric).cpu()
     rec = rec.cpu()
     sr, counted = edit_success(classifier, x, swapped, original_is_target)
     return dict(n=len(x), classifier_sr=sr, sr_counted=counted,
@@ -54,7 +56,7 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
 
 def main(argv=None) -> None:
     from .diffusion import load_diffusion
-    from .pipeline import fit_attribute_classifier, load_classifier, load_preset_data
+    from .pipeline import fit_attribute_classifier, is_asymmetric, load_classifier, load_preset_data
     from .presets import device_of, load_preset, repo_path, results_dir, with_scale
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,8 +64,11 @@ def main(argv=None) -> None:
     ap.add_argument("--base-model", help="another base model directory (default: the preset's)")
     ap.add_argument("-n", type=int, default=64, help="test images per direction")
     ap.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    ap.add_argument("--reverse-process", choices=("asymmetric", "symmetric"),
+                    help="the edited DDIM step (default: the preset's reverse_process; see Diffusion.generate)")
     a = ap.parse_args(argv)
     params = with_scale(load_preset(a.preset))
+    params["reverse_process"] = a.reverse_process or params.get("reverse_process")
     if params["dataset_kind"] != "toy":
         raise SystemExit(f"{a.preset}: the oracle h-swap needs counterfactuals, which only toy presets have")
     diffusion = load_diffusion(repo_path(a.base_model or params["base_model"]), device_of(params))
@@ -72,7 +77,8 @@ def main(argv=None) -> None:
     classifier = load_classifier(saved)[0] if saved.exists() else fit_attribute_classifier(data, params["seed"])[0]
     classifier = classifier.to(diffusion.device)
     for name, split, is_target in (("add", data["test_bg"], False), ("remove", data["test_tg"], True)):
-        found = oracle_hswap(diffusion, split, params["attribute"], classifier, is_target, a.n, a.steps)
+        found = oracle_hswap(diffusion, split, params["attribute"], classifier, is_target, a.n, a.steps,
+                             is_asymmetric(params))
         print(name, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}))
 
 

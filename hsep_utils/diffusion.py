@@ -34,14 +34,21 @@ def ddim_timesteps(n_steps: int, num_train_timesteps: int = 1000) -> list[int]:
 
 
 def ddim_update(x: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor, a_next: torch.Tensor,
-                eta: float = 0.0, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One DDIM move from ᾱ = a_t to ᾱ = a_next (either direction). Returns (x_next, predicted x0)."""
+                eta: float = 0.0, generator: torch.Generator | None = None,
+                eps_direction: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM move from ᾱ = a_t to ᾱ = a_next (either direction). Returns (x_next, predicted x0).
+
+    ``eps`` gives the predicted x0 (P_t); ``eps_direction`` (default ``eps``) the direction back to
+    x_t (D_t). They differ in Asyrp's asymmetric reverse process (the paper's Eq. 4): P_t from the
+    edited h̃, D_t from the original h. With one ε for both, an edit of ε at large t is almost
+    cancelled: x_next moves by (√(1 − ᾱ_next) − √(ᾱ_next / ᾱ_t)·√(1 − ᾱ_t))·Δε ≈ 0 where ᾱ ≈ 0."""
     x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+    d = eps if eps_direction is None else eps_direction
     if eta == 0:
-        return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps, x0
+        return a_next.sqrt() * x0 + (1 - a_next).sqrt() * d, x0
     sigma = eta * ((1 - a_next) / (1 - a_t) * (1 - a_t / a_next)).clamp(min=0).sqrt()
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-    return a_next.sqrt() * x0 + (1 - a_next - sigma**2).sqrt() * eps + sigma * noise, x0
+    return a_next.sqrt() * x0 + (1 - a_next - sigma**2).sqrt() * d + sigma * noise, x0
 
 
 @dataclass
@@ -93,6 +100,12 @@ class Diffusion:
         h_used = enc.h if edit_fn is None else edit_fn(enc.h, t)
         return decode(self.unet, enc, h_used), enc.h, h_used
 
+    def eps_pair(self, x: torch.Tensor, t: int, edit_fn: EditFn):
+        """(ε from h̃, ε from the original h, h, h̃) at one step: one encoder pass, two decoder passes."""
+        enc = encode(self.unet, x, t)
+        h_used = edit_fn(enc.h, t)
+        return decode(self.unet, enc, h_used), decode(self.unet, enc), enc.h, h_used
+
     @torch.no_grad()
     def invert(self, x0: torch.Tensor, n_steps: int, return_trajectory: bool = False, progress: bool = False):
         """Deterministic DDIM inversion x0 → xT (η = 0, no clipping)."""
@@ -109,17 +122,25 @@ class Diffusion:
     @torch.no_grad()
     def generate(self, xT: torch.Tensor, n_steps: int, edit_fn: EditFn | None = None, t_edit: int = 0,
                  eta: float = 0.0, generator: torch.Generator | None = None, return_trajectory: bool = False,
-                 progress: bool = False):
+                 progress: bool = False, asymmetric: bool = True):
         """DDIM generation xT → x0 (Eq. 4): h̃ = edit_fn(h, t) for t ≥ t_edit, the original h
-        below, where optional η > 0 adds DDIM noise (default off: fully deterministic)."""
+        below, where optional η > 0 adds DDIM noise (default off: fully deterministic).
+
+        ``asymmetric`` (default, as the paper and Asyrp): while editing, h̃ gives the predicted x0
+        and the original h the direction term (one more decoder pass per step); ``False`` uses
+        h̃'s ε for both, which cancels most of an edit at the noisy steps (see ``ddim_update``)."""
         seq = self.timesteps(n_steps)
         x, traj = xT.to(self.device), Trajectory()
         for t, t_next in tqdm(list(zip(reversed(seq), reversed([-1] + seq[:-1]))), desc="generate",
                               disable=not progress):
             editing = edit_fn is not None and t >= t_edit
-            eps, h, h_used = self.eps(x, t, edit_fn if editing else None)
+            if editing and asymmetric:
+                eps, eps_direction, h, h_used = self.eps_pair(x, t, edit_fn)
+            else:
+                (eps, h, h_used), eps_direction = self.eps(x, t, edit_fn if editing else None), None
             x_next, x0_pred = ddim_update(x, eps, self.alpha(t, x), self.alpha(t_next, x),
-                                          eta=0.0 if editing or t_next < 0 else eta, generator=generator)
+                                          eta=0.0 if editing or t_next < 0 else eta, generator=generator,
+                                          eps_direction=eps_direction)
             if return_trajectory:
                 _record(traj, t, h, h_used, x0_pred, x)
             x = x_next

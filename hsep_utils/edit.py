@@ -29,8 +29,9 @@ def check_compatible(net_config: dict, diffusion: Diffusion, fix: str = "use the
 @torch.no_grad()
 def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target: torch.Tensor, n_steps: int,
          mode: str = "reconstruct", t_edit: int = 0, donor_xT: torch.Tensor | None = None,
-         donor_is_target: torch.Tensor | None = None, alpha: float = 1.0) -> torch.Tensor:
-    """Generate edited images from inverted latents ``xT`` (N, 3, H, W); returns (N, 3, H, W)."""
+         donor_is_target: torch.Tensor | None = None, alpha: float = 1.0, asymmetric: bool = True) -> torch.Tensor:
+    """Generate edited images from inverted latents ``xT`` (N, 3, H, W); returns (N, 3, H, W).
+    ``asymmetric``: the reverse process of ``Diffusion.generate`` (the paper's Eq. 4 by default)."""
     if mode not in MODES:
         raise ValueError(f"unknown edit mode {mode!r}; known: {', '.join(MODES)}")
     check_compatible(net.config(), diffusion)
@@ -48,15 +49,15 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
         mixed = net.combine(c[:n], alpha * s_new)
         return torch.cat([mixed, h[n:]]) if mode == "swap" else mixed
 
-    return diffusion.generate(xT, n_steps, edit_fn=edit_fn, t_edit=t_edit)[:n]
+    return diffusion.generate(xT, n_steps, edit_fn=edit_fn, t_edit=t_edit, asymmetric=asymmetric)[:n]
 
 
 @torch.no_grad()
 def swap_salient(diffusion: Diffusion, net: MappingNetwork, xT_bg: torch.Tensor, xT_tg: torch.Tensor, n_steps: int,
-                 t_edit: int = 0, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 t_edit: int = 0, alpha: float = 1.0, asymmetric: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper's swap: background images take the paired target's S (attribute added); target
     images take S = 0 (attribute removed). Returns (edited backgrounds, edited targets)."""
     bg, tg = torch.zeros(len(xT_bg), dtype=torch.bool), torch.ones(len(xT_tg), dtype=torch.bool)
-    added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, xT_tg, tg, alpha)
-    removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=alpha)
+    added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, xT_tg, tg, alpha, asymmetric)
+    removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=alpha, asymmetric=asymmetric)
     return added, removed

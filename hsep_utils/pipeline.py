@@ -73,7 +73,8 @@ def fit_attribute_classifier(data: dict[str, Split], seed: int = 0, progress: bo
 
 
 def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
-               n_steps: int, t_edit: int, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               n_steps: int, t_edit: int, n: int | None = None,
+               asymmetric: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Background i takes target i's S; target i takes S = 0. Under data parallelism each process
     edits its share and every process gets all edits back."""
     n = min(len(bg.x), len(tg.x)) if n is None else n
@@ -83,12 +84,12 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
         return r.gather(bg.x[:0]), r.gather(tg.x[:0])
     keys_bg, keys_tg = bg.keys[:n][part], tg.keys[:n][part]
     xT_bg, xT_tg = cache(keys_bg, bg.x[:n][part]), cache(keys_tg, tg.x[:n][part])
-    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit)
+    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit, asymmetric=asymmetric)
     return r.gather(added.cpu()), r.gather(removed.cpu())
 
 
 def reconstruction_psnr(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
-                        n_steps: int, t_edit: int) -> float:
+                        n_steps: int, t_edit: int, asymmetric: bool = True) -> float:
     """Mean PSNR (dB) of both classes' images reconstructed through the mapping network (own C and
     S); split across processes under data parallelism."""
     from .edit import edit
@@ -101,7 +102,7 @@ def reconstruction_psnr(diffusion: Diffusion, net: MappingNetwork, cache: Invers
     rec = x[:0]
     if part.start < part.stop:
         rec = edit(diffusion, net.eval(), cache(keys[part], x[part]), is_target[part], n_steps, "reconstruct",
-                   t_edit).cpu()
+                   t_edit, asymmetric=asymmetric).cpu()
     return psnr_per_image(r.gather(rec), x).mean().item()
 
 
@@ -113,13 +114,20 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
 
     def validate(net: MappingNetwork) -> dict:
         val_bg, val_tg = data["val_bg"], data["val_tg"]
-        added, removed = edit_pairs(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit)
+        added, removed = edit_pairs(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit,
+                                    asymmetric=cfg.asymmetric)
         return {**swap_success(classifier, val_bg.x, val_tg.x, added, removed),
-                "psnr_rec": reconstruction_psnr(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit)}
+                "psnr_rec": reconstruction_psnr(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit,
+                                                cfg.asymmetric)}
 
     return train_mapping(diffusion, data["train_bg"].x, data["train_tg"].x, data["train_bg"].keys,
                          data["train_tg"].keys, cfg, out_dir, validate=validate, id_embed=id_embed, lpips=lpips,
                          inversion_dir=inversion_dir, progress=progress)
+
+
+def is_asymmetric(params: dict) -> bool:
+    """The preset's ``reverse_process`` (default: the paper's asymmetric Eq. 4)."""
+    return (params.get("reverse_process") or "asymmetric") == "asymmetric"
 
 
 def train_config(params: dict) -> TrainConfig:
@@ -129,6 +137,7 @@ def train_config(params: dict) -> TrainConfig:
                        batch_per_class=params["batch_per_class"], kl_temperature=params["kl_temperature"],
                        validate_every=params["validate_every"], common_adversary=params["common_adversary"],
                        image_loss_every=params.get("image_loss_every", TrainConfig.image_loss_every),
+                       asymmetric=is_asymmetric(params),
                        lambdas=params["lambdas"] or {t: 1.0 for t in LOSS_TERMS}, seed=params["seed"])
 
 
@@ -193,18 +202,19 @@ def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     from .edit import edit
     from .plotting import save_grid
 
-    out_dir, steps, t_edit = Path(out_dir), params["ddim_steps"], params["t_edit"]
+    out_dir, steps, t_edit, asym = Path(out_dir), params["ddim_steps"], params["t_edit"], is_asymmetric(params)
     bg, tg = data["test_bg"], data["test_tg"]
     xT_bg, xT_tg = cache(bg.keys[:n], bg.x[:n]), cache(tg.keys[:n], tg.x[:n])
     is_bg, is_tg = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
-    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, steps, t_edit)
+    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, steps, t_edit, asymmetric=asym)
     grids = {}
     for name, split, xT, cls, edited in (("add", bg, xT_bg, is_bg, added), ("remove", tg, xT_tg, is_tg, removed)):
-        rows = [split.x[:n], edit(diffusion, net, xT, cls, steps, "reconstruct", t_edit).cpu(), edited.cpu()]
+        rows = [split.x[:n], edit(diffusion, net, xT, cls, steps, "reconstruct", t_edit, asymmetric=asym).cpu(), edited.cpu()]
         if params["dataset_kind"] == "toy":
             rows.append(toy_counterfactuals(split.rows.head(n), params["attribute"], split.x.shape[-1]))
         grids[name] = save_grid(rows, out_dir / f"qualitative_{name}.png", scale=4)
-    strip = [edit(diffusion, net, xT_bg[:1], is_bg[:1], steps, "swap", t_edit, xT_tg[:1], is_tg[:1], alpha=a).cpu()
+    strip = [edit(diffusion, net, xT_bg[:1], is_bg[:1], steps, "swap", t_edit, xT_tg[:1], is_tg[:1], alpha=a,
+                  asymmetric=asym).cpu()
              for a in alphas]
     grids["strength"] = save_grid([torch.cat(strip)], out_dir / "salient_strength.png", scale=4)
     return grids
@@ -239,7 +249,8 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
 
     bg, tg = data["test_bg"], data["test_tg"]
     n = min(len(bg.x), len(tg.x)) if n is None else min(n, len(bg.x), len(tg.x))
-    added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n)
+    added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
+                                is_asymmetric(params))
     rows = []
     for domain, split, edited, opposite, is_target in (("x", bg, added, tg, False), ("y", tg, removed, bg, True)):
         toy = {}

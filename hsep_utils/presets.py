@@ -50,6 +50,7 @@ PRESET_KEYS: dict[str, str] = {
     "arch": "mapping-network architecture of Fig. 8: a | b | c | d",
     "depth": "conv blocks per encoder (the paper: 8 or 12)",
     "t_edit": "edit timesteps t >= t_edit (0: every step, 400: the noisy part)",
+    "reverse_process": "asymmetric (the paper's Eq. 4, as Asyrp: predicted x0 from h̃, direction from h) | symmetric",
     "lr": "Adam learning rate of the mapping network",
     "epochs": "passes over the training images (train_batches caps the total)",
     "lambdas": "loss weights {term: value}; None: every term 1",
@@ -74,7 +75,8 @@ PRESET_KEYS: dict[str, str] = {
 }
 
 
-CHOICES: dict[str, tuple] = dict(dataset_kind=("toy", "ffhq", "celebahq", "folders"), arch=("a", "b", "c", "d"))
+CHOICES: dict[str, tuple] = dict(dataset_kind=("toy", "ffhq", "celebahq", "folders"), arch=("a", "b", "c", "d"),
+                                 reverse_process=("asymmetric", "symmetric"))
 
 NUMBER_KEYS: dict[str, type | tuple] = {
     **{k: int for k in ("image_size", "seed", "depth", "t_edit", "epochs", "image_loss_every")},

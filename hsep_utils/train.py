@@ -1,9 +1,9 @@
 """Training the mapping network (§4): per-timestep updates along the DDIM generative process.
 
 For each batch (background and target images together) the DDIM inversion x0 → xT is computed
-once and cached; then the generative process runs from xT with h̃ = f(C, S) for t ≥ t_edit, and
-every timestep makes one optimiser step on the loss terms of that step (the paper found per-step
-updates essential). x_t is detached between steps. The U-Net is frozen: its encoder half runs
+once and cached; then the generative process runs from xT with h̃ = f(C, S) for t ≥ t_edit (the
+step of Eq. 4: ``TrainConfig.asymmetric``), and every timestep makes one optimiser step on the loss
+terms of that step (the paper found per-step updates essential). x_t is detached between steps. The U-Net is frozen: its encoder half runs
 under ``no_grad`` and gradients reach the mapping network only through the decoder half, and only
 when an image term (ID, pixel, LPIPS) has a non-zero λ.
 """
@@ -46,6 +46,7 @@ class TrainConfig:
     time_input: bool = True
     common_adversary: float = 0.0  # beyond the paper: weight of a gradient-reversal class adversary on C
     image_loss_every: int = 1  # beyond the paper (faster): image terms on every k-th step only (1: every step, as the paper)
+    asymmetric: bool = True  # Eq. 4 as Asyrp: x_{t-1} from P_t(ε of h̃) + D_t(ε of h); False: h̃'s ε for both
     lambdas: dict = field(default_factory=lambda: {t: 1.0 for t in L.LOSS_TERMS})
     seed: int = 0
 
@@ -63,6 +64,10 @@ class TrainConfig:
         (the one closest to x0) so that it always has them. The other steps run the decoder half
         without graph: no backward through it, the U-Net's dominant cost."""
         return (n - 1 - i) % self.image_loss_every == 0
+
+
+LEGACY_DEFAULTS = {"asymmetric": False}
+"""Settings whose default changed: what a checkpoint that does not record them was trained with."""
 
 
 class InversionCache:
@@ -97,7 +102,8 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
                 is_target: torch.Tensor, cfg: TrainConfig, id_embed: Callable | None = None, lpips=None,
                 id_real: torch.Tensor | None = None, lpips_real: list[torch.Tensor] | None = None,
                 r: Ranks = Ranks(), with_image_terms: bool = True):
-    """All loss terms of one timestep. Returns (total, {term: tensor}, eps of h̃ for the next x).
+    """All loss terms of one timestep. Returns (total, {term: tensor}, ε of h̃, ε of the original h)
+    for the next x (``ddim_update``; the last is None unless ``cfg.asymmetric``).
     ``id_real`` / ``lpips_real``: the identity embedding / LPIPS features of ``x_real``, when
     computed once per batch; ``r``: the data-parallel ranks (the KL term's batch means are taken
     over all processes); ``with_image_terms=False``: latent terms only at this step
@@ -133,8 +139,12 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     else:
         with torch.no_grad():
             eps = decode(diffusion.unet, enc, h_tilde.detach())
+    eps_direction = None
+    if cfg.asymmetric:
+        with torch.no_grad():
+            eps_direction = decode(diffusion.unet, enc)
     total = sum(lam.get(k, 1.0) * v for k, v in terms.items())
-    return total, terms, eps
+    return total, terms, eps, eps_direction
 
 
 def estimate_h_scale(diffusion: Diffusion, xT: torch.Tensor, n_steps: int) -> float:
@@ -180,8 +190,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
     last = out / "last.pt"
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=True)
-        # a setting added after the checkpoint was written takes its default (which keeps the old behaviour)
-        recorded = {**_jsonable(asdict(TrainConfig())), **ck["train_config"]}
+        # a setting added after the checkpoint was written takes the value that keeps the old behaviour
+        recorded = {**_jsonable(asdict(TrainConfig())), **LEGACY_DEFAULTS, **ck["train_config"]}
         if recorded != _jsonable(asdict(cfg)):
             raise ValueError(f"{last} was trained with {recorded}, not {asdict(cfg)}: "
                              f"use another output folder or delete it")
@@ -233,7 +243,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
             if lpips is not None and cfg.lambdas["lpips"] > 0:
                 lpips_real = L.lpips_features(lpips, x_real)
         for i, (t, t_next) in enumerate(pairs):
-            total, terms, eps = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips, id_real,
+            total, terms, eps, eps_dir = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips, id_real,
                                             lpips_real, r, cfg.image_terms_at(i, len(pairs)))
             # one host sync per step: every term, averaged over processes, in one tensor
             values = dict(zip(["total", *terms], r.mean(torch.stack([total.detach(), *terms.values()])).tolist()))
@@ -247,7 +257,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
             total.backward()
             r.average_gradients(net.parameters())
             opt.step()
-            x = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x))[0].detach()
+            x = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x), eps_direction=eps_dir)[0].detach()
             rows.append(dict(epoch=epoch, batch=batch, t=t, **values))
         batch += 1
         bar.update(1)

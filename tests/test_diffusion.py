@@ -13,7 +13,7 @@ from diffusers import UNet2DModel
 import hsep_utils.hspace as hspace
 
 from hsep_utils.base_ddpm import build_scheduler
-from hsep_utils.diffusion import Diffusion, ddim_timesteps, load_diffusion
+from hsep_utils.diffusion import Diffusion, ddim_timesteps, ddim_update, load_diffusion
 from hsep_utils.hspace import CELEBAHQ_256_CONFIG, decode, encode, h_shape
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,6 +102,35 @@ def test_edit_applies_exactly_at_t_at_least_t_edit(tiny_diffusion):
     assert traj.timesteps == list(reversed(ddim_timesteps(10)))
     for t, h, hu in zip(traj.timesteps, traj.h, traj.h_used):
         assert torch.equal(hu, h * 0) if t >= 400 else torch.equal(hu, h)
+
+
+def test_ddim_update_takes_x0_from_eps_and_direction_from_eps_direction():
+    x, eps, d = torch.tensor([1.0]), torch.tensor([0.5]), torch.tensor([-2.0])
+    a_t, a_next = torch.tensor(0.25), torch.tensor(0.64)
+    x0 = (1.0 - 0.75**0.5 * 0.5) / 0.5  # (x − √(1 − ᾱ_t)·ε) / √ᾱ_t
+    x_next, x0_pred = ddim_update(x, eps, a_t, a_next, eps_direction=d)
+    assert x0_pred.item() == pytest.approx(x0)
+    assert x_next.item() == pytest.approx(0.8 * x0 + 0.6 * -2.0)
+    assert ddim_update(x, eps, a_t, a_next)[0].item() == pytest.approx(0.8 * x0 + 0.6 * 0.5)
+
+
+@pytest.mark.parametrize("asymmetric", [True, False])
+def test_edited_step_is_eq4_asymmetric_or_symmetric(tiny_diffusion, asymmetric):
+    """Eq. 4 as Asyrp: while editing, predicted x0 from h̃'s ε, direction from the original h's ε."""
+    d = tiny_diffusion
+    xT = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    shift = lambda h, t: h + 1.0  # noqa: E731
+    _, traj = d.generate(xT, 5, edit_fn=shift, t_edit=0, return_trajectory=True, asymmetric=asymmetric)
+    t, t_next = traj.timesteps[:2]
+    enc = encode(d.unet, xT, t)
+    eps_edit, eps_orig = decode(d.unet, enc, enc.h + 1.0), decode(d.unet, enc)
+    want, x0 = ddim_update(xT, eps_edit, d.alpha(t, xT), d.alpha(t_next, xT),
+                           eps_direction=eps_orig if asymmetric else eps_edit)
+    torch.testing.assert_close(traj.x0_pred[0], x0)
+    torch.testing.assert_close(traj.xt[1], want)
+    other = d.generate(xT, 5, edit_fn=shift, t_edit=0, asymmetric=not asymmetric)
+    assert (other - d.generate(xT, 5, edit_fn=shift, t_edit=0, asymmetric=asymmetric)).abs().max() > 1e-4
+    assert torch.equal(d.generate(xT, 5, edit_fn=lambda h, t: h, asymmetric=asymmetric), d.generate(xT, 5))
 
 
 def test_trajectory_shapes(tiny_diffusion):

@@ -1,3 +1,4 @@
+from dataclasses import replace
 import math
 
 import pytest
@@ -110,7 +111,7 @@ def test_gradients_reach_only_the_mapping_network(tiny_diffusion):
     net = MappingNetwork(32, "a", depth=2)
     x = torch.randn(4, 3, 16, 16)
     is_t = torch.tensor([0, 0, 1, 1], dtype=torch.bool)
-    total, terms, _ = step_losses(net, tiny_diffusion, x, 500, x, is_t, TrainConfig())
+    total, terms, _, _ = step_losses(net, tiny_diffusion, x, 500, x, is_t, TrainConfig())
     total.backward()
     assert {"silence", "consistency", "kl", "orthogonal", "classification", "pixel"} <= set(terms)
     assert all(p.grad is None for p in tiny_diffusion.unet.parameters())
@@ -160,6 +161,14 @@ def test_training_resumes_with_identical_state(tiny_diffusion, tmp_path):
     with pytest.raises(ValueError, match="trained with"):
         train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, TrainConfig(depth=3, batch_per_class=2), tmp_path / "cut",
                       progress=False)
+    # written before the asymmetric reverse process became the default: it was trained symmetric
+    ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    del ck["train_config"]["asymmetric"]
+    torch.save(ck, tmp_path / "cut" / "last.pt")
+    with pytest.raises(ValueError, match="'asymmetric': False"):
+        train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "cut", progress=False)
+    train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, replace(cfg, asymmetric=False), tmp_path / "cut",
+                  progress=False)
 
 
 def test_edits_shapes_and_reconstruction_with_additive_identity(tiny_diffusion):
@@ -244,7 +253,7 @@ def test_image_losses_every_kth_step_count_back_from_the_last(tiny_diffusion, tm
 
     net = MappingNetwork(32, "a", depth=2)
     x, is_t = torch.randn(4, 3, 16, 16), torch.tensor([0, 0, 1, 1], dtype=torch.bool)
-    total, terms, eps = step_losses(net, tiny_diffusion, x, 500, x, is_t, TrainConfig(), with_image_terms=False)
+    total, terms, eps, _ = step_losses(net, tiny_diffusion, x, 500, x, is_t, TrainConfig(), with_image_terms=False)
     assert set(terms) == set(L.LATENT_TERMS) and not eps.requires_grad
     total.backward()  # the latent terms alone still train the mapping network
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
