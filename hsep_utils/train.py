@@ -3,9 +3,10 @@
 For each batch (background and target images together) the DDIM inversion x0 → xT is computed
 once and cached; then the generative process runs from xT with h̃ = f(C, S) for t ≥ t_edit (the
 step of Eq. 4: ``TrainConfig.asymmetric``), and every timestep makes one optimiser step on the loss
-terms of that step (the paper found per-step updates essential). x_t is detached between steps. The U-Net is frozen: its encoder half runs
-under ``no_grad`` and gradients reach the mapping network only through the decoder half, and only
-when an image term (ID, pixel, LPIPS) has a non-zero λ.
+terms of that step (the paper found per-step updates essential). x_t is detached between steps.
+The U-Net is frozen: its encoder half runs under ``no_grad`` and gradients reach the mapping
+network only through the decoder half, and only when an image term (ID, pixel, LPIPS) has a
+non-zero λ.
 """
 from __future__ import annotations
 
