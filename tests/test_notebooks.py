@@ -1,5 +1,6 @@
 """pyhf-style notebook tests: papermill runs each notebook with tiny parameters into a temp dir and
 the test checks what it wrote."""
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -53,6 +54,8 @@ def test_02_train_mapping_network(smoke):
     assert {"silence", "consistency", "kl", "orthogonal", "classification", "pixel", "total"} <= set(log.columns)
     assert log["batch"].nunique() == 2 and log["t"].nunique() == 5  # smoke: 2 batches × 5 DDIM steps
     assert {"sr", "sr_add", "sr_remove"} <= set(pd.read_csv(out / "mapping" / "val_log.csv").columns)
+    # the notebook's reverse_process (toy default: symmetric) reaches training, whose library default differs
+    assert json.loads((out / "mapping" / "train_config.json").read_text())["train"]["asymmetric"] is False
 
 
 def test_03_qualitative_grids(smoke):
