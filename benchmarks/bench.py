@@ -7,10 +7,13 @@ For each shape — the committed toy base model ``models/toy-ddpm-32`` and a cel
 * ``forward``   : the no-grad U-Net forward ``unet(x, t)`` (the floor every ratio is taken against);
 * ``train step``: one mapping-network update at one timestep exactly as ``train_mapping`` makes it —
   ``hsep_utils.train.step_losses`` (arch (a), depth 8, all eight λ = 1), ``zero_grad``, ``backward``,
-  ``Adam.step``, the DDIM move to the next x_t, the ``isfinite`` check and ``total.item()``;
+  ``Adam.step``, the DDIM move to the next x_t, the ``isfinite`` check and ``total.item()``; with the
+  paper's asymmetric DDIM step (one more no-grad decoder half for the direction term) and with the
+  symmetric one the toy presets use;
 * ``inversion`` : ``Diffusion.invert`` per U-Net step (n_steps − 1 of them);
 * ``swap edit`` : ``hsep_utils.edit.edit(mode="swap")`` per edited image per step; each edited
   image is generated beside its donor (half the batch edited, half donors), as the library does;
+  asymmetric and symmetric, as the train step;
 * peak memory of each phase (CPU: peak RSS, reset per phase through ``/proc/self/clear_refs`` after
   ``malloc_trim``; CUDA: ``torch.cuda.max_memory_allocated``).
 
@@ -51,6 +54,7 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -316,7 +320,7 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         id_real_embedding = id_embed(x_real)
         lpips_real_features = lpips_features(lpips_model, x_real) if hasattr(lpips_model, "scaling_layer") else None
 
-    def train_step(with_image_terms=True):  # the body of train_mapping's per-timestep loop
+    def train_step(with_image_terms=True, cfg=cfg):  # the body of train_mapping's per-timestep loop
         t, t_next = current_t()
         net.train()
         with ac():
@@ -334,6 +338,9 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         state["i"] += 1
         if state["i"] % len(pairs) == 0:
             state["x"] = xT.clone()
+
+    def train_step_symmetric():  # the reverse process the toy presets use: no decoder pass for D_t
+        train_step(cfg=replace(cfg, asymmetric=False))
 
     def latent_step():  # a step without image terms (TrainConfig.image_loss_every > 1): decoder without graph
         train_step(with_image_terms=False)
@@ -378,16 +385,20 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
 
     n_edit = batch // 2
 
-    def swap_edit():
+    def swap_edit(asymmetric=True):
         net.eval()
         with ac():
             edit(diffusion, net, xT[:n_edit], is_target[:n_edit], n_steps, mode="swap", t_edit=0,
-                 donor_xT=xT[n_edit:], donor_is_target=is_target[n_edit:])
+                 donor_xT=xT[n_edit:], donor_is_target=is_target[n_edit:], asymmetric=asymmetric)
+
+    def swap_edit_symmetric():
+        swap_edit(asymmetric=False)
 
     # name: (fn, divisor to per-image(-per-step), runs in every rep?)
     phases = {
         "forward": (forward, batch, True),
         "train_step": (train_step, batch, True),
+        "train_step_symmetric": (train_step_symmetric, batch, True),
         "latent_step": (latent_step, batch, True),
         "encoder_half": (encoder_half, batch, True),
         "decoder_half_graph_backward": (decoder_half_graph_backward, batch, True),
@@ -397,6 +408,7 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         "extra_specific_encoder": (extra_encoder, batch, True),
         "inversion_step": (inversion, batch * (n_steps - 1), False),
         "swap_edit_step": (swap_edit, n_edit * n_steps, False),
+        "swap_edit_step_symmetric": (swap_edit_symmetric, n_edit * n_steps, False),
     }
     times = {k: [] for k in phases}
     mem = {}
@@ -437,6 +449,7 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
 LABELS = {
     "forward": "U-Net forward, no grad (floor)",
     "train_step": "train step (1 timestep, 8 losses)",
+    "train_step_symmetric": "  the same, symmetric DDIM step",
     "latent_step": "train step without image terms",
     "encoder_half": "  floor: encoder half, no grad",
     "decoder_half_graph_backward": "  floor: decoder half, graph + backward",
@@ -444,6 +457,7 @@ LABELS = {
     "unet_floor": "  floor: U-Net part of a train step",
     "inversion_step": "DDIM inversion, per step",
     "swap_edit_step": "swap edit, per edited image per step",
+    "swap_edit_step_symmetric": "  the same, symmetric DDIM step",
     "id_x_real": "  piece: ID embed of x_real (now once/batch)",
     "lpips_x_real": "  piece: LPIPS on x_real (now once/batch)",
     "extra_specific_encoder": "  piece: 2nd specific enc. (now avoided)",
@@ -460,9 +474,9 @@ def report(r):
     mem_kind = "CUDA max_memory_allocated" if "cuda" in DEVICE_STR else "peak RSS"
     print(f"   {'figure':40s} {'per image':>12s} {'x forward':>10s} {'min..max per image':>23s}   "
           f"{mem_kind + ' MiB':>24s} {'above start MiB':>16s}")
-    for k in ("forward", "train_step", "unet_floor", "encoder_half", "decoder_half_graph_backward",
+    for k in ("forward", "train_step", "train_step_symmetric", "unet_floor", "encoder_half", "decoder_half_graph_backward",
               "decoder_half_diffusers_blocks", "latent_step",
-              "inversion_step", "swap_edit_step", "id_x_real", "lpips_x_real",
+              "inversion_step", "swap_edit_step", "swap_edit_step_symmetric", "id_x_real", "lpips_x_real",
               "extra_specific_encoder"):
         if k not in r["per_image_s"]:
             continue

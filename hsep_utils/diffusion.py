@@ -101,10 +101,16 @@ class Diffusion:
         return decode(self.unet, enc, h_used), enc.h, h_used
 
     def eps_pair(self, x: torch.Tensor, t: int, edit_fn: EditFn):
-        """(ε from h̃, ε from the original h, h, h̃) at one step: one encoder pass, two decoder passes."""
+        """(ε from h̃, ε from the original h, h, h̃) at one step: one encoder pass, and a second
+        decoder pass only for the images whose h the edit changed (not a swap's donors)."""
         enc = encode(self.unet, x, t)
         h_used = edit_fn(enc.h, t)
-        return decode(self.unet, enc, h_used), decode(self.unet, enc), enc.h, h_used
+        eps = decode(self.unet, enc, h_used)
+        changed = (h_used != enc.h).flatten(1).any(1)
+        eps_direction = eps.clone()
+        if changed.any():
+            eps_direction[changed] = decode(self.unet, enc.rows(changed))
+        return eps, eps_direction, enc.h, h_used
 
     @torch.no_grad()
     def invert(self, x0: torch.Tensor, n_steps: int, return_trajectory: bool = False, progress: bool = False):

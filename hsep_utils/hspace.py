@@ -36,6 +36,10 @@ class Encoded:
     emb: torch.Tensor
     skips: tuple[torch.Tensor, ...]
 
+    def rows(self, index: torch.Tensor) -> "Encoded":
+        """The same for a subset of the batch (boolean mask or indices)."""
+        return Encoded(self.h[index], self.emb[index], tuple(s[index] for s in self.skips))
+
 
 def check_supported(unet) -> None:
     """Raise for UNet2DModel variants whose forward we do not reproduce."""

@@ -133,6 +133,26 @@ def test_edited_step_is_eq4_asymmetric_or_symmetric(tiny_diffusion, asymmetric):
     assert torch.equal(d.generate(xT, 5, edit_fn=lambda h, t: h, asymmetric=asymmetric), d.generate(xT, 5))
 
 
+def test_asymmetric_step_decodes_the_original_h_only_where_the_edit_changed_it(tiny_diffusion, monkeypatch):
+    """A swap's donors keep their h: their direction term is their ε, no second decoder pass."""
+    import hsep_utils.diffusion as diffusion_module
+
+    d = tiny_diffusion
+    xT = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    first_only = lambda h, t: torch.cat([h[:1] + 1.0, h[1:]])  # noqa: E731
+    batches = []
+    real_decode = diffusion_module.decode
+    monkeypatch.setattr(diffusion_module, "decode", lambda unet, enc, h=None: batches.append(len(enc.h)) or
+                        real_decode(unet, enc, h))
+    both = d.generate(xT, 4, edit_fn=first_only)
+    assert batches == [3, 1] * 4  # h̃ for all three, the original h for the edited one
+    torch.testing.assert_close(both[1:], d.generate(xT, 4)[1:], rtol=0, atol=1e-6)
+    # the edited image as if every image were edited (its second decoder pass then ran on 3, not 1)
+    edited_alone = d.generate(xT, 4, edit_fn=lambda h, t: h + 1.0)[:1]
+    torch.testing.assert_close(both[:1], edited_alone, rtol=0, atol=1e-3)
+    assert (both[:1] - d.generate(xT, 4)[:1]).abs().max() > 1e-2
+
+
 def test_trajectory_shapes(tiny_diffusion):
     x0 = torch.rand(2, 3, 16, 16) * 2 - 1
     xT, inv = tiny_diffusion.invert(x0, 5, return_trajectory=True)
