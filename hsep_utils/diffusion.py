@@ -133,8 +133,9 @@ class Diffusion:
         below, where optional η > 0 adds DDIM noise (default off: fully deterministic).
 
         ``asymmetric`` (default, as the paper and Asyrp): while editing, h̃ gives the predicted x0
-        and the original h the direction term (one more decoder pass per step); ``False`` uses
-        h̃'s ε for both, which cancels most of an edit at the noisy steps (see ``ddim_update``)."""
+        and the original h the direction term (``eps_pair``: one more decoder pass per step for the
+        images whose h the edit changed); ``False`` uses h̃'s ε for both, which cancels most of an
+        edit at the noisy steps (see ``ddim_update``)."""
         seq = self.timesteps(n_steps)
         x, traj = xT.to(self.device), Trajectory()
         for t, t_next in tqdm(list(zip(reversed(seq), reversed([-1] + seq[:-1]))), desc="generate",
@@ -143,7 +144,8 @@ class Diffusion:
             if editing and asymmetric:
                 eps, eps_direction, h, h_used = self.eps_pair(x, t, edit_fn)
             else:
-                (eps, h, h_used), eps_direction = self.eps(x, t, edit_fn if editing else None), None
+                eps, h, h_used = self.eps(x, t, edit_fn if editing else None)
+                eps_direction = None
             x_next, x0_pred = ddim_update(x, eps, self.alpha(t, x), self.alpha(t_next, x),
                                           eta=0.0 if editing or t_next < 0 else eta, generator=generator,
                                           eps_direction=eps_direction)

@@ -244,8 +244,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
             if lpips is not None and cfg.lambdas["lpips"] > 0:
                 lpips_real = L.lpips_features(lpips, x_real)
         for i, (t, t_next) in enumerate(pairs):
-            total, terms, eps, eps_dir = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips, id_real,
-                                            lpips_real, r, cfg.image_terms_at(i, len(pairs)))
+            total, terms, eps, eps_dir = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips,
+                                                     id_real, lpips_real, r, cfg.image_terms_at(i, len(pairs)))
             # one host sync per step: every term, averaged over processes, in one tensor
             values = dict(zip(["total", *terms], r.mean(torch.stack([total.detach(), *terms.values()])).tolist()))
             if not math.isfinite(values["total"]):
