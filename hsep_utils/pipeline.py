@@ -138,6 +138,7 @@ def train_config(params: dict) -> TrainConfig:
                        validate_every=params["validate_every"], common_adversary=params["common_adversary"],
                        image_loss_every=params.get("image_loss_every", TrainConfig.image_loss_every),
                        asymmetric=is_asymmetric(params),
+                       latent_warmup_steps=params.get("latent_warmup_steps", TrainConfig.latent_warmup_steps),
                        lambdas=params["lambdas"] or {t: 1.0 for t in LOSS_TERMS}, seed=params["seed"])
 
 

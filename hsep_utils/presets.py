@@ -57,6 +57,8 @@ PRESET_KEYS: dict[str, str] = {
     "kl_temperature": "softmax temperature of the KL term",
     "common_adversary": "beyond the paper: weight of a gradient-reversal class adversary on C (0: off)",
     "image_loss_every": "beyond the paper (faster): image losses (ID, pixel, LPIPS) on every k-th step only (1: every step)",
+    "latent_warmup_steps": "beyond the paper (faster): updates of the latent terms alone on cached h trajectories "
+                           "before the per-step training (0: off, as in the paper)",
     # real datasets and bring-your-own folders (hsep_utils/real_data.py); None: the documented default
     "annotations": "ffhq: ffhq-features-dataset json/ folder; celebahq: CelebAMask-HQ-attribute-anno.txt",
     "images": "ffhq: images1024x1024/ (sub-folders 00000 … 69000, or flat); celebahq: CelebA-HQ-img/",
@@ -79,7 +81,7 @@ CHOICES: dict[str, tuple] = dict(dataset_kind=("toy", "ffhq", "celebahq", "folde
                                  reverse_process=("asymmetric", "symmetric"))
 
 NUMBER_KEYS: dict[str, type | tuple] = {
-    **{k: int for k in ("image_size", "seed", "depth", "t_edit", "epochs", "image_loss_every")},
+    **{k: int for k in ("image_size", "seed", "depth", "t_edit", "epochs", "image_loss_every", "latent_warmup_steps")},
     **{k: int for k, v in SCALES["default"].items() if isinstance(v, int)},
     **{k: (int, float) for k in ("lr", "kl_temperature", "common_adversary", "test_fraction")},
 }

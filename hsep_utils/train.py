@@ -48,6 +48,8 @@ class TrainConfig:
     common_adversary: float = 0.0  # beyond the paper: weight of a gradient-reversal class adversary on C
     image_loss_every: int = 1  # beyond the paper (faster): image terms on every k-th step only (1: every step, as the paper)
     asymmetric: bool = True  # Eq. 4 as Asyrp: x_{t-1} from P_t(ε of h̃) + D_t(ε of h); False: h̃'s ε for both
+    latent_warmup_steps: int = 0  # beyond the paper (faster): latent-term updates on cached h first (``latent_warmup``)
+    latent_warmup_pool: int = 1024  # images per class whose h trajectories the warm-up draws from
     lambdas: dict = field(default_factory=lambda: {t: 1.0 for t in L.LOSS_TERMS})
     seed: int = 0
 
@@ -58,6 +60,9 @@ class TrainConfig:
         self.lambdas = {t: float(self.lambdas.get(t, 0.0)) for t in L.LOSS_TERMS}
         if int(self.image_loss_every) < 1:
             raise ValueError(f"image_loss_every must be ≥ 1, got {self.image_loss_every}")
+        if int(self.latent_warmup_steps) < 0 or int(self.latent_warmup_pool) < 1:
+            raise ValueError(f"latent_warmup_steps must be ≥ 0 and latent_warmup_pool ≥ 1, got "
+                             f"{self.latent_warmup_steps} and {self.latent_warmup_pool}")
 
     def image_terms_at(self, i: int, n: int) -> bool:
         """Whether step ``i`` of a trajectory of ``n`` training steps computes the image terms: every
@@ -99,6 +104,31 @@ class InversionCache:
         return True
 
 
+def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.Tensor, cfg: TrainConfig,
+                 r: Ranks = Ranks()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The latent terms (Eq. 6–10, and the optional common-class adversary) of a batch of h at
+    timestep t: they need h only, not the image. Returns (h̃, {term: tensor})."""
+    h_tilde, c, s = net(h, t, is_target)
+    bg, tg = ~is_target, is_target
+    terms = {
+        "silence": L.silence(s[bg]),
+        "consistency": L.consistency(h_tilde[bg], h[bg]) + L.consistency(h_tilde[tg], h[tg]),
+        "kl": L.bidirectional_kl(net.kl_logits(c[bg]), net.kl_logits(c[tg]), cfg.kl_temperature, r.batch_mean),
+        "orthogonal": L.orthogonal(c, s),
+        "classification": L.classification(net.class_logit(c[bg]), net.class_logit(s[bg]),
+                                           net.class_logit(c[tg]), net.class_logit(s[tg])),
+    }
+    if cfg.common_adversary > 0:
+        terms["adversary"] = cfg.common_adversary * torch.nn.functional.binary_cross_entropy_with_logits(
+            net.adversary_logit(c), is_target.to(c.dtype))
+    return h_tilde, terms
+
+
+def weighted_total(terms: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
+    """Σ λ·term (terms without a λ, the adversary, carry their weight already)."""
+    return sum(cfg.lambdas.get(k, 1.0) * v for k, v in terms.items())
+
+
 def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: int, x_real: torch.Tensor,
                 is_target: torch.Tensor, cfg: TrainConfig, id_embed: Callable | None = None, lpips=None,
                 id_real: torch.Tensor | None = None, lpips_real: list[torch.Tensor] | None = None,
@@ -112,19 +142,7 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     lam = cfg.lambdas
     with torch.no_grad():
         enc = encode(diffusion.unet, x, t)
-    h_tilde, c, s = net(enc.h, t, is_target)
-    bg, tg = ~is_target, is_target
-    terms = {
-        "silence": L.silence(s[bg]),
-        "consistency": L.consistency(h_tilde[bg], enc.h[bg]) + L.consistency(h_tilde[tg], enc.h[tg]),
-        "kl": L.bidirectional_kl(net.kl_logits(c[bg]), net.kl_logits(c[tg]), cfg.kl_temperature, r.batch_mean),
-        "orthogonal": L.orthogonal(c, s),
-        "classification": L.classification(net.class_logit(c[bg]), net.class_logit(s[bg]),
-                                           net.class_logit(c[tg]), net.class_logit(s[tg])),
-    }
-    if cfg.common_adversary > 0:
-        terms["adversary"] = cfg.common_adversary * torch.nn.functional.binary_cross_entropy_with_logits(
-            net.adversary_logit(c), is_target.to(c.dtype))
+    h_tilde, terms = latent_terms(net, enc.h, t, is_target, cfg, r)
     image_terms = [k for k in L.IMAGE_TERMS if lam[k] > 0] if with_image_terms else []
     if image_terms:
         eps = decode(diffusion.unet, enc, h_tilde)
@@ -144,8 +162,51 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     if cfg.asymmetric:
         with torch.no_grad():
             eps_direction = decode(diffusion.unet, enc)
-    total = sum(lam.get(k, 1.0) * v for k, v in terms.items())
-    return total, terms, eps, eps_direction
+    return weighted_total(terms, cfg), terms, eps, eps_direction
+
+
+@torch.no_grad()
+def h_trajectories(diffusion: Diffusion, cache: InversionCache, keys: list[str], x: torch.Tensor,
+                   chunk: int = 64) -> torch.Tensor:
+    """h at every step of each image's unedited generation from its cached inversion (the
+    trajectory a perfect h̃ = h would follow), in generation order (t descending):
+    (N, n_steps, C, H, W), float16 on the CPU (half the memory; h needs no more precision here)."""
+    out = []
+    for i in range(0, len(x), chunk):
+        _, traj = diffusion.generate(cache(keys[i:i + chunk], x[i:i + chunk]), cache.n_steps, return_trajectory=True)
+        out.append(torch.stack(traj.h, 1).to("cpu", torch.float16))
+    return torch.cat(out)
+
+
+def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Diffusion, cache: InversionCache,
+                  x_bg: torch.Tensor, x_tg: torch.Tensor, keys_bg: list[str], keys_tg: list[str], cfg: TrainConfig,
+                  update: Callable[[torch.Tensor, dict, str], dict], r: Ranks = Ranks(), progress: bool = True) -> list[dict]:
+    """Beyond the paper (faster): ``cfg.latent_warmup_steps`` updates of the latent terms alone
+    before the per-step training. Those terms need only h, so the h trajectories of up to
+    ``cfg.latent_warmup_pool`` training images per class are generated once (``h_trajectories``)
+    and each update draws ``batch_per_class`` + ``batch_per_class`` of them at one random training
+    timestep (t ≥ t_edit): no U-Net call per update. The encoders learn to reproduce h there first,
+    the slowest part of training on a CPU budget (README "What limits…"). ``update(total, terms, where)``
+    makes the optimiser step and returns the terms' values (``where``: the step, for errors). Returns one log row per update."""
+    seq = list(reversed(diffusion.timesteps(cfg.n_steps)))
+    usable = [k for k, t in enumerate(seq) if t >= cfg.t_edit]
+    pools = []
+    for x, keys in ((x_bg, keys_bg), (x_tg, keys_tg)):
+        n = min(len(x), cfg.latent_warmup_pool)
+        part = r.share(n)  # each process generates its part of the pool; all get all of it
+        pools.append(r.gather(h_trajectories(diffusion, cache, keys[:n][part], x[:n][part])))
+    g = torch.Generator().manual_seed(cfg.seed)
+    mine, dev, rows = r.share(cfg.batch_per_class), diffusion.device, []
+    for step in tqdm(range(cfg.latent_warmup_steps), desc="latent warm-up", disable=not (progress and r.is_main),
+                     mininterval=5):
+        k = usable[int(torch.randint(len(usable), (1,), generator=g))]
+        ib, it = (torch.randint(len(p), (cfg.batch_per_class,), generator=g)[mine] for p in pools)
+        h = torch.cat([pools[0][ib, k], pools[1][it, k]]).to(dev, torch.float32)
+        is_target = torch.arange(len(h), device=dev) >= len(ib)
+        _, terms = latent_terms(net, h, seq[k], is_target, cfg, r)
+        rows.append(dict(step=step, t=seq[k], **update(weighted_total(terms, cfg), terms,
+                                                       f"latent warm-up step {step}, t={seq[k]}")))
+    return rows
 
 
 def estimate_h_scale(diffusion: Diffusion, xT: torch.Tensor, n_steps: int) -> float:
@@ -189,7 +250,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
                          f"got {len(x_bg)} background and {len(x_tg)} target")
 
     last = out / "last.pt"
-    if last.exists():
+    fresh = not last.exists()
+    if not fresh:
         ck = torch.load(last, map_location="cpu", weights_only=True)
         # a setting added after the checkpoint was written takes the value that keeps the old behaviour
         recorded = {**_jsonable(asdict(TrainConfig())), **LEGACY_DEFAULTS, **ck["train_config"]}
@@ -223,9 +285,42 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
             state.update(opt=opt.state_dict(), rows=rows, val_rows=val_rows)
         save_torch(state, path)
 
+    def update(total: torch.Tensor, terms: dict[str, torch.Tensor], where: str) -> dict:
+        """One optimiser step; returns every term's value, averaged over processes (one host sync).
+        ``where``: the step, for the error a non-finite loss raises."""
+        values = dict(zip(["total", *terms], r.mean(torch.stack([total.detach(), *terms.values()])).tolist()))
+        if not math.isfinite(values["total"]):
+            shown = {k: values[k] for k in terms}
+            bad = [k for k, v in shown.items() if not math.isfinite(v)]
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+            raise FloatingPointError(f"non-finite loss term(s) {bad} at {where} (all terms: {shown}); {kept}")
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        r.average_gradients(net.parameters())
+        opt.step()
+        return values
+
+    def record_validation() -> None:
+        """Validate, log, and keep ``best.pt`` when this validation ranks highest."""
+        nonlocal best
+        metrics = validate(net) if validate is not None else {"sr": float(done())}
+        val_rows.append(dict(epoch=epoch, batch=batch, batches=done(), minutes=(time.time() - t0) / 60, **metrics))
+        key = selection_key(metrics, cfg.min_recon_psnr)
+        if key > best:  # the first validation always saves (best starts at [-inf])
+            best = key
+            save(out / "best.pt", resumable=False)
+
     t0 = time.time() - elapsed
     total_batches = min(cfg.epochs * n_batches, cfg.max_batches or cfg.epochs * n_batches)
     done = lambda: epoch * n_batches + batch  # noqa: E731
+    if fresh and cfg.latent_warmup_steps > 0:  # an interrupted warm-up starts again: no checkpoint inside it
+        net.train()
+        warm = latent_warmup(net, opt, diffusion, cache, x_bg, x_tg, keys_bg, keys_tg, cfg, update, r, progress)
+        record_validation()
+        save(last)
+        if r.is_main:
+            save_dataframe(pd.DataFrame(warm), out / "warmup_log.csv")
+            save_dataframe(pd.DataFrame(val_rows), out / "val_log.csv")
     bar = tqdm(total=total_batches, initial=done(), desc="train mapping network", disable=not (progress and r.is_main),
                mininterval=5)
     while done() < total_batches:
@@ -246,18 +341,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         for i, (t, t_next) in enumerate(pairs):
             total, terms, eps, eps_dir = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips,
                                                      id_real, lpips_real, r, cfg.image_terms_at(i, len(pairs)))
-            # one host sync per step: every term, averaged over processes, in one tensor
-            values = dict(zip(["total", *terms], r.mean(torch.stack([total.detach(), *terms.values()])).tolist()))
-            if not math.isfinite(values["total"]):
-                shown = {k: values[k] for k in terms}
-                bad = [k for k, v in shown.items() if not math.isfinite(v)]
-                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-                raise FloatingPointError(f"non-finite loss term(s) {bad} at epoch {epoch}, batch {batch}, t={t} "
-                                         f"(all terms: {shown}); {kept}")
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            r.average_gradients(net.parameters())
-            opt.step()
+            values = update(total, terms, f"epoch {epoch}, batch {batch}, t={t}")
             x = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x), eps_direction=eps_dir)[0].detach()
             rows.append(dict(epoch=epoch, batch=batch, t=t, **values))
         batch += 1
@@ -265,12 +349,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         bar.set_postfix(loss=f"{rows[-1]['total']:.4f}", refresh=False)
         end_of_epoch, finished = batch == n_batches, done() == total_batches
         if (cfg.validate_every and batch % cfg.validate_every == 0) or end_of_epoch or finished:
-            metrics = validate(net) if validate is not None else {"sr": float(done())}
-            val_rows.append(dict(epoch=epoch, batch=batch, batches=done(), minutes=(time.time() - t0) / 60, **metrics))
-            key = selection_key(metrics, cfg.min_recon_psnr)
-            if key > best:  # the first validation always saves (best starts at [-inf])
-                best = key
-                save(out / "best.pt", resumable=False)
+            record_validation()
         if end_of_epoch:
             epoch, batch = epoch + 1, 0
         if (end_of_epoch or finished or batch % checkpoint_every == 0) and r.is_main:

@@ -266,3 +266,47 @@ def test_image_losses_every_kth_step_count_back_from_the_last(tiny_diffusion, tm
     log = pd.read_csv(tmp_path / "train_log.csv")
     assert log["pixel"].notna().tolist() == [True, False, True, False, True]  # t = 999 … 0
     assert log["t"].iloc[-1] == 0 and log["silence"].notna().all()
+
+
+def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_resume(tiny_diffusion, tmp_path,
+                                                                                    monkeypatch):
+    import pandas as pd
+
+    from hsep_utils import train as T
+
+    x_bg, x_tg = _data(4, seed=5), _data(4, seed=6)
+    keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
+    # the pool: h of each image's unedited generation from its inversion, step by step, in float16
+    cache = T.InversionCache(tiny_diffusion, 4)
+    pool = T.h_trajectories(tiny_diffusion, cache, keys_bg, x_bg, chunk=3)
+    _, traj = tiny_diffusion.generate(tiny_diffusion.invert(x_bg, 4), 4, return_trajectory=True)
+    assert pool.shape == (4, 4, *traj.h[0].shape[1:]) and pool.dtype == torch.float16
+    for k in range(4):
+        torch.testing.assert_close(pool[:, k].float(), traj.h[k], atol=2e-2, rtol=1e-2)
+
+    runs = []
+    real_warmup = T.latent_warmup
+    monkeypatch.setattr(T, "latent_warmup", lambda *a, **k: runs.append(1) or real_warmup(*a, **k))
+    validations = []
+
+    def crash_on_second_validation(net):
+        validations.append(1)
+        if len(validations) == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return {"sr": 0.0}
+
+    cfg = TrainConfig(depth=2, n_steps=4, lr=1e-3, batch_per_class=2, t_edit=400, validate_every=1,
+                      latent_warmup_steps=40, latent_warmup_pool=3)
+    with pytest.raises(KeyboardInterrupt):
+        T.train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path, validate=crash_on_second_validation,
+                        progress=False)
+    warm = pd.read_csv(tmp_path / "warmup_log.csv")
+    assert len(warm) == 40 and set(warm["t"]) <= {t for t in tiny_diffusion.timesteps(4) if t >= 400}
+    assert warm["consistency"].iloc[-10:].mean() < warm["consistency"].iloc[:10].mean()
+    assert pd.read_csv(tmp_path / "val_log.csv")["batches"].tolist() == [0]  # validated right after the warm-up
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["batch"] == 0
+    T.train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path, progress=False)
+    assert runs == [1]  # the resume starts after the warm-up
+    assert len(pd.read_csv(tmp_path / "train_log.csv")) == 2 * 2  # both batches, at t = 999 and 666 (≥ t_edit)
+    with pytest.raises(ValueError, match="latent_warmup_steps"):
+        TrainConfig(latent_warmup_steps=-1)
