@@ -30,7 +30,8 @@ data = {k: split(k, n) for k, n in (("train_bg", 8), ("train_tg", 8), ("val_bg",
                                     ("test_bg", 5), ("test_tg", 5))}
 torch.manual_seed(0)
 classifier = SmallCNN().eval()
-cfg = TrainConfig(depth=2, n_steps=4, batch_per_class=4, epochs=2, validate_every=1, kl_bins=4)
+cfg = TrainConfig(depth=2, n_steps=4, batch_per_class=4, epochs=2, validate_every=1, kl_bins=4, latent_warmup_steps=3,
+                  latent_warmup_pool=7)  # the warm-up pool in uneven shares (3 + 4)
 net = train_preset(diffusion, data, cfg, out / "mapping", classifier, progress=False)
 added, removed = edit_pairs(diffusion, net, InversionCache(diffusion, 4), data["test_bg"], data["test_tg"], 4, 0)
 if ranks().is_main:

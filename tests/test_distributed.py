@@ -41,6 +41,9 @@ def test_two_processes_match_one(tmp_path):
     log1, log2 = (pd.read_csv(tmp_path / d / "mapping" / "train_log.csv") for d in ("one", "two"))
     assert len(log1) == len(log2) == 2 * 2 * 4  # 2 epochs x 2 batches x 4 timesteps
     pd.testing.assert_frame_equal(log1, log2, rtol=1e-4, atol=1e-6)
+    warm1, warm2 = (pd.read_csv(tmp_path / d / "mapping" / "warmup_log.csv") for d in ("one", "two"))
+    assert len(warm1) == 3
+    pd.testing.assert_frame_equal(warm1, warm2, rtol=1e-4, atol=1e-6)
     val1, val2 = (pd.read_csv(tmp_path / d / "mapping" / "val_log.csv") for d in ("one", "two"))
     cols = ["batches", "sr_add", "sr_remove", "n_counted"]
     pd.testing.assert_frame_equal(val1[cols], val2[cols])
