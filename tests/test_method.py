@@ -307,6 +307,11 @@ def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_res
     assert torch.load(tmp_path / "last.pt", weights_only=True)["batch"] == 0
     T.train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path, progress=False)
     assert runs == [1]  # the resume starts after the warm-up
+    from hsep_utils.pipeline import plot_training
+
+    fig = plot_training(tmp_path)
+    assert [ax.get_title() for ax in fig.axes] == [" latent warm-up", " training losses", "validation SR"]
+    assert (tmp_path / "loss_curves.png").exists()
     assert len(pd.read_csv(tmp_path / "train_log.csv")) == 2 * 2  # both batches, at t = 999 and 666 (≥ t_edit)
     with pytest.raises(ValueError, match="latent_warmup_steps"):
         TrainConfig(latent_warmup_steps=-1)
