@@ -93,9 +93,28 @@ class InversionCache:
                     save_torch(x.clone(), self._path(keys[i]))
         return torch.stack([self.mem[k] for k in keys]).to(self.diffusion.device)
 
-    def _path(self, key: str) -> Path:
+    @torch.no_grad()
+    def h_trajectories(self, keys: list[str], x0: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+        """h at every step of each image's unedited generation from its inversion (the trajectory a
+        perfect h̃ = h would follow), in generation order (t descending): (N, n_steps, C, H, W),
+        float16 on the CPU (h needs no more precision here). Kept on disk beside the inversions when
+        the cache has a directory (one generation per image for every later run), not in memory."""
+        found = {k: torch.load(self._path(k, "h"), weights_only=True) for k in keys
+                 if self.dir is not None and self._path(k, "h").exists()}
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        for part in range(0, len(missing), chunk):
+            idx = missing[part:part + chunk]
+            _, traj = self.diffusion.generate(self([keys[i] for i in idx], x0[idx]), self.n_steps,
+                                              return_trajectory=True)
+            for i, h in zip(idx, torch.stack(traj.h, 1).to("cpu", torch.float16)):
+                found[keys[i]] = h
+                if self.dir is not None:
+                    save_torch(h.clone(), self._path(keys[i], "h"))
+        return torch.stack([found[k] for k in keys])
+
+    def _path(self, key: str, kind: str = "") -> Path:
         safe = key.replace("/", "__")
-        return self.dir / f"{safe}.n{self.n_steps}.pt"
+        return self.dir / f"{safe}.n{self.n_steps}{'.' + kind if kind else ''}.pt"
 
     def _load(self, key: str) -> bool:
         if self.dir is None or not self._path(key).exists():
@@ -165,36 +184,25 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     return weighted_total(terms, cfg), terms, eps, eps_direction
 
 
-@torch.no_grad()
-def h_trajectories(diffusion: Diffusion, cache: InversionCache, keys: list[str], x: torch.Tensor,
-                   chunk: int = 64) -> torch.Tensor:
-    """h at every step of each image's unedited generation from its cached inversion (the
-    trajectory a perfect h̃ = h would follow), in generation order (t descending):
-    (N, n_steps, C, H, W), float16 on the CPU (half the memory; h needs no more precision here)."""
-    out = []
-    for i in range(0, len(x), chunk):
-        _, traj = diffusion.generate(cache(keys[i:i + chunk], x[i:i + chunk]), cache.n_steps, return_trajectory=True)
-        out.append(torch.stack(traj.h, 1).to("cpu", torch.float16))
-    return torch.cat(out)
-
-
 def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Diffusion, cache: InversionCache,
                   x_bg: torch.Tensor, x_tg: torch.Tensor, keys_bg: list[str], keys_tg: list[str], cfg: TrainConfig,
                   update: Callable[[torch.Tensor, dict, str], dict], r: Ranks = Ranks(), progress: bool = True) -> list[dict]:
     """Beyond the paper (faster): ``cfg.latent_warmup_steps`` updates of the latent terms alone
     before the per-step training. Those terms need only h, so the h trajectories of up to
-    ``cfg.latent_warmup_pool`` training images per class are generated once (``h_trajectories``)
-    and each update draws ``batch_per_class`` + ``batch_per_class`` of them at one random training
-    timestep (t ≥ t_edit): no U-Net call per update. The encoders learn to reproduce h there first,
-    the slowest part of training on a CPU budget (README "What limits…"). ``update(total, terms, where)``
-    makes the optimiser step and returns the terms' values (``where``: the step, for errors). Returns one log row per update."""
+    ``cfg.latent_warmup_pool`` training images per class are generated once
+    (``InversionCache.h_trajectories``, on disk beside the inversions) and each update draws
+    ``batch_per_class`` + ``batch_per_class`` of them at one random training timestep (t ≥ t_edit):
+    no U-Net call per update. The encoders learn to reproduce h there first, the slowest part of
+    training on a CPU budget (README "What limits…"). ``update(total, terms, where)`` makes the
+    optimiser step and returns the terms' values (``where``: the step, for errors). Returns one log
+    row per update."""
     seq = list(reversed(diffusion.timesteps(cfg.n_steps)))
     usable = [k for k, t in enumerate(seq) if t >= cfg.t_edit]
     pools = []
     for x, keys in ((x_bg, keys_bg), (x_tg, keys_tg)):
         n = min(len(x), cfg.latent_warmup_pool)
         part = r.share(n)  # each process generates its part of the pool; all get all of it
-        pools.append(r.gather(h_trajectories(diffusion, cache, keys[:n][part], x[:n][part])))
+        pools.append(r.gather(cache.h_trajectories(keys[:n][part], x[:n][part])))
     g = torch.Generator().manual_seed(cfg.seed)
     mine, dev, rows = r.share(cfg.batch_per_class), diffusion.device, []
     for step in tqdm(range(cfg.latent_warmup_steps), desc="latent warm-up", disable=not (progress and r.is_main),

@@ -277,12 +277,17 @@ def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_res
     x_bg, x_tg = _data(4, seed=5), _data(4, seed=6)
     keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
     # the pool: h of each image's unedited generation from its inversion, step by step, in float16
-    cache = T.InversionCache(tiny_diffusion, 4)
-    pool = T.h_trajectories(tiny_diffusion, cache, keys_bg, x_bg, chunk=3)
+    cache = T.InversionCache(tiny_diffusion, 4, tmp_path / "inv")
+    pool = cache.h_trajectories(keys_bg, x_bg, chunk=3)
     _, traj = tiny_diffusion.generate(tiny_diffusion.invert(x_bg, 4), 4, return_trajectory=True)
     assert pool.shape == (4, 4, *traj.h[0].shape[1:]) and pool.dtype == torch.float16
     for k in range(4):
         torch.testing.assert_close(pool[:, k].float(), traj.h[k], atol=2e-2, rtol=1e-2)
+    assert len(list((tmp_path / "inv").glob("*.n4.h.pt"))) == 4
+    with monkeypatch.context() as m:  # a later run reads them back instead of generating
+        m.setattr(tiny_diffusion, "generate", lambda *a, **k: pytest.fail("generated again"))
+        again = T.InversionCache(tiny_diffusion, 4, tmp_path / "inv").h_trajectories(keys_bg[::-1], x_bg.flip(0))
+    assert torch.equal(again, pool.flip(0))
 
     runs = []
     real_warmup = T.latent_warmup
@@ -299,7 +304,7 @@ def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_res
                       latent_warmup_steps=40, latent_warmup_pool=3)
     with pytest.raises(KeyboardInterrupt):
         T.train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path, validate=crash_on_second_validation,
-                        progress=False)
+                        inversion_dir=tmp_path / "inv", progress=False)
     warm = pd.read_csv(tmp_path / "warmup_log.csv")
     assert len(warm) == 40 and set(warm["t"]) <= {t for t in tiny_diffusion.timesteps(4) if t >= 400}
     assert warm["consistency"].iloc[-10:].mean() < warm["consistency"].iloc[:10].mean()
