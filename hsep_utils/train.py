@@ -6,7 +6,8 @@ step of Eq. 4: ``TrainConfig.asymmetric``), and every timestep makes one optimis
 terms of that step (the paper found per-step updates essential). x_t is detached between steps.
 The U-Net is frozen: its encoder half runs under ``no_grad`` and gradients reach the mapping
 network only through the decoder half, and only when an image term (ID, pixel, LPIPS) has a
-non-zero λ.
+non-zero λ. Optionally (beyond the paper, ``TrainConfig.latent_warmup_steps``) the latent terms
+alone are trained first on stored h trajectories (``latent_warmup``).
 """
 from __future__ import annotations
 
