@@ -131,20 +131,26 @@ def test_training_lowers_the_loss(tiny_diffusion, tmp_path):
     assert set(log["t"]) == set(tiny_diffusion.timesteps(4))
 
 
+def _killed_at_validation(n: int):
+    """A ``validate`` callback that simulates a kill at its n-th call."""
+    calls = []
+
+    def validate(net):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt("simulated kill")
+        return {"sr": 0.0}
+
+    return validate
+
+
 def test_training_resumes_with_identical_state(tiny_diffusion, tmp_path):
     x_bg, x_tg = _data(4, seed=3), _data(4, seed=4)
     keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
     cfg = TrainConfig(depth=2, n_steps=3, lr=1e-3, epochs=2, batch_per_class=2, t_edit=400)
     whole = train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "whole", progress=False)
 
-    calls = []
-
-    def crash_on_second_validation(net):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated kill")
-        return {"sr": 0.0}
-
+    crash_on_second_validation = _killed_at_validation(2)
     with pytest.raises(KeyboardInterrupt):
         train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "cut",
                       validate=crash_on_second_validation, inversion_dir=tmp_path / "inv", progress=False)
@@ -292,14 +298,7 @@ def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_res
     runs = []
     real_warmup = T.latent_warmup
     monkeypatch.setattr(T, "latent_warmup", lambda *a, **k: runs.append(1) or real_warmup(*a, **k))
-    validations = []
-
-    def crash_on_second_validation(net):
-        validations.append(1)
-        if len(validations) == 2:
-            raise KeyboardInterrupt("simulated kill")
-        return {"sr": 0.0}
-
+    crash_on_second_validation = _killed_at_validation(2)
     cfg = TrainConfig(depth=2, n_steps=4, lr=1e-3, batch_per_class=2, t_edit=400, validate_every=1,
                       latent_warmup_steps=40, latent_warmup_pool=3)
     with pytest.raises(KeyboardInterrupt):
