@@ -38,12 +38,12 @@ DEFAULTS = dict(
     norm_num_groups=8,
     cut_skip_levels=(),  # resolution levels (0: full size, 1: half, ...) whose skips the decoder never sees (cut_skips)
     skip_dropout=0.0,  # probability that a training image's skip connections are zeroed (see train())
-    batch_size=16,
+    batch_size=64,
     lr=1e-3,
     warmup_steps=200,
     weight_decay=0.0,
     ema_decay=0.999,
-    steps=8000,
+    steps=6000,
     checkpoint_every=250,
     n_samples=64,  # DDIM samples drawn into samples.png at the end
     num_threads=0,  # 0: torch default
@@ -254,7 +254,8 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     write_text(out / "training.json", json.dumps(dict(config=_jsonable(cfg), steps=step,
                                                       wall_time_s=round(ck["elapsed"], 1),
-                                                      torch=torch.__version__), indent=2))
+                                                      torch=torch.__version__, device_name=_device_name(dev)),
+                                                 indent=2))
     return final
 
 
@@ -303,6 +304,13 @@ def _save_pretrained_atomic(obj, folder: Path, **kwargs) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _device_name(dev: torch.device) -> str:
+    """What trained the model, for training.json: the GPU's name, or the CPU's."""
+    import platform
+
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU {platform.processor() or platform.machine()}"
 
 
 def _jsonable(cfg: dict) -> dict:

@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .io import save_dataframe, write_text
-from .toy import ATTRIBUTES, ToyFactors, render, sample_factors
+from .toy import ATTRIBUTES, RENDERER_VERSION, ToyFactors, render, sample_factors
 
 CLASSES = ("background", "target")
 SPLITS = ("train", "test")
@@ -45,12 +45,16 @@ def build_toy_dataset(data_root: str | Path, attribute: str, n_train_per_class: 
     if attribute not in ATTRIBUTES:
         raise ValueError(f"unknown toy attribute {attribute!r}; known: {', '.join(ATTRIBUTES)}")
     config = dict(kind="toy", attribute=attribute, n_train_per_class=n_train_per_class,
-                  n_test_per_class=n_test_per_class, size=size, seed=seed)
+                  n_test_per_class=n_test_per_class, size=size, seed=seed, renderer=RENDERER_VERSION)
     root = Path(data_root) / toy_dataset_name(attribute, size, seed, n_train_per_class, n_test_per_class)
     if (root / "dataset.json").exists():
         recorded = json.loads((root / "dataset.json").read_text())
         if recorded == config:
             return read_manifest(root), root
+        if {**recorded, "renderer": RENDERER_VERSION} == config:
+            raise FileExistsError(f"{root} was rendered by toy renderer {recorded.get('renderer', 1)}, this code draws "
+                                  f"version {RENDERER_VERSION} (hsep_utils.toy.RENDERER_VERSION): delete {root} and "
+                                  f"run again to rebuild it")
         raise FileExistsError(f"{root} holds a toy dataset built with {recorded}, not {config}: "
                               f"delete {root} or choose another data_root")
 

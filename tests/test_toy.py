@@ -1,4 +1,5 @@
 import hashlib
+import json
 from dataclasses import asdict
 
 import numpy as np
@@ -6,7 +7,7 @@ import pandas as pd
 import pytest
 
 from hsep_utils.datasets import build_toy_dataset, read_manifest, split_counts
-from hsep_utils.toy import ATTRIBUTES, ToyFactors, attribute_region, render, render_batch, sample_factors
+from hsep_utils.toy import ATTRIBUTES, RENDERER_VERSION, ToyFactors, attribute_region, render, render_batch, sample_factors
 
 
 def _tree_digest(root):
@@ -83,6 +84,16 @@ def test_split_is_balanced_with_disjoint_identities(tmp_path):
     with pytest.raises(FileExistsError, match="delete"):
         build_toy_dataset(tmp_path, "glasses", 10, 4, seed=0, progress=False)
     assert read_manifest(root).shape[0] == 28
+
+
+def test_dataset_of_an_older_renderer_is_refused(tmp_path):
+    """A dataset drawn by another toy renderer would silently mismatch the base model: refused."""
+    _, root = build_toy_dataset(tmp_path, "glasses", 2, 1, progress=False)
+    record = json.loads((root / "dataset.json").read_text())
+    del record["renderer"]  # as written before renderers had versions
+    (root / "dataset.json").write_text(json.dumps(record))
+    with pytest.raises(FileExistsError, match=rf"renderer 1, this code draws version {RENDERER_VERSION}.*delete"):
+        build_toy_dataset(tmp_path, "glasses", 2, 1, progress=False)
 
 
 def test_unknown_attribute_is_named():
