@@ -194,7 +194,7 @@ def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Di
     (``InversionCache.h_trajectories``, on disk beside the inversions) and each update draws
     ``batch_per_class`` + ``batch_per_class`` of them at one random training timestep (t ≥ t_edit):
     no U-Net call per update. The encoders learn to reproduce h there first, the slowest part of
-    training on a CPU budget (README "What limits…"). ``update(total, terms, where)`` makes the
+    training on a CPU budget (README "Earlier measurements"). ``update(total, terms, where)`` makes the
     optimiser step and returns the terms' values (``where``: the step, for errors). Returns one log
     row per update."""
     seq = list(reversed(diffusion.timesteps(cfg.n_steps)))
