@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from hsep_utils.distributed import Ranks
+from hsep_utils.presets import SCALES
 
 SCRIPT = Path(__file__).with_name("distributed_run.py")
 
@@ -76,4 +77,6 @@ def test_training_command_under_accelerate_launch(tmp_path):
     run = tmp_path / "toy-glasses" / "mapping"
     assert (tmp_path / "toy-glasses" / "classifier.pt").exists() and (run / "best.pt").exists()
     assert len(pd.read_csv(run / "train_log.csv")) == 2 * 5  # smoke: 2 batches x 5 DDIM steps
-    assert len(pd.read_csv(run / "val_log.csv")) == 1 and (run / "loss_curves.png").exists()
+    # the toy presets' latent warm-up (smoke: 20 updates) is validated once, then the final validation
+    assert list(pd.read_csv(run / "val_log.csv")["batches"]) == [0, 2] and (run / "loss_curves.png").exists()
+    assert len(pd.read_csv(run / "warmup_log.csv")) == SCALES["smoke"]["latent_warmup_steps"]
