@@ -78,6 +78,8 @@ def main():
     tp = time.time()
     if os.environ.get("FIXED_STEPS"):  # the committed model: FIXED_STEPS=6000 with style visor
         steps = int(os.environ["FIXED_STEPS"])
+    elif SMALL:
+        steps = 3
     else:
         base_ddpm.train(data=pool, out=str(OUT / "pilot"), device=DEV, batch_size=64, steps=200,
                         checkpoint_every=1000, n_samples=1)
