@@ -186,7 +186,7 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
     my, mw = cy + 0.45 * h, 0.38 * w
     lip = _rgb(_mix(skin, np.array([170, 40, 50.0]), 0.6))
     if f.smile:
-        d.chord([cx - mw, my - 0.22 * h, cx + mw, my + 0.16 * h], 0, 180, fill=lip)
+        d.chord(_attribute_box(f, "smile", R), 0, 180, fill=lip)
         d.chord([cx - 0.8 * mw, my - 0.15 * h, cx + 0.8 * mw, my + 0.08 * h], 0, 180, fill=(245, 245, 240))
     else:
         d.line([(cx - 0.8 * mw, my), (cx + 0.8 * mw, my)], fill=lip, width=max(2, int(0.07 * h)))
@@ -196,24 +196,28 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
     if f.glasses:
         frame = [(15, 15, 15), (95, 55, 25), (170, 20, 30)][f.frame_colour]
         lens = tuple(int(0.35 * v) for v in frame)
-        d.rounded_rectangle([cx - 1.02 * w, ey - 1.25 * er, cx + 1.02 * w, ey + 1.25 * er], radius=int(0.9 * er),
-                            fill=lens, outline=frame, width=supersample)
+        d.rounded_rectangle(_attribute_box(f, "glasses", R), radius=int(0.9 * er), fill=lens, outline=frame,
+                            width=supersample)
 
     return np.asarray(img.resize((size, size), Image.BOX))
 
 
+def _attribute_box(f: ToyFactors, attribute: str, side: float) -> tuple[float, float, float, float]:
+    """The box (x0, y0, x1, y1) a local attribute is drawn in, in pixels of an image ``side`` wide:
+    ``render`` draws the sunglasses band and the smile in it, ``attribute_region`` pads it."""
+    cx, cy, w, h = (v * side for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
+    if attribute == "glasses":
+        ey, er = cy - 0.08 * h, 0.2 * w
+        return (cx - 1.02 * w, ey - 1.25 * er, cx + 1.02 * w, ey + 1.25 * er)
+    if attribute == "smile":
+        my, mw = cy + 0.45 * h, 0.38 * w
+        return (cx - mw, my - 0.22 * h, cx + mw, my + 0.16 * h)
+    raise ValueError(f"{attribute!r} is a global attribute: it has no region")
+
+
 def attribute_region(f: ToyFactors, attribute: str, size: int = 32, margin: float = 1.5) -> tuple[int, int, int, int]:
     """Pixel box (x0, y0, x1, y1), exclusive end, outside which a local attribute changes nothing."""
-    cx, cy, w, h = (v * size for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
-    if attribute == "glasses":
-        ey, half_h = cy - 0.08 * h, 1.25 * 0.2 * w
-        box = (cx - 1.02 * w, ey - half_h, cx + 1.02 * w, ey + half_h)
-    elif attribute == "smile":
-        my, mw = cy + 0.45 * h, 0.38 * w
-        box = (cx - mw, my - 0.22 * h, cx + mw, my + 0.16 * h)
-    else:
-        raise ValueError(f"{attribute!r} is a global attribute: it has no region")
-    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = _attribute_box(f, attribute, size)
     return (max(0, int(x0 - margin)), max(0, int(y0 - margin)),
             min(size, int(np.ceil(x1 + margin))), min(size, int(np.ceil(y1 + margin))))
 
