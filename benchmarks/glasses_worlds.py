@@ -10,6 +10,7 @@ Needs a GPU; ``benchmarks/glasses_worlds.sh`` runs the three side by side.
 
 The number of training steps (batch 64, at most 8000) is what fits TRAIN_SECONDS at the rate of a
 200-step pilot run beside the other styles; FIXED_STEPS=N in the environment sets it instead.
+BASE_OPTS='{"skip_dropout": 0.25}' (JSON) passes further options to ``hsep_utils.base_ddpm.train``.
 """
 import json
 import os
@@ -35,6 +36,7 @@ from hsep_utils.pipeline import Split
 VARIANT, OUT, BUDGET = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = DEV == "cpu"  # no GPU: a smoke run of the script on tiny sizes
+BASE_OPTS = json.loads(os.environ.get("BASE_OPTS", "{}"))  # more base_ddpm options, e.g. {"skip_dropout": 0.25}
 _render = toy.render
 
 
@@ -84,9 +86,9 @@ def main():
         base_ddpm.train(data=pool, out=str(OUT / "pilot"), device=DEV, batch_size=64, steps=200,
                         checkpoint_every=1000, n_samples=1)
         steps = int(min(8000, max(100, 200 / (time.time() - tp) * BUDGET)))
-    print(VARIANT, "steps", steps, flush=True)
+    print(VARIANT, "steps", steps, BASE_OPTS, flush=True)
     base_ddpm.train(data=pool, out=str(OUT / "model"), device=DEV, batch_size=64, steps=steps,
-                    checkpoint_every=1000, n_samples=4 if SMALL else 64)
+                    checkpoint_every=1000, n_samples=4 if SMALL else 64, **BASE_OPTS)
     t_train = time.time() - t0
     diffusion = load_diffusion(OUT / "model", DEV)
     nc = 128 if SMALL else 4000
@@ -98,7 +100,7 @@ def main():
     rows_b, tb = images(7, 256, glasses=0)
     rows_t, tt = images(8, 256, glasses=1)
     acc = torch.cat([~predict(clf, tb), predict(clf, tt)]).float().mean().item()
-    found = dict(variant=VARIANT, steps=steps, train_s=round(t_train, 1), classifier_acc=acc)
+    found = dict(variant=VARIANT, base_opts=BASE_OPTS, steps=steps, train_s=round(t_train, 1), classifier_acc=acc)
     for n_steps in (20, 50):
         for name, rows, x, is_t in (("add", rows_b, tb, False), ("remove", rows_t, tt, True)):
             r = oracle_hswap(diffusion, Split(rows=rows, x=x), "glasses", clf, is_t, 4 if SMALL else 64, n_steps,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -27,13 +28,15 @@ from .diffusion import Diffusion
 from .evaluation import cf_mse_ratio, oracle_success, toy_regions
 from .metrics import mse_per_image, psnr_per_image
 from .pipeline import Split
+from .plotting import save_grid
 
 
 @torch.no_grad()
 def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier, original_is_target: bool,
-                 n: int = 64, n_steps: int = 20, asymmetric: bool = True) -> dict:
+                 n: int = 64, n_steps: int = 20, asymmetric: bool = True, failures: str | Path | None = None) -> dict:
     """The oracle h-swap on the first ``n`` images of a toy split (see the module docstring), with
-    the reverse process of ``Diffusion.generate`` (``asymmetric``)."""
+    the reverse process of ``Diffusion.generate`` (``asymmetric``). ``failures``: a PNG to draw the
+    images where oracle SR fails (rows: input, h-swapped, true counterfactual; at most 16)."""
     head = split.rows.head(n)
     x = split.x[:n]
     size = x.shape[-1]
@@ -48,8 +51,12 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
                                  asymmetric=asymmetric).cpu()
     rec = rec.cpu()
     sr, counted = edit_success(classifier, x, swapped, original_is_target)
-    return dict(n=len(x), classifier_sr=sr, sr_counted=counted,
-                oracle_sr=oracle_success(swapped, x, cf, toy_regions(head, attribute, size)).float().mean().item(),
+    success = oracle_success(swapped, x, cf, toy_regions(head, attribute, size))
+    failed = (~success).nonzero().flatten()[:16]
+    if failures is not None and len(failed):
+        save_grid([x[failed], swapped[failed], cf[failed]], failures, scale=6)
+    return dict(n=len(x), classifier_sr=sr, sr_counted=counted, oracle_sr=success.float().mean().item(),
+                oracle_failures=failed.tolist(),
                 cf_mse_ratio=cf_mse_ratio(swapped, x, cf), reconstruction_psnr=psnr_per_image(rec, x).mean().item(),
                 h_influence=(mse_per_image(foreign, rec).mean() / mse_per_image(rec[shift], rec).mean()).item())
 
@@ -64,6 +71,8 @@ def main(argv=None) -> None:
     ap.add_argument("--base-model", help="another base model directory (default: the preset's)")
     ap.add_argument("-n", type=int, default=64, help="test images per direction")
     ap.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    ap.add_argument("--failures", metavar="DIR", help="save the images the oracle h-swap fails on, per direction, "
+                    "as DIR/oracle_failures_{add,remove}_<steps>.png (input, h-swapped, counterfactual)")
     ap.add_argument("--reverse-process", choices=("asymmetric", "symmetric"),
                     help="the edited DDIM step (default: the preset's reverse_process; see Diffusion.generate)")
     a = ap.parse_args(argv)
@@ -78,7 +87,8 @@ def main(argv=None) -> None:
     classifier = classifier.to(diffusion.device)
     for name, split, is_target in (("add", data["test_bg"], False), ("remove", data["test_tg"], True)):
         found = oracle_hswap(diffusion, split, params["attribute"], classifier, is_target, a.n, a.steps,
-                             is_asymmetric(params))
+                             is_asymmetric(params),
+                             a.failures and Path(a.failures) / f"oracle_failures_{name}_{a.steps}.png")
         print(name, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}))
 
 

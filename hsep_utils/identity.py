@@ -201,6 +201,7 @@ def toy_identity_embedder(device: str | torch.device = "cpu", path: str | Path |
     size = arch["size"]
 
     def embed(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device)  # metrics pass edited images back on the CPU
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return net(x)

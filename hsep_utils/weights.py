@@ -101,7 +101,7 @@ def facenet_embedder(device: str | torch.device = "cpu", path: str | Path | None
     net = net.eval().requires_grad_(False).to(device)
 
     def embed(x: torch.Tensor) -> torch.Tensor:
-        x = torch.nn.functional.interpolate(x, size=(160, 160), mode="bilinear", align_corners=False,
+        x = torch.nn.functional.interpolate(x.to(device), size=(160, 160), mode="bilinear", align_corners=False,
                                             antialias=True)
         return net(x)
 

@@ -23,6 +23,14 @@ def test_oracle_hswap_reports_every_figure(tiny_diffusion, split):
     assert found["h_influence"] > 0  # a random U-Net's decoder does use h
 
 
+def test_oracle_failures_are_listed_and_drawn(tiny_diffusion, split, tmp_path):
+    torch.manual_seed(0)
+    found = oracle_hswap(tiny_diffusion, split, "glasses", SmallCNN().eval(), False, n=4, n_steps=4,
+                         failures=tmp_path / "fail.png")
+    assert len(found["oracle_failures"]) == round(4 * (1 - found["oracle_sr"]))
+    assert (tmp_path / "fail.png").exists() == bool(found["oracle_failures"])
+
+
 def test_a_decoder_that_ignores_h_has_no_h_influence(tiny_diffusion, split, monkeypatch):
     real_decode = diffusion_module.decode
     monkeypatch.setattr(diffusion_module, "decode", lambda unet, enc, h=None: real_decode(unet, enc))
