@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .ema import ema_update
 from .hspace import decode, encode
 from .io import atomic_path, save_torch, write_text
 from .options import parse_options, resolve_options
@@ -232,9 +233,7 @@ def train(data: torch.Tensor | None = None, **overrides) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        decay = min(cfg["ema_decay"], (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, params, 1 - decay)
+        ema_update(ema_params, params, cfg["ema_decay"], step)
         step += 1
         rows.append((step, loss.item(), _lr_at(step - 1, cfg)))
         bar.update(1)

@@ -139,6 +139,7 @@ def train_config(params: dict) -> TrainConfig:
                        image_loss_every=params.get("image_loss_every", TrainConfig.image_loss_every),
                        asymmetric=is_asymmetric(params),
                        latent_warmup_steps=params.get("latent_warmup_steps", TrainConfig.latent_warmup_steps),
+                       ema_decay=float(params.get("ema_decay") or TrainConfig.ema_decay),
                        lambdas=params["lambdas"] or {t: 1.0 for t in LOSS_TERMS}, seed=params["seed"])
 
 
@@ -284,7 +285,8 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
                    out_dir: str | Path, grid: dict = ABLATION_GRID, progress: bool = True) -> pd.DataFrame:
     """Train and evaluate one mapping network per (t_edit, arch, depth) of ``grid`` with the
     preset's ablation budget (``ablation_batches`` batches, ``n_ablation_images`` test images per
-    domain). Every configuration reuses the preset's cached inversions; a finished configuration
+    domain), without the weights' average (``ema_decay`` 0: these runs are shorter than its horizon,
+    and the paper has none). Every configuration reuses the preset's cached inversions; a finished configuration
     (its ``rows.json``) is read back instead of retrained, an interrupted one resumes. ``models``:
     ``evaluation.metric_models`` (the metrics' networks, also the LPIPS / ID loss terms'). Returns
     the long table: one row per configuration and domain."""
@@ -303,7 +305,7 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
         done = run / "rows.json"
         if not done.exists():
             p = {**params, "t_edit": t_edit, "arch": arch, "depth": depth,
-                 "train_batches": params["ablation_batches"], "validate_every": 0}
+                 "train_batches": params["ablation_batches"], "validate_every": 0, "ema_decay": 0}
             cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, models)
             net = train_preset(diffusion, data, cfg, run, classifier, cache_dir, lpips, id_embed, progress=False)
             found = quantitative_rows(diffusion, net, cache, data, p, classifier, models, params["n_ablation_images"])

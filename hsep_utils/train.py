@@ -26,6 +26,7 @@ from . import losses as L
 from .diffusion import Diffusion, ddim_update
 from .distributed import Ranks, ranks
 from .edit import check_compatible
+from .ema import ema_update
 from .hspace import decode, encode
 from .io import save_dataframe, save_torch, write_text
 from .mapping import MappingNetwork
@@ -51,6 +52,7 @@ class TrainConfig:
     asymmetric: bool = True  # Eq. 4 as Asyrp: x_{t-1} from P_t(ε of h̃) + D_t(ε of h); False: h̃'s ε for both
     latent_warmup_steps: int = 0  # beyond the paper (faster): latent-term updates on cached h first (``latent_warmup``)
     latent_warmup_pool: int = 1024  # images per class whose h trajectories the warm-up draws from
+    ema_decay: float = 0.0  # beyond the paper: validate, select and save an EMA of the weights (0: off, the raw weights)
     lambdas: dict = field(default_factory=lambda: {t: 1.0 for t in L.LOSS_TERMS})
     seed: int = 0
 
@@ -61,6 +63,8 @@ class TrainConfig:
         self.lambdas = {t: float(self.lambdas.get(t, 0.0)) for t in L.LOSS_TERMS}
         if int(self.image_loss_every) < 1:
             raise ValueError(f"image_loss_every must be ≥ 1, got {self.image_loss_every}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if int(self.latent_warmup_steps) < 0 or int(self.latent_warmup_pool) < 1:
             raise ValueError(f"latent_warmup_steps must be ≥ 0 and latent_warmup_pool ≥ 1, got "
                              f"{self.latent_warmup_steps} and {self.latent_warmup_pool}")
@@ -269,11 +273,11 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
                              f"use another output folder or delete it")
         check_compatible(ck["net_config"], diffusion, f"{last} cannot resume here: use another output folder or delete it")
         net = MappingNetwork(**ck["net_config"]).to(dev)
-        net.load_state_dict(ck["net"])
+        net.load_state_dict(ck.get("train_net", ck["net"]))
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         opt.load_state_dict(ck["opt"])
         epoch, batch, rows, val_rows, best = ck["epoch"], ck["batch"], ck["rows"], ck["val_rows"], ck["best"]
-        elapsed = ck["elapsed"]
+        elapsed, updates = ck["elapsed"], ck.get("updates", 0)
     else:
         torch.manual_seed(cfg.seed)
         xT0 = cache(keys_bg[:cfg.batch_per_class] + keys_tg[:cfg.batch_per_class],
@@ -281,22 +285,32 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         net = MappingNetwork(diffusion.unet.config.block_out_channels[-1], cfg.arch, cfg.depth, cfg.kl_bins,
                              cfg.time_input, estimate_h_scale(diffusion, xT0, cfg.n_steps)).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        epoch, batch, rows, val_rows, best, elapsed = 0, 0, [], [], [-math.inf], 0.0
+        epoch, batch, rows, val_rows, best, elapsed, updates = 0, 0, [], [], [-math.inf], 0.0, 0
+    # with ema_decay the averaged weights are the network: validated, selected, saved as "net", returned
+    ema = None
+    if cfg.ema_decay > 0:
+        ema = MappingNetwork(**net.config()).to(dev).requires_grad_(False)
+        ema.load_state_dict(ck["net"] if not fresh else net.state_dict())
+    evaluated = ema if ema is not None else net
 
     def save(path: Path, resumable: bool = True) -> None:
         """``last.pt`` holds everything a resume needs; ``best.pt`` only the network and its record.
+        "net" is the evaluated network (the EMA when on; the trained weights are then "train_net").
         Only the main process writes."""
         if not r.is_main:
             return
-        state = dict(net=net.state_dict(), net_config=net.config(), epoch=epoch, batch=batch, best=best,
+        state = dict(net=evaluated.state_dict(), net_config=net.config(), epoch=epoch, batch=batch, best=best,
                      elapsed=time.time() - t0, train_config=_jsonable(asdict(cfg)))
         if resumable:
-            state.update(opt=opt.state_dict(), rows=rows, val_rows=val_rows)
+            state.update(opt=opt.state_dict(), rows=rows, val_rows=val_rows, updates=updates)
+            if ema is not None:
+                state["train_net"] = net.state_dict()
         save_torch(state, path)
 
     def update(total: torch.Tensor, terms: dict[str, torch.Tensor], where: str) -> dict:
-        """One optimiser step; returns every term's value, averaged over processes (one host sync).
-        ``where``: the step, for the error a non-finite loss raises."""
+        """One optimiser step (and EMA update); returns every term's value, averaged over processes
+        (one host sync). ``where``: the step, for the error a non-finite loss raises."""
+        nonlocal updates
         values = dict(zip(["total", *terms], r.mean(torch.stack([total.detach(), *terms.values()])).tolist()))
         if not math.isfinite(values["total"]):
             shown = {k: values[k] for k in terms}
@@ -307,12 +321,15 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         total.backward()
         r.average_gradients(net.parameters())
         opt.step()
+        if ema is not None:
+            ema_update(list(ema.parameters()), list(net.parameters()), cfg.ema_decay, updates)
+        updates += 1
         return values
 
     def record_validation() -> None:
         """Validate, log, and keep ``best.pt`` when this validation ranks highest."""
         nonlocal best
-        metrics = validate(net) if validate is not None else {"sr": float(done())}
+        metrics = validate(evaluated) if validate is not None else {"sr": float(done())}
         val_rows.append(dict(epoch=epoch, batch=batch, batches=done(), minutes=(time.time() - t0) / 60, **metrics))
         key = selection_key(metrics, cfg.min_recon_psnr)
         if key > best:  # the first validation always saves (best starts at [-inf])
@@ -370,7 +387,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         write_text(out / "train_config.json", json.dumps(dict(train=_jsonable(asdict(cfg)), net=net.config(),
                                                               minutes=(time.time() - t0) / 60), indent=2))
     r.barrier()  # other processes read these files next
-    return net
+    return evaluated.eval() if ema is not None else net
 
 
 def load_mapping(path: str | Path, device="cpu") -> MappingNetwork:

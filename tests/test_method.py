@@ -6,6 +6,7 @@ import torch
 
 from hsep_utils import losses as L
 from hsep_utils.edit import edit, swap_salient
+from hsep_utils.ema import ema_update
 from hsep_utils.mapping import ARCHITECTURES, MappingNetwork
 from hsep_utils.train import TrainConfig, load_mapping, step_losses, train_mapping
 
@@ -175,6 +176,42 @@ def test_training_resumes_with_identical_state(tiny_diffusion, tmp_path):
         train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "cut", progress=False)
     train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, replace(cfg, asymmetric=False), tmp_path / "cut",
                   progress=False)
+
+
+def test_ema_update_by_hand():
+    ema, p = [torch.tensor([0.0])], [torch.tensor([1.0])]
+    ema_update(ema, p, decay=0.9, step=0)  # warm-up: min(0.9, 1/10) = 0.1 kept, 0.9 moved
+    assert ema[0].item() == pytest.approx(0.9)
+    ema = [torch.tensor([0.0])]
+    ema_update(ema, p, decay=0.9, step=100)  # min(0.9, 101/110) = 0.9 kept
+    assert ema[0].item() == pytest.approx(0.1)
+
+
+def test_ema_weights_are_what_is_validated_saved_and_resumed(tiny_diffusion, tmp_path):
+    x_bg, x_tg = _data(4, seed=3), _data(4, seed=4)
+    keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
+    cfg = TrainConfig(depth=2, n_steps=3, lr=1e-3, epochs=2, batch_per_class=2, t_edit=400, ema_decay=0.9)
+    seen = []
+    whole = train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "whole", progress=False,
+                          validate=lambda net: seen.append(net) or {"sr": 0.0})
+    ck = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    ema_w, raw_w = ck["net"]["shared.net.0.weight"], ck["train_net"]["shared.net.0.weight"]
+    assert not torch.equal(ema_w, raw_w)  # the average lags the trained weights
+    assert torch.equal(whole.shared.net[0].weight, ema_w) and torch.equal(seen[-1].shared.net[0].weight, ema_w)
+    assert torch.equal(load_mapping(tmp_path / "whole" / "last.pt").shared.net[0].weight, ema_w)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "cut",
+                      validate=_killed_at_validation(2), inversion_dir=tmp_path / "inv", progress=False)
+    resumed = train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "cut",
+                            inversion_dir=tmp_path / "inv", progress=False)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    for part in ("net", "train_net"):
+        for k, v in ck[part].items():
+            assert torch.equal(v, cut[part][k]), (part, k)
+    assert torch.equal(resumed.shared.net[0].weight, ema_w)
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
 
 
 def test_edits_shapes_and_reconstruction_with_additive_identity(tiny_diffusion):

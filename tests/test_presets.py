@@ -12,15 +12,17 @@ def test_toy_presets_load_and_fill_sizes():
     assert with_scale({"scale": "smoke", "n_test_per_class": 3})["n_test_per_class"] == 3
 
 
-def test_warmup_is_on_for_toy_presets_and_off_for_the_papers_datasets():
-    """The latent warm-up is beyond the paper: the real presets keep the paper's training, at every scale."""
+@pytest.mark.parametrize("key", ["latent_warmup_steps", "ema_decay"])
+def test_beyond_the_paper_is_on_for_toy_presets_and_off_for_the_papers_datasets(key):
+    """The latent warm-up and the weight average are beyond the paper: the real presets keep the
+    paper's training, at every scale."""
     for name in known_presets():
         for scale in SCALES:
-            steps = with_scale({**load_preset(name), "scale": scale})["latent_warmup_steps"]
+            value = with_scale({**load_preset(name), "scale": scale})[key]
             if name.startswith("toy-"):
-                assert steps == SCALES[scale]["latent_warmup_steps"] > 0
+                assert value == SCALES[scale][key] > 0
             else:
-                assert steps == 0, name
+                assert value == 0, name
 
 
 def test_unknown_preset_lists_known_ones():

@@ -1,0 +1,110 @@
+"""How much mapping-network training does toy-glasses need? One run per recipe (DDIM steps, latent
+warm-up updates, training batches, validation interval, best.pt floor), each evaluated on the
+preset's test split like notebook 04 (64 + 64 images) at every validation, not only at best.pt:
+the curve says whether longer training helps and whether ``best.pt`` picks the right checkpoint.
+
+    python benchmarks/mapping_budget.py OUTDIR RECIPE [RECIPE ...]
+
+A recipe is ``name:key=value,...`` with keys ``steps`` (ddim_steps), ``warmup``
+(latent_warmup_steps), ``batches`` (train_batches), ``every`` (validate_every), ``floor``
+(TrainConfig.min_recon_psnr), ``lr``, ``cons`` (λ of the consistency term), ``ema`` (TrainConfig.ema_decay). Missing keys take the
+preset's default scale. Writes ``OUTDIR/<name>.json``: the recipe, the validation log, and one test
+row per validated checkpoint (x / y: classifier SR, oracle SR, CF MSE ratio, PSNR, ID) plus the row
+of ``best.pt``; checkpoints go to ``$WORK`` (default OUTDIR), inversions to the preset's cache. Runs on CUDA when available; on a CPU, ``SMOKE=1`` shrinks it to a smoke run.
+"""
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from hsep_utils import pipeline
+from hsep_utils.diffusion import load_diffusion
+from hsep_utils.io import write_text
+from hsep_utils.presets import load_preset, repo_path, with_scale
+from hsep_utils.train import InversionCache, load_mapping
+from hsep_utils.train_cli import notebook_defaults
+
+KEYS = dict(steps="ddim_steps", warmup="latent_warmup_steps", batches="train_batches", every="validate_every")
+KEEP = ("sr", "oracle_sr", "cf_mse_ratio", "psnr", "id")
+
+
+def parse(recipe: str) -> tuple[str, dict]:
+    name, _, spec = recipe.partition(":")
+    return name, {k: float(v) if k in ("floor", "lr", "cons", "ema") else int(v)
+                  for k, v in (kv.split("=") for kv in spec.split(",") if kv)}
+
+
+def test_rows(diffusion, net, cache, data, params, classifier, models) -> dict:
+    rows = pipeline.quantitative_rows(diffusion, net, cache, data, params, classifier, models, params["n_edit_images"])
+    return {r["domain"]: {k: round(r[k], 4) for k in KEEP} for r in rows}
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    for recipe in sys.argv[2:]:
+        name, spec = parse(recipe)
+        params = {**notebook_defaults(), **load_preset("toy-glasses")}
+        params.update({KEYS[k]: v for k, v in spec.items() if k in KEYS})
+        if os.environ.get("SMOKE"):
+            params.update(scale="smoke", data_root="/tmp/mb_smoke/data", results_root="/tmp/mb_smoke/results",
+                          train_batches=2, validate_every=1, latent_warmup_steps=20, ddim_steps=5)
+        params = with_scale(params)
+        t0 = time.time()
+        diffusion = load_diffusion(repo_path(params["base_model"]), dev)
+        data = pipeline.load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
+        saved = repo_path("results/toy-glasses/classifier.pt")
+        classifier = (pipeline.load_classifier(saved)[0] if saved.exists() and not os.environ.get("SMOKE")
+                      else pipeline.fit_attribute_classifier(data, params["seed"], progress=False)[0])
+        classifier = classifier.to(dev)
+        models = pipeline.metric_models(params, dev)
+        cfg, lpips, id_embed = pipeline.image_term_models(pipeline.train_config(params), dev, params, models)
+        if "floor" in spec:
+            cfg = replace(cfg, min_recon_psnr=spec["floor"])
+        if "lr" in spec:
+            cfg = replace(cfg, lr=spec["lr"])
+        if "ema" in spec:
+            cfg = replace(cfg, ema_decay=spec["ema"])
+        if "cons" in spec:
+            cfg = replace(cfg, lambdas={**cfg.lambdas, "consistency": spec["cons"]})
+        work = Path(os.environ.get("WORK", out))  # checkpoints; OUTDIR gets the JSON
+        inv = pipeline.inversion_dir(params)  # the preset's cache, shared with the notebooks
+        cache = InversionCache(diffusion, params["ddim_steps"], inv)
+        found = dict(recipe=recipe, device_name=torch.cuda.get_device_name() if dev == "cuda" else "cpu",
+                     train=dict(cfg.__dict__), curve=[])
+
+        def write() -> None:
+            found["minutes"] = round((time.time() - t0) / 60, 2)
+            write_text(out / f"{name}.json", json.dumps(found, indent=1, default=str))
+
+        def validate_and_test(validate):
+            """The preset's validation, then the test rows of the same network (written at once, so
+            a run cut short still reports its curve)."""
+            def v(net):
+                metrics = validate(net)
+                test = test_rows(diffusion, net, cache, data, params, classifier, models)
+                found["curve"].append(dict(val={k: round(float(x), 4) for k, x in metrics.items()}, test=test))
+                write()
+                print(name, len(found["curve"]), found["curve"][-1], flush=True)
+                return metrics
+            return v
+
+        train_mapping = pipeline.train_mapping
+        pipeline.train_mapping = lambda *a, validate=None, **k: train_mapping(*a, validate=validate_and_test(validate), **k)
+        run = work / "runs" / name
+        pipeline.train_preset(diffusion, data, cfg, run, classifier, inv, lpips=lpips, id_embed=id_embed, progress=False)
+        pipeline.train_mapping = train_mapping
+        found["val_log"] = pd.read_csv(run / "val_log.csv").round(4).to_dict("records")
+        found["best"] = test_rows(diffusion, load_mapping(run / "best.pt", dev), cache, data, params, classifier, models)
+        write()
+        print(name, "best", json.dumps(found["best"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
