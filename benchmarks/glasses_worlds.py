@@ -32,6 +32,7 @@ from hsep_utils.classifier import build_classifier, train_classifier, predict
 from hsep_utils.diagnostics import oracle_hswap
 from hsep_utils.diffusion import load_diffusion
 from hsep_utils.pipeline import Split
+from hsep_utils.plotting import from_uint8
 
 VARIANT, OUT, BUDGET = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -68,7 +69,7 @@ ds.render = render_variant
 def images(seed, n, **attrs):
     fs = [toy.sample_factors(seed, i, **attrs) for i in range(n)]
     arr = np.stack([render_variant(f) for f in fs])
-    return pd.DataFrame([f.as_dict() for f in fs]), torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return pd.DataFrame([f.as_dict() for f in fs]), from_uint8(arr)
 
 
 def main():

@@ -24,6 +24,7 @@ from .ema import ema_update
 from .hspace import decode, encode
 from .io import atomic_path, save_torch, write_text
 from .options import parse_options, resolve_options
+from .plotting import from_uint8
 from .toy import render_batch
 
 DEFAULTS = dict(
@@ -82,7 +83,7 @@ def toy_pool(data_seed: int, n_images: int, size: int, cache_dir: Path | None = 
         if cache is not None:
             with atomic_path(cache) as tmp:
                 np.save(tmp, arr)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return from_uint8(arr)
 
 
 def _lr_at(step: int, cfg: dict) -> float:

@@ -20,6 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .io import save_dataframe, write_text
+from .plotting import from_uint8
 from .toy import ATTRIBUTES, RENDERER_VERSION, ToyFactors, render, sample_factors
 
 CLASSES = ("background", "target")
@@ -152,7 +153,7 @@ def load_images(dataset_dir: str | Path, files, size: int | None = None) -> torc
     if resized:
         warnings.warn(f"{len(resized)} of {len(out)} images in {dataset_dir} are not {size}×{size} px (e.g. "
                       f"{resized[0]}): resized (bicubic)", stacklevel=2)
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return from_uint8(np.stack(out))
 
 
 def balanced_subset(manifest: pd.DataFrame, split: str, n: int) -> pd.DataFrame:
@@ -190,4 +191,4 @@ def save_split(manifest: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
 def toy_counterfactuals(rows: pd.DataFrame, attribute: str, size: int) -> torch.Tensor:
     """The exact counterfactual of each toy manifest row (same identity, ``attribute`` flipped), in [-1, 1]."""
     arr = np.stack([render(ToyFactors.from_mapping(r).flipped(attribute), size) for _, r in rows.iterrows()])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return from_uint8(arr)

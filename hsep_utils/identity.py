@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .io import atomic_path, write_text
 from .metrics import Unavailable
 from .options import parse_options, resolve_options
+from .plotting import from_uint8
 from .toy import ATTRIBUTES, render, sample_factors
 
 DEFAULTS = dict(
@@ -69,10 +70,6 @@ class IdentityEncoder(nn.Module):
         return F.normalize(self.proj(self.features(x).mean((2, 3))), dim=1)
 
 
-def _to_tensor(arr: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-
-
 def training_views(data_seed: int, n_identities: int, views: int, size: int, seed: int,
                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Each identity rendered ``views`` times with random attributes: images (N·views, 3, size, size)
@@ -81,7 +78,7 @@ def training_views(data_seed: int, n_identities: int, views: int, size: int, see
     imgs = [render(sample_factors(data_seed, i, **dict(zip(ATTRIBUTES, map(int, attrs[i, v])))), size)
             for i in tqdm(range(n_identities), desc="render identity views", disable=not progress, mininterval=5)
             for v in range(views)]
-    return _to_tensor(np.stack(imgs)), torch.arange(n_identities).repeat_interleave(views)
+    return from_uint8(np.stack(imgs)), torch.arange(n_identities).repeat_interleave(views)
 
 
 def verification_views(data_seed: int, first: int, n: int, size: int) -> torch.Tensor:
@@ -91,7 +88,7 @@ def verification_views(data_seed: int, first: int, n: int, size: int) -> torch.T
     for i in range(first, first + n):
         f = sample_factors(data_seed, i)
         out.append(np.stack([render(f, size)] + [render(f.flipped(a), size) for a in ATTRIBUTES]))
-    return _to_tensor(np.concatenate(out)).view(n, 1 + len(ATTRIBUTES), 3, size, size)
+    return from_uint8(np.concatenate(out)).view(n, 1 + len(ATTRIBUTES), 3, size, size)
 
 
 def verification(embed: Callable[[torch.Tensor], torch.Tensor], views: torch.Tensor) -> dict:

@@ -15,6 +15,11 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.detach().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
+def from_uint8(arr: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 → (N, 3, H, W) float in [-1, 1], the models' range (inverse of ``to_uint8``)."""
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
 def image_grid(rows: list[torch.Tensor], pad: int = 1, scale: int = 1) -> np.ndarray:
     """Stack equally sized batches as rows of one uint8 image (white padding)."""
     imgs = [to_uint8(r) for r in rows]

@@ -109,3 +109,13 @@ def test_make_toy_cli(tmp_path, capsys):
     main(["--attribute", "age", "--scale", "smoke", "--data-root", str(tmp_path)])
     assert "toy-age-32px-seed0-8x4" in capsys.readouterr().out
     assert len(read_manifest(tmp_path / "toy-age-32px-seed0-8x4")) == 24
+
+
+def test_uint8_conversion_by_hand_and_round_trip():
+    from hsep_utils.plotting import from_uint8, to_uint8
+
+    arr = np.array([[[[0, 255, 51]]]], dtype=np.uint8)  # one 1×1 image, HWC
+    x = from_uint8(arr)
+    assert x.shape == (1, 3, 1, 1)
+    assert x.flatten().tolist() == pytest.approx([-1.0, 1.0, 51 / 127.5 - 1])
+    assert (to_uint8(x) == arr).all()
