@@ -53,7 +53,7 @@ def main() -> None:
         params = {**notebook_defaults(), **load_preset("toy-glasses")}
         params.update({KEYS[k]: v for k, v in spec.items() if k in KEYS})
         if os.environ.get("SMOKE"):
-            params.update(scale="smoke", data_root="/tmp/mb_smoke/data", results_root="/tmp/mb_smoke/results",
+            params.update(scale="smoke", data_root=str(out / "smoke" / "data"), results_root=str(out / "smoke" / "results"),
                           train_batches=2, validate_every=1, latent_warmup_steps=20, ddim_steps=5)
         params = with_scale(params)
         t0 = time.time()

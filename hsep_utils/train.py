@@ -291,6 +291,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
     if cfg.ema_decay > 0:
         ema = MappingNetwork(**net.config()).to(dev).requires_grad_(False)
         ema.load_state_dict(ck["net"] if not fresh else net.state_dict())
+        ema_params, params = list(ema.parameters()), list(net.parameters())
     evaluated = ema if ema is not None else net
 
     def save(path: Path, resumable: bool = True) -> None:
@@ -322,7 +323,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
         r.average_gradients(net.parameters())
         opt.step()
         if ema is not None:
-            ema_update(list(ema.parameters()), list(net.parameters()), cfg.ema_decay, updates)
+            ema_update(ema_params, params, cfg.ema_decay, updates)
         updates += 1
         return values
 
