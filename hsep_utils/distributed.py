@@ -11,6 +11,7 @@ One process (no ``WORLD_SIZE`` > 1 in the environment) needs none of this and im
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -92,7 +93,22 @@ def ranks() -> Ranks:
     from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available())
+    global _teardown_registered
+    if not _teardown_registered:
+        atexit.register(_destroy_process_group)
+        _teardown_registered = True
     return Ranks(state.process_index, state.num_processes)
+
+
+_teardown_registered = False
+
+
+def _destroy_process_group() -> None:
+    """Ends the process group while the interpreter is still whole: left to interpreter shutdown,
+    gloo's worker threads can outlive Python and abort the process (SIGABRT, "terminate called
+    without an active exception") after all work is done."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def local_device(device: str) -> str:
