@@ -10,7 +10,9 @@ manifold (its fusion can), which is harder and drifts. Check a base model with i
     python -m hsep_utils.diagnostics --preset toy-glasses [--base-model DIR] [-n 64]
 
 It prints, per direction (add: backgrounds, remove: targets): classifier SR and oracle SR of the
-oracle h-swap, its counterfactual MSE ratio, the reconstruction PSNR, and **h influence** = MSE
+oracle h-swap, its counterfactual MSE ratio, the reconstruction PSNR, the **reconstruction ceiling**
+(classifier SR and oracle SR of the true counterfactual's own reconstruction, inverted and generated
+at the same step count: what any edit scored against it can reach at that fidelity), and **h influence** = MSE
 between generating with the image's own h and with another image's h, over the MSE between the two
 images — near 0 means the decoder ignores h (the skip connections decide), near 1 means h decides.
 """
@@ -43,20 +45,23 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     cf = toy_counterfactuals(head, attribute, size)
     xT = diffusion.invert(x, n_steps)
     rec, own = diffusion.generate(xT, n_steps, return_trajectory=True)
-    _, other = diffusion.generate(diffusion.invert(cf, n_steps), n_steps, return_trajectory=True)
+    rec_cf, other = diffusion.generate(diffusion.invert(cf, n_steps), n_steps, return_trajectory=True)
     h_cf, h_own = dict(zip(other.timesteps, other.h)), dict(zip(own.timesteps, own.h))
     swapped = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_cf[t], asymmetric=asymmetric).cpu()
     shift = torch.roll(torch.arange(len(x)), 1)
     foreign = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_own[t][shift.to(h.device)],
                                  asymmetric=asymmetric).cpu()
-    rec = rec.cpu()
+    rec, rec_cf = rec.cpu(), rec_cf.cpu()
     sr, counted = edit_success(classifier, x, swapped, original_is_target)
-    success = oracle_success(swapped, x, cf, toy_regions(head, attribute, size))
+    regions = toy_regions(head, attribute, size)
+    success = oracle_success(swapped, x, cf, regions)
     failed = (~success).nonzero().flatten()[:16]
     if failures is not None and len(failed):
         save_grid([x[failed], swapped[failed], cf[failed]], failures, scale=6)
     return dict(n=len(x), classifier_sr=sr, sr_counted=counted, oracle_sr=success.float().mean().item(),
                 oracle_failures=failed.tolist(),
+                ceiling_classifier_sr=edit_success(classifier, x, rec_cf, original_is_target)[0],
+                ceiling_oracle_sr=oracle_success(rec_cf, x, cf, regions).float().mean().item(),
                 cf_mse_ratio=cf_mse_ratio(swapped, x, cf), reconstruction_psnr=psnr_per_image(rec, x).mean().item(),
                 h_influence=(mse_per_image(foreign, rec).mean() / mse_per_image(rec[shift], rec).mean()).item())
 
