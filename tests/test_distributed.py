@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hsep_utils.distributed import Ranks
+from hsep_utils.distributed import Ranks, _destroy_process_group
 from hsep_utils.presets import SCALES
 
 SCRIPT = Path(__file__).with_name("distributed_run.py")
@@ -80,3 +80,13 @@ def test_training_command_under_accelerate_launch(tmp_path):
     # the toy presets' latent warm-up (smoke: 20 updates) is validated once, then the final validation
     assert list(pd.read_csv(run / "val_log.csv")["batches"]) == [0, 2] and (run / "loss_curves.png").exists()
     assert len(pd.read_csv(run / "warmup_log.csv")) == SCALES["smoke"]["latent_warmup_steps"]
+
+
+def test_the_process_group_is_ended_before_interpreter_shutdown(tmp_path):
+    """Left to interpreter shutdown, gloo's threads can abort a finished process (a CI failure)."""
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    assert torch.distributed.is_initialized()
+    _destroy_process_group()
+    assert not torch.distributed.is_initialized()
+    _destroy_process_group()  # the atexit handler runs again harmlessly if the group is already gone
