@@ -131,7 +131,8 @@ def is_asymmetric(params: dict) -> bool:
 
 
 def train_config(params: dict) -> TrainConfig:
-    """The TrainConfig a preset's parameters describe."""
+    """The TrainConfig a preset's parameters describe. Loss terms the preset's ``lambdas`` leaves out
+    weigh 1 (the paper's), unlike ``TrainConfig(lambdas=...)``, where they weigh 0."""
     return TrainConfig(arch=params["arch"], depth=params["depth"], t_edit=params["t_edit"], n_steps=params["ddim_steps"],
                        lr=params["lr"], epochs=params["epochs"], max_batches=params["train_batches"],
                        batch_per_class=params["batch_per_class"], kl_temperature=params["kl_temperature"],
@@ -140,7 +141,7 @@ def train_config(params: dict) -> TrainConfig:
                        asymmetric=is_asymmetric(params),
                        latent_warmup_steps=params.get("latent_warmup_steps", TrainConfig.latent_warmup_steps),
                        ema_decay=float(params.get("ema_decay") or TrainConfig.ema_decay),
-                       lambdas=params["lambdas"] or {t: 1.0 for t in LOSS_TERMS}, seed=params["seed"])
+                       lambdas={**{t: 1.0 for t in LOSS_TERMS}, **(params["lambdas"] or {})}, seed=params["seed"])
 
 
 def inversion_dir(params: dict) -> Path:

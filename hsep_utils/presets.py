@@ -56,7 +56,7 @@ PRESET_KEYS: dict[str, str] = {
     "reverse_process": "asymmetric (the paper's Eq. 4, as Asyrp: predicted x0 from h̃, direction from h) | symmetric",
     "lr": "Adam learning rate of the mapping network",
     "epochs": "passes over the training images (train_batches caps the total)",
-    "lambdas": "loss weights {term: value}; None: every term 1",
+    "lambdas": "loss weights {term: value}; terms left out (or None) weigh 1",
     "kl_temperature": "softmax temperature of the KL term",
     "common_adversary": "beyond the paper: weight of a gradient-reversal class adversary on C (0: off)",
     "image_loss_every": "beyond the paper (faster): image losses (ID, pixel, LPIPS) on every k-th step only (1: every step)",

@@ -41,3 +41,15 @@ def test_bad_keys_and_values_are_named(tmp_path):
     bad.write_text("preset: [x\n")
     with pytest.raises(ValueError, match="not valid YAML"):
         load_preset(bad)
+
+
+def test_loss_weights_a_preset_leaves_out_weigh_one():
+    """``lambdas: {silence: 10}`` in a preset changes one weight; the other terms keep the paper's 1."""
+    from hsep_utils.losses import LOSS_TERMS
+    from hsep_utils.pipeline import train_config
+    from hsep_utils.train_cli import notebook_defaults
+
+    params = with_scale({**notebook_defaults(), **load_preset("toy-smile")})
+    assert train_config({**params, "lambdas": None}).lambdas == {t: 1.0 for t in LOSS_TERMS}
+    weights = train_config({**params, "lambdas": {"silence": 10}}).lambdas
+    assert weights == {**{t: 1.0 for t in LOSS_TERMS}, "silence": 10.0}
