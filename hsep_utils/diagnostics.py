@@ -15,6 +15,11 @@ oracle h-swap, its counterfactual MSE ratio, the reconstruction PSNR, the **reco
 at the same step count: what any edit scored against it can reach at that fidelity), and **h influence** = MSE
 between generating with the image's own h and with another image's h, over the MSE between the two
 images — near 0 means the decoder ignores h (the skip connections decide), near 1 means h decides.
+
+With ``--mapping best.pt`` it also splits a trained mapping network's shortfall (``mapping_gap``):
+the paper's edit (add: the paired target's S; remove: S = 0) against the same network given the true
+counterfactual's own S (what a perfect donor would give) and the counterfactual reconstructed
+through the network (its C and S: the network's fidelity alone).
 """
 from __future__ import annotations
 
@@ -27,7 +32,9 @@ import torch
 from .classifier import edit_success
 from .datasets import toy_counterfactuals
 from .diffusion import Diffusion
+from .edit import edit
 from .evaluation import cf_mse_ratio, oracle_success, toy_regions
+from .mapping import MappingNetwork
 from .metrics import mse_per_image, psnr_per_image
 from .pipeline import Split
 from .plotting import save_grid
@@ -66,6 +73,35 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
                 h_influence=(mse_per_image(foreign, rec).mean() / mse_per_image(rec[shift], rec).mean()).item())
 
 
+@torch.no_grad()
+def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors: Split, attribute: str, classifier,
+                original_is_target: bool, n: int = 64, n_steps: int = 20, asymmetric: bool = True) -> dict:
+    """Classifier SR, oracle SR and CF MSE ratio of three edits of the first ``n`` images of a toy
+    split (see the module docstring): ``paper`` (add: donor i's S, as ``swap_salient``; remove:
+    S = 0), ``counterfactual_salient`` (own C, the true counterfactual's S) and
+    ``counterfactual_through_net`` (the counterfactual's own C and S)."""
+    head, x = split.rows.head(n), split.x[:n]
+    n = len(x)
+    cf = toy_counterfactuals(head, attribute, x.shape[-1])
+    regions = toy_regions(head, attribute, x.shape[-1])
+    own, other = torch.full((n,), original_is_target), torch.full((n,), not original_is_target)
+    xT, xT_cf = diffusion.invert(x, n_steps), diffusion.invert(cf, n_steps)
+    if original_is_target:
+        paper = edit(diffusion, net, xT, own, n_steps, "remove", asymmetric=asymmetric)
+    else:
+        paper = edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=diffusion.invert(donors.x[:n], n_steps),
+                     donor_is_target=other, asymmetric=asymmetric)
+    edits = dict(paper=paper,
+                 counterfactual_salient=edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=xT_cf,
+                                             donor_is_target=other, asymmetric=asymmetric),
+                 counterfactual_through_net=edit(diffusion, net, xT_cf, other, n_steps, "reconstruct",
+                                                 asymmetric=asymmetric))
+    return {name: dict(classifier_sr=edit_success(classifier, x, e.cpu(), original_is_target)[0],
+                       oracle_sr=oracle_success(e.cpu(), x, cf, regions).float().mean().item(),
+                       cf_mse_ratio=cf_mse_ratio(e.cpu(), x, cf))
+            for name, e in edits.items()}
+
+
 def main(argv=None) -> None:
     from .diffusion import load_diffusion
     from .pipeline import fit_attribute_classifier, is_asymmetric, load_classifier, load_preset_data
@@ -78,6 +114,8 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=20, help="DDIM steps")
     ap.add_argument("--failures", metavar="DIR", help="save the images the oracle h-swap fails on, per direction, "
                     "as DIR/oracle_failures_{add,remove}_<steps>.png (input, h-swapped, counterfactual)")
+    ap.add_argument("--mapping", metavar="CKPT", help="a trained mapping network (e.g. results/toy-glasses/mapping/"
+                    "best.pt): also print its mapping_gap per direction")
     ap.add_argument("--reverse-process", choices=("asymmetric", "symmetric"),
                     help="the edited DDIM step (default: the preset's reverse_process; see Diffusion.generate)")
     a = ap.parse_args(argv)
@@ -95,6 +133,14 @@ def main(argv=None) -> None:
                              is_asymmetric(params),
                              a.failures and Path(a.failures) / f"oracle_failures_{name}_{a.steps}.png")
         print(name, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}))
+        if a.mapping:
+            from .train import load_mapping
+
+            donors = data["test_tg"] if name == "add" else data["test_bg"]
+            gap = mapping_gap(diffusion, load_mapping(a.mapping, diffusion.device), split, donors, params["attribute"],
+                              classifier, is_target, a.n, a.steps, is_asymmetric(params))
+            for edit_name, scores in gap.items():
+                print(name, "mapping", edit_name, json.dumps({k: round(v, 3) for k, v in scores.items()}))
 
 
 if __name__ == "__main__":

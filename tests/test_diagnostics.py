@@ -5,16 +5,22 @@ import torch
 import hsep_utils.diffusion as diffusion_module
 from hsep_utils.classifier import SmallCNN, edit_success
 from hsep_utils.datasets import build_toy_dataset, load_images, toy_counterfactuals
-from hsep_utils.diagnostics import oracle_hswap
+from hsep_utils.diagnostics import mapping_gap, oracle_hswap
+from hsep_utils.edit import edit, swap_salient
+from hsep_utils.mapping import MappingNetwork
 from hsep_utils.evaluation import oracle_success, toy_regions
 from hsep_utils.pipeline import Split
 
 
+def _test_split(tmp_path, cls: str) -> Split:
+    manifest, root = build_toy_dataset(tmp_path, "glasses", 2, 4, size=16, seed=0, progress=False)
+    rows = manifest[(manifest["split"] == "test") & (manifest["class"] == cls)].reset_index(drop=True)
+    return Split(rows, load_images(root, rows["file"]))
+
+
 @pytest.fixture
 def split(tmp_path):
-    manifest, root = build_toy_dataset(tmp_path, "glasses", 2, 4, size=16, seed=0, progress=False)
-    rows = manifest[(manifest["split"] == "test") & (manifest["class"] == "background")].reset_index(drop=True)
-    return Split(rows, load_images(root, rows["file"]))
+    return _test_split(tmp_path, "background")
 
 
 def test_oracle_hswap_reports_every_figure(tiny_diffusion, split):
@@ -52,3 +58,22 @@ def test_a_decoder_that_ignores_h_has_no_h_influence(tiny_diffusion, split, monk
     monkeypatch.setattr(diffusion_module, "decode", lambda unet, enc, h=None: real_decode(unet, enc))
     found = oracle_hswap(tiny_diffusion, split, "glasses", SmallCNN().eval(), False, n=4, n_steps=4)
     assert found["h_influence"] == 0.0
+
+
+def test_mapping_gap_scores_the_papers_edit_and_the_counterfactuals(tiny_diffusion, split, tmp_path):
+    """Wiring: ``paper`` is ``swap_salient``'s added image (donor i for image i), and
+    ``counterfactual_through_net`` is the counterfactual reconstructed through the network."""
+    torch.manual_seed(0)
+    net = MappingNetwork(tiny_diffusion.unet.config.block_out_channels[-1], "a", depth=1).eval()
+    classifier = SmallCNN().eval()
+    donors = _test_split(tmp_path / "donors", "target")
+    gap = mapping_gap(tiny_diffusion, net, split, donors, "glasses", classifier, False, n=4, n_steps=3)
+    assert set(gap) == {"paper", "counterfactual_salient", "counterfactual_through_net"}
+    rows, x = split.rows.head(4), split.x[:4]
+    cf = toy_counterfactuals(rows, "glasses", 16)
+    regions = toy_regions(rows, "glasses", 16)
+    added, _ = swap_salient(tiny_diffusion, net, tiny_diffusion.invert(x, 3), tiny_diffusion.invert(donors.x[:4], 3), 3)
+    through = edit(tiny_diffusion, net, tiny_diffusion.invert(cf, 3), torch.ones(4, dtype=torch.bool), 3, "reconstruct")
+    for name, image in (("paper", added), ("counterfactual_through_net", through)):
+        assert gap[name]["oracle_sr"] == pytest.approx(oracle_success(image, x, cf, regions).float().mean().item())
+        assert gap[name]["classifier_sr"] == pytest.approx(edit_success(classifier, x, image, False)[0], nan_ok=True)
