@@ -79,7 +79,8 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
     """Classifier SR, oracle SR and CF MSE ratio of three edits of the first ``n`` images of a toy
     split (see the module docstring): ``paper`` (add: donor i's S, as ``swap_salient``; remove:
     S = 0), ``counterfactual_salient`` (own C, the true counterfactual's S) and
-    ``counterfactual_through_net`` (the counterfactual's own C and S)."""
+    ``counterfactual_through_net`` (the counterfactual's own C and S); and ``salient_rms_over_h_rms``,
+    the RMS of the inputs' S over that of their h along their own generation."""
     head, x = split.rows.head(n), split.x[:n]
     n = len(x)
     cf = toy_counterfactuals(head, attribute, x.shape[-1])
@@ -96,10 +97,16 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
                                              donor_is_target=other, asymmetric=asymmetric),
                  counterfactual_through_net=edit(diffusion, net, xT_cf, other, n_steps, "reconstruct",
                                                  asymmetric=asymmetric))
-    return {name: dict(classifier_sr=edit_success(classifier, x, e.cpu(), original_is_target)[0],
-                       oracle_sr=oracle_success(e.cpu(), x, cf, regions).float().mean().item(),
-                       cf_mse_ratio=cf_mse_ratio(e.cpu(), x, cf))
-            for name, e in edits.items()}
+    found = {name: dict(classifier_sr=edit_success(classifier, x, e.cpu(), original_is_target)[0],
+                        oracle_sr=oracle_success(e.cpu(), x, cf, regions).float().mean().item(),
+                        cf_mse_ratio=cf_mse_ratio(e.cpu(), x, cf))
+             for name, e in edits.items()}
+    _, own_path = diffusion.generate(xT, n_steps, return_trajectory=True)
+    s_rms = torch.stack([net.split(h, t, own)[1].pow(2).mean() for t, h in zip(own_path.timesteps, own_path.h)])
+    h_rms = torch.stack([h.pow(2).mean() for h in own_path.h]) / net.h_scale ** 2
+    # how silent S is on backgrounds (the paper's removal sets it to 0), how strong on targets
+    found["salient_rms_over_h_rms"] = (s_rms.mean() / h_rms.mean()).sqrt().item()
+    return found
 
 
 def main(argv=None) -> None:
@@ -139,6 +146,8 @@ def main(argv=None) -> None:
             donors = data["test_tg"] if name == "add" else data["test_bg"]
             gap = mapping_gap(diffusion, load_mapping(a.mapping, diffusion.device), split, donors, params["attribute"],
                               classifier, is_target, a.n, a.steps, is_asymmetric(params))
+            print(name, "mapping: RMS of S / RMS of h along the inputs' own generation",
+                  round(gap.pop("salient_rms_over_h_rms"), 3))
             for edit_name, scores in gap.items():
                 print(name, "mapping", edit_name, json.dumps({k: round(v, 3) for k, v in scores.items()}))
 

@@ -68,7 +68,8 @@ def test_mapping_gap_scores_the_papers_edit_and_the_counterfactuals(tiny_diffusi
     classifier = SmallCNN().eval()
     donors = _test_split(tmp_path / "donors", "target")
     gap = mapping_gap(tiny_diffusion, net, split, donors, "glasses", classifier, False, n=4, n_steps=3)
-    assert set(gap) == {"paper", "counterfactual_salient", "counterfactual_through_net"}
+    assert set(gap) == {"paper", "counterfactual_salient", "counterfactual_through_net", "salient_rms_over_h_rms"}
+    assert gap["salient_rms_over_h_rms"] > 0
     rows, x = split.rows.head(4), split.x[:4]
     cf = toy_counterfactuals(rows, "glasses", 16)
     regions = toy_regions(rows, "glasses", 16)
@@ -77,3 +78,15 @@ def test_mapping_gap_scores_the_papers_edit_and_the_counterfactuals(tiny_diffusi
     for name, image in (("paper", added), ("counterfactual_through_net", through)):
         assert gap[name]["oracle_sr"] == pytest.approx(oracle_success(image, x, cf, regions).float().mean().item())
         assert gap[name]["classifier_sr"] == pytest.approx(edit_success(classifier, x, image, False)[0], nan_ok=True)
+
+
+def test_a_silent_salient_encoder_has_no_salient_rms(tiny_diffusion, split, tmp_path):
+    torch.manual_seed(0)
+    net = MappingNetwork(tiny_diffusion.unet.config.block_out_channels[-1], "a", depth=1).eval()
+    with torch.no_grad():
+        for encoder in net.specific:
+            encoder.net[-1].weight.zero_()
+            encoder.net[-1].bias.zero_()
+    donors = _test_split(tmp_path / "donors", "target")
+    gap = mapping_gap(tiny_diffusion, net, split, donors, "glasses", SmallCNN().eval(), False, n=2, n_steps=2)
+    assert gap["salient_rms_over_h_rms"] == 0.0
