@@ -97,9 +97,10 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
                                              donor_is_target=other, asymmetric=asymmetric),
                  counterfactual_through_net=edit(diffusion, net, xT_cf, other, n_steps, "reconstruct",
                                                  asymmetric=asymmetric))
-    found = {name: dict(classifier_sr=edit_success(classifier, x, e.cpu(), original_is_target)[0],
-                        oracle_sr=oracle_success(e.cpu(), x, cf, regions).float().mean().item(),
-                        cf_mse_ratio=cf_mse_ratio(e.cpu(), x, cf))
+    edits = {name: e.cpu() for name, e in edits.items()}
+    found = {name: dict(classifier_sr=edit_success(classifier, x, e, original_is_target)[0],
+                        oracle_sr=oracle_success(e, x, cf, regions).float().mean().item(),
+                        cf_mse_ratio=cf_mse_ratio(e, x, cf))
              for name, e in edits.items()}
     _, own_path = diffusion.generate(xT, n_steps, return_trajectory=True)
     s_rms = torch.stack([net.split(h, t, own)[1].pow(2).mean() for t, h in zip(own_path.timesteps, own_path.h)])
@@ -135,17 +136,19 @@ def main(argv=None) -> None:
     saved = results_dir(params) / "classifier.pt"
     classifier = load_classifier(saved)[0] if saved.exists() else fit_attribute_classifier(data, params["seed"])[0]
     classifier = classifier.to(diffusion.device)
+    if a.mapping:
+        from .train import load_mapping
+
+        net = load_mapping(a.mapping, diffusion.device)
     for name, split, is_target in (("add", data["test_bg"], False), ("remove", data["test_tg"], True)):
         found = oracle_hswap(diffusion, split, params["attribute"], classifier, is_target, a.n, a.steps,
                              is_asymmetric(params),
                              a.failures and Path(a.failures) / f"oracle_failures_{name}_{a.steps}.png")
         print(name, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}))
         if a.mapping:
-            from .train import load_mapping
-
             donors = data["test_tg"] if name == "add" else data["test_bg"]
-            gap = mapping_gap(diffusion, load_mapping(a.mapping, diffusion.device), split, donors, params["attribute"],
-                              classifier, is_target, a.n, a.steps, is_asymmetric(params))
+            gap = mapping_gap(diffusion, net, split, donors, params["attribute"], classifier, is_target, a.n, a.steps,
+                              is_asymmetric(params))
             print(name, "mapping: RMS of S / RMS of h along the inputs' own generation",
                   round(gap.pop("salient_rms_over_h_rms"), 3))
             for edit_name, scores in gap.items():

@@ -93,14 +93,9 @@ def ranks() -> Ranks:
     from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available())
-    global _teardown_registered
-    if not _teardown_registered:
-        atexit.register(_destroy_process_group)
-        _teardown_registered = True
+    atexit.unregister(_destroy_process_group)  # registered once, however often ranks() is called
+    atexit.register(_destroy_process_group)
     return Ranks(state.process_index, state.num_processes)
-
-
-_teardown_registered = False
 
 
 def _destroy_process_group() -> None:

@@ -7,8 +7,8 @@ from hsep_utils.classifier import SmallCNN, edit_success
 from hsep_utils.datasets import build_toy_dataset, load_images, toy_counterfactuals
 from hsep_utils.diagnostics import mapping_gap, oracle_hswap
 from hsep_utils.edit import edit, swap_salient
-from hsep_utils.mapping import MappingNetwork
 from hsep_utils.evaluation import oracle_success, toy_regions
+from hsep_utils.mapping import MappingNetwork
 from hsep_utils.pipeline import Split
 
 
