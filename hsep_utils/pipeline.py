@@ -74,9 +74,9 @@ def fit_attribute_classifier(data: dict[str, Split], seed: int = 0, progress: bo
 
 def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
                n_steps: int, t_edit: int, n: int | None = None,
-               asymmetric: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Background i takes target i's S; target i takes S = 0. Under data parallelism each process
-    edits its share and every process gets all edits back."""
+               asymmetric: bool = True, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Background i takes target i's S (times ``alpha``); target i takes S = 0. Under data
+    parallelism each process edits its share and every process gets all edits back."""
     n = min(len(bg.x), len(tg.x)) if n is None else n
     r = ranks()
     part = r.share(n)
@@ -84,7 +84,7 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
         return r.gather(bg.x[:0]), r.gather(tg.x[:0])
     keys_bg, keys_tg = bg.keys[:n][part], tg.keys[:n][part]
     xT_bg, xT_tg = cache(keys_bg, bg.x[:n][part]), cache(keys_tg, tg.x[:n][part])
-    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit, asymmetric=asymmetric)
+    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit, alpha, asymmetric)
     return r.gather(added.cpu()), r.gather(removed.cpu())
 
 
@@ -123,6 +123,57 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
     return train_mapping(diffusion, data["train_bg"].x, data["train_tg"].x, data["train_bg"].keys,
                          data["train_tg"].keys, cfg, out_dir, validate=validate, id_embed=id_embed, lpips=lpips,
                          inversion_dir=inversion_dir, progress=progress)
+
+
+STRENGTH_GRID = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+"""The salient strengths α that ``salient_strength: auto`` chooses from."""
+STRENGTH_TARGET_SR = 0.9
+"""The validation adding SR ``salient_strength: auto`` asks for when the preset names none."""
+
+
+def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
+                            params: dict, classifier, out_csv: str | Path,
+                            grid: tuple[float, ...] = STRENGTH_GRID) -> float:
+    """Beyond the paper (α = 1): the salient strength α of h̃ = f(C, α·S′) for adding, chosen on the
+    validation split as the smallest α of ``grid`` whose adding SR reaches ``strength_target_sr``
+    (without one that does: the smallest α of the best SR). The smallest, because a stronger S
+    moves the image further from its original. Removal (S = 0) does not depend on α. Writes
+    ``out_csv`` (alpha, sr_add, sr_counted, psnr, chosen) and returns the chosen α."""
+    from .classifier import edit_success
+    from .io import save_dataframe
+    from .metrics import psnr_per_image
+
+    bg, tg = data["val_bg"], data["val_tg"]
+    n = min(len(bg.x), len(tg.x))
+    rows = []
+    for alpha in grid:
+        added, _ = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
+                              is_asymmetric(params), alpha)
+        sr, counted = edit_success(classifier, bg.x[:n], added, original_is_target=False)
+        rows.append(dict(alpha=alpha, sr_add=sr, sr_counted=counted, psnr=psnr_per_image(added, bg.x[:n]).mean().item()))
+    table = pd.DataFrame(rows)
+    target = params.get("strength_target_sr")
+    reached = table[table["sr_add"] >= (STRENGTH_TARGET_SR if target is None else target)]
+    chosen = reached.index[0] if len(reached) else table["sr_add"].fillna(-1.0).idxmax()
+    table["chosen"] = table.index == chosen
+    save_dataframe(table, out_csv)
+    return float(table.loc[chosen, "alpha"])
+
+
+def salient_strength(params: dict) -> float:
+    """The α of the preset's adding edits (notebooks 03–04): ``salient_strength`` as given, or with
+    ``auto`` the one notebook 02 chose on the validation split (``mapping/salient_strength.csv``)."""
+    from .presets import results_dir
+
+    value = params.get("salient_strength")
+    if value is None or value != "auto":
+        return 1.0 if value is None else float(value)
+    path = results_dir(params) / "mapping" / "salient_strength.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: with salient_strength auto, notebook 02 chooses the strength "
+                                f"on the validation split and writes it there; run notebook 02 (or set a number)")
+    table = pd.read_csv(path)
+    return float(table.loc[table["chosen"], "alpha"].iloc[0])
 
 
 def is_asymmetric(params: dict) -> bool:
@@ -209,10 +260,11 @@ def _plot_terms(ax, x, frame: pd.DataFrame, title: str, xlabel: str, ylabel: str
 
 def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
                       params: dict, out_dir: str | Path, n: int = 8,
-                      alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)) -> dict[str, np.ndarray]:
+                      alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)) -> dict[str, np.ndarray]:
     """Fig. 6/7: rows original / reconstruction / edit (/ true counterfactual on toy presets), for
-    adding the attribute to backgrounds (S from the paired target) and removing it from targets
-    (S = 0); plus an S-strength strip h̃ = f(C, α·S) for one background with a target's S."""
+    adding the attribute to backgrounds (S from the paired target, times the preset's
+    ``salient_strength``) and removing it from targets (S = 0); plus an S-strength strip
+    h̃ = f(C, α·S) for one background with a target's S."""
     from .datasets import toy_counterfactuals
     from .edit import edit
     from .plotting import save_grid
@@ -221,7 +273,7 @@ def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     bg, tg = data["test_bg"], data["test_tg"]
     xT_bg, xT_tg = cache(bg.keys[:n], bg.x[:n]), cache(tg.keys[:n], tg.x[:n])
     is_bg, is_tg = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
-    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, steps, t_edit, asymmetric=asym)
+    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, steps, t_edit, salient_strength(params), asym)
     grids = {}
     for name, split, xT, cls, edited in (("add", bg, xT_bg, is_bg, added), ("remove", tg, xT_tg, is_tg, removed)):
         rows = [split.x[:n], edit(diffusion, net, xT, cls, steps, "reconstruct", t_edit, asymmetric=asym).cpu(), edited.cpu()]
@@ -254,20 +306,32 @@ def image_term_models(cfg: TrainConfig, device, params: dict | None = None,
     return replace(cfg, lambdas=lambdas), found["lpips"], found["id"]
 
 
+PAPER_STRENGTH_ROW = "x (α = 1)"
+"""The domain label of the paper's unscaled swap in Tables 1–4 when the preset's strength differs."""
+
+
 def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
                       params: dict, classifier, models: dict, n: int | None = None) -> list[dict]:
     """Tables 1–4: one ``evaluation.domain_metrics`` row per domain for the first ``n`` test images of
-    each class — x: backgrounds given the paired target's S, y: targets given S = 0 — with, on toy
-    presets, the true counterfactuals (oracle SR, counterfactual MSE ratio, fd_toy)."""
+    each class — x: backgrounds given the paired target's S (times the preset's ``salient_strength``),
+    y: targets given S = 0 — with, on toy presets, the true counterfactuals (oracle SR,
+    counterfactual MSE ratio, fd_toy). When that strength is not 1, a third row ``x (α = 1)`` is the
+    paper's own swap."""
     from .datasets import toy_counterfactuals
     from .evaluation import domain_metrics, toy_regions
 
     bg, tg = data["test_bg"], data["test_tg"]
     n = min(len(bg.x), len(tg.x)) if n is None else min(n, len(bg.x), len(tg.x))
+    alpha = salient_strength(params)
     added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                                is_asymmetric(params))
+                                is_asymmetric(params), alpha)
+    domains = [("x", bg, added, tg, False), ("y", tg, removed, bg, True)]
+    if alpha != 1.0:
+        paper, _ = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
+                              is_asymmetric(params))
+        domains.append((PAPER_STRENGTH_ROW, bg, paper, tg, False))
     rows = []
-    for domain, split, edited, opposite, is_target in (("x", bg, added, tg, False), ("y", tg, removed, bg, True)):
+    for domain, split, edited, opposite, is_target in domains:
         toy = {}
         if params["dataset_kind"] == "toy":
             head = split.rows.head(n)
@@ -287,7 +351,7 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
     """Train and evaluate one mapping network per (t_edit, arch, depth) of ``grid`` with the
     preset's ablation budget (``ablation_batches`` batches, ``n_ablation_images`` test images per
     domain), without the weights' average (``ema_decay`` 0: these runs are shorter than its horizon,
-    and the paper has none). Every configuration reuses the preset's cached inversions; a finished configuration
+    and the paper has none), edited with the paper's swap (salient strength 1). Every configuration reuses the preset's cached inversions; a finished configuration
     (its ``rows.json``) is read back instead of retrained, an interrupted one resumes. ``models``:
     ``evaluation.metric_models`` (the metrics' networks, also the LPIPS / ID loss terms'). Returns
     the long table: one row per configuration and domain."""
@@ -306,7 +370,8 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
         done = run / "rows.json"
         if not done.exists():
             p = {**params, "t_edit": t_edit, "arch": arch, "depth": depth,
-                 "train_batches": params["ablation_batches"], "validate_every": 0, "ema_decay": 0}
+                 "train_batches": params["ablation_batches"], "validate_every": 0, "ema_decay": 0,
+                 "salient_strength": 1.0}  # the paper's swap
             cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, models)
             net = train_preset(diffusion, data, cfg, run, classifier, cache_dir, lpips, id_embed, progress=False)
             found = quantitative_rows(diffusion, net, cache, data, p, classifier, models, params["n_ablation_images"])

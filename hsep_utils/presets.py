@@ -79,6 +79,10 @@ PRESET_KEYS: dict[str, str] = {
     "test_fraction": "folders without test folders: share of each class held out (default 0.2)",
     "facenet_weights": "ID: facenet-pytorch vggface2 file or its folder (None: the torch cache)",
     "inception_weights": "FID: clean-fid inception-2015-12-05.pt or its folder (None: clean-fid's cache)",
+    "salient_strength": "beyond the paper: α of h̃ = f(C, α·S) when adding, notebooks 03–04 (1: the paper; auto: "
+                        "notebook 02 picks the smallest α of 1 … 3 whose validation adding SR reaches "
+                        "strength_target_sr; notebook 04 also reports α = 1 when the strength differs)",
+    "strength_target_sr": "salient_strength auto: the validation adding SR asked for (default 0.9)",
     "ablation_grid": "notebook 05: {t_edit: [...], arch: [...], depth: [...]}; None: the paper's full grid",
     **{k: "overrides the scale's value" for k in SCALES["default"]},
 }
@@ -90,7 +94,8 @@ CHOICES: dict[str, tuple] = dict(dataset_kind=("toy", "ffhq", "celebahq", "folde
 NUMBER_KEYS: dict[str, type | tuple] = {
     **{k: int for k in ("image_size", "seed", "depth", "t_edit", "epochs", "image_loss_every", "latent_warmup_steps")},
     **{k: int for k, v in SCALES["default"].items() if isinstance(v, int)},
-    **{k: (int, float) for k in ("lr", "kl_temperature", "common_adversary", "test_fraction", "ema_decay")},
+    **{k: (int, float) for k in ("lr", "kl_temperature", "common_adversary", "test_fraction", "ema_decay",
+                                 "strength_target_sr")},
 }
 
 
@@ -131,6 +136,10 @@ def load_preset(name_or_path: str | Path) -> dict:
             raise ValueError(f"{path}: {key} {params[key]!r} is not one of {list(allowed)}")
     if params.get("dataset_kind", "toy") == "toy" and params.get("attribute", "glasses") not in TOY_ATTRIBUTES:
         raise ValueError(f"{path}: toy attribute {params['attribute']!r} is not one of {list(TOY_ATTRIBUTES)}")
+    strength = params.get("salient_strength")
+    if strength is not None and strength != "auto" and (isinstance(strength, bool) or not isinstance(strength, (int, float))):
+        raise ValueError(f"{path}: salient_strength must be a number or auto ({PRESET_KEYS['salient_strength']}), "
+                         f"got {strength!r}")
     for key, kind in NUMBER_KEYS.items():
         value = params.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):

@@ -259,3 +259,42 @@ def test_small_cnn_classifier_separates_an_easy_split():
 
     model, accuracy = fit_attribute_classifier(_two_class_data(32, 64), seed=0, progress=False, device="cpu")
     assert model.record["kind"] == "small-cnn" and accuracy == 1.0
+
+
+def _strength_setup(monkeypatch, tmp_path, sr_by_alpha):
+    """choose_salient_strength with edits whose adding SR is read off ``sr_by_alpha`` (the fake edit
+    marks each image with its α)."""
+    import hsep_utils.classifier as classifier_module
+    from hsep_utils import pipeline
+
+    bg = pipeline.Split(pd.DataFrame({"file": ["a", "b"]}), torch.zeros(2, 3, 4, 4))
+    tg = pipeline.Split(pd.DataFrame({"file": ["c", "d"]}), torch.ones(2, 3, 4, 4))
+    monkeypatch.setattr(pipeline, "edit_pairs", lambda d, net, cache, b, t, steps, t_edit, n, asym, alpha:
+                        (torch.full((n, 3, 4, 4), alpha / 4), t.x[:n]))
+    monkeypatch.setattr(classifier_module, "edit_success",
+                        lambda model, x, edited, original_is_target: (sr_by_alpha[4 * edited.flatten()[0].item()], 2))
+    params = dict(ddim_steps=5, t_edit=0, reverse_process="symmetric", preset="p", results_root=str(tmp_path))
+    return pipeline, dict(val_bg=bg, val_tg=tg), params
+
+
+def test_salient_strength_auto_takes_the_smallest_alpha_reaching_the_target(monkeypatch, tmp_path):
+    sr = {1.0: 0.5, 1.25: 0.8, 1.5: 0.95, 2.0: 1.0, 2.5: 1.0, 3.0: 0.9}
+    pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr)
+    csv = tmp_path / "p" / "mapping" / "salient_strength.csv"
+    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv) == 1.5
+    table = pd.read_csv(csv)
+    assert list(table["alpha"]) == list(pipeline.STRENGTH_GRID) and list(table["sr_add"]) == [sr[a] for a in table["alpha"]]
+    assert table["chosen"].sum() == 1 and table.loc[table["chosen"], "alpha"].item() == 1.5
+    assert pipeline.choose_salient_strength(None, None, None, data, {**params, "strength_target_sr": 0.99}, None, csv) == 2.0
+    # what notebooks 03–04 edit with: the chosen α under auto, the number as given otherwise
+    assert pipeline.salient_strength({**params, "salient_strength": "auto"}) == 2.0
+    assert pipeline.salient_strength({**params, "salient_strength": 1.25}) == 1.25
+    assert pipeline.salient_strength(params) == 1.0
+
+
+def test_salient_strength_auto_without_a_reaching_alpha_takes_the_best_and_names_a_missing_choice(monkeypatch, tmp_path):
+    sr = {1.0: 0.3, 1.25: 0.6, 1.5: 0.7, 2.0: 0.7, 2.5: float("nan"), 3.0: 0.65}
+    pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr)
+    assert pipeline.choose_salient_strength(None, None, None, data, params, None, tmp_path / "s.csv") == 1.5
+    with pytest.raises(FileNotFoundError, match="salient_strength.csv.*run notebook 02"):
+        pipeline.salient_strength({**params, "salient_strength": "auto"})

@@ -19,7 +19,7 @@ def smoke(tmp_path_factory):
     tiny_unet(32).save_pretrained(root / "model" / "unet")
     build_scheduler().save_pretrained(root / "model" / "scheduler")
     params = dict(scale="smoke", data_root=str(root / "data"), results_root=str(root / "results"),
-                  base_model=str(root / "model"), device="cpu")
+                  base_model=str(root / "model"), device="cpu", salient_strength="auto")
     return root, params
 
 
@@ -56,6 +56,8 @@ def test_02_train_mapping_network(smoke):
     assert {"sr", "sr_add", "sr_remove"} <= set(pd.read_csv(out / "mapping" / "val_log.csv").columns)
     # the notebook's reverse_process (toy default: symmetric) reaches training, whose library default differs
     assert json.loads((out / "mapping" / "train_config.json").read_text())["train"]["asymmetric"] is False
+    strength = pd.read_csv(out / "mapping" / "salient_strength.csv")  # salient_strength auto: chosen on validation
+    assert list(strength["alpha"]) == [1.0, 1.25, 1.5, 2.0, 2.5, 3.0] and strength["chosen"].sum() == 1
 
 
 def test_03_qualitative_grids(smoke):
@@ -73,7 +75,11 @@ TABLE_COLUMNS = ["domain", "lpips", "mse", "psnr", "id", "fid", "sr", "oracle_sr
 def test_04_quantitative_tables(smoke):
     out = run("04_quantitative_tables.ipynb", *smoke)
     t = pd.read_csv(out / "tables" / "quantitative.csv")
-    assert list(t.columns[:len(TABLE_COLUMNS)]) == TABLE_COLUMNS and list(t["domain"]) == ["x", "y"]
+    assert list(t.columns[:len(TABLE_COLUMNS)]) == TABLE_COLUMNS
+    strength = pd.read_csv(out / "mapping" / "salient_strength.csv")
+    alpha = strength.loc[strength["chosen"], "alpha"].item()
+    assert list(t["domain"]) == ["x", "y"] + (["x (α = 1)"] if alpha != 1 else [])  # the paper's swap beside
+    assert f"salient strength α = {alpha}" in (out / "tables" / "quantitative.md").read_text()
     assert t["mse"].astype(float).gt(0).all() and t["id"].astype(float).between(-1, 1).all()
     md = (out / "tables" / "quantitative.md").read_text()
     assert "unavailable" in md and "alexnet-owt-7be5be79.pth" in md  # LPIPS weights absent here: named, no number
@@ -99,3 +105,15 @@ def test_runner_writes_no_machine_paths(tmp_path):
     nb.write_text('{"path": "%s/notebooks/00.ipynb"}' % REPO_ROOT)
     relative_paths(nb)
     assert nb.read_text() == '{"path": "notebooks/00.ipynb"}'
+
+
+def test_every_parameter_line_parses_for_papermill():
+    """papermill drops a parameters-cell line it cannot parse (e.g. a comment holding " = ") from
+    ``--help-notebook`` and from its type handling, with only a log line."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    for path in sorted(NB.glob("0*.ipynb")):
+        cell = next(c for c in nbformat.read(path, 4).cells if "parameters" in c.metadata.get("tags", []))
+        names = [line.split("=")[0].strip() for line in cell.source.splitlines() if line and not line.startswith("#")]
+        assert [p.name for p in PythonTranslator.inspect(cell)] == names, path.name

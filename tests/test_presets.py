@@ -53,3 +53,13 @@ def test_loss_weights_a_preset_leaves_out_weigh_one():
     assert train_config({**params, "lambdas": None}).lambdas == {t: 1.0 for t in LOSS_TERMS}
     weights = train_config({**params, "lambdas": {"silence": 10}}).lambdas
     assert weights == {**{t: 1.0 for t in LOSS_TERMS}, "silence": 10.0}
+
+
+def test_salient_strength_is_a_number_or_auto(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("preset: x\nsalient_strength: strong\n")
+    with pytest.raises(ValueError, match="salient_strength must be a number or auto"):
+        load_preset(bad)
+    for ok in ("2.5", "auto", "1"):
+        bad.write_text(f"preset: x\nsalient_strength: {ok}\n")
+        assert load_preset(bad)["salient_strength"] in (2.5, "auto", 1)
