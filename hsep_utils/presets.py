@@ -83,6 +83,8 @@ PRESET_KEYS: dict[str, str] = {
                         "notebook 02 picks the smallest α of 1 … 3 whose validation adding SR reaches "
                         "strength_target_sr; notebook 04 also reports α = 1 when the strength differs)",
     "strength_target_sr": "salient_strength auto: the validation adding SR asked for (default 0.9)",
+    "scales": "a preset's own sizes at one scale, {scale: {key: value}}, e.g. {default: {ddim_steps: 50}}: "
+              "they replace that scale's values there only (a key set outright still wins)",
     "ablation_grid": "notebook 05: {t_edit: [...], arch: [...], depth: [...]}; None: the paper's full grid",
     **{k: "overrides the scale's value" for k in SCALES["default"]},
 }
@@ -140,20 +142,30 @@ def load_preset(name_or_path: str | Path) -> dict:
     if strength is not None and strength != "auto" and (isinstance(strength, bool) or not isinstance(strength, (int, float))):
         raise ValueError(f"{path}: salient_strength must be a number or auto ({PRESET_KEYS['salient_strength']}), "
                          f"got {strength!r}")
+    scales = params.get("scales") or {}
+    if not isinstance(scales, dict) or any(k not in SCALES or not isinstance(v, dict) for k, v in scales.items()):
+        raise ValueError(f"{path}: scales must map a scale ({', '.join(SCALES)}) to {{key: value}}, got {scales!r}")
+    for scale, sizes in scales.items():
+        unknown = sorted(set(sizes) - set(SCALES[scale]))
+        if unknown:
+            raise ValueError(f"{path}: scales.{scale} sets {unknown}, not sizes of a scale (allowed: {', '.join(SCALES[scale])})")
     for key, kind in NUMBER_KEYS.items():
-        value = params.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
-            name = "an integer" if kind is int else "a number"
-            raise ValueError(f"{path}: {key} must be {name} ({PRESET_KEYS[key]}), got {value!r}")
+        for where, value in [(key, params.get(key))] + [(f"scales.{n}.{key}", v.get(key)) for n, v in scales.items()]:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+                name = "an integer" if kind is int else "a number"
+                raise ValueError(f"{path}: {where} must be {name} ({PRESET_KEYS[key]}), got {value!r}")
     return params
 
 
 def with_scale(params: dict) -> dict:
-    """Fill every ``None`` size from the preset's scale."""
+    """Fill every ``None`` size from the preset's scale: the preset's own ``scales[scale]`` first,
+    then the scale's. A preset's sizes for one scale stay out of the others (``-p scale smoke``
+    stays a smoke run)."""
     scale = params.get("scale", "default")
     if scale not in SCALES:
         raise ValueError(f"scale {scale!r} is not one of {list(SCALES)}")
-    return {**params, **{k: v for k, v in SCALES[scale].items() if k not in params or params[k] is None}}
+    sizes = {**SCALES[scale], **((params.get("scales") or {}).get(scale) or {})}
+    return {**params, **{k: v for k, v in sizes.items() if k not in params or params[k] is None}}
 
 
 def repo_path(p: str | Path) -> Path:

@@ -63,3 +63,20 @@ def test_salient_strength_is_a_number_or_auto(tmp_path):
     for ok in ("2.5", "auto", "1"):
         bad.write_text(f"preset: x\nsalient_strength: {ok}\n")
         assert load_preset(bad)["salient_strength"] in (2.5, "auto", 1)
+
+
+def test_a_presets_own_sizes_stay_at_their_scale(tmp_path):
+    """toy-glasses runs 50 DDIM steps at the default scale; ``-p scale smoke`` must stay a smoke run
+    (its 8 training images cannot hold 32 validation images)."""
+    p = load_preset("toy-glasses")
+    assert (with_scale(p)["ddim_steps"], with_scale(p)["n_val_per_class"]) == (50, 32)
+    smoke = with_scale({**p, "scale": "smoke"})
+    assert (smoke["ddim_steps"], smoke["n_val_per_class"]) == (SCALES["smoke"]["ddim_steps"], SCALES["smoke"]["n_val_per_class"])
+    assert with_scale({**p, "ddim_steps": 20})["ddim_steps"] == 20  # a key set outright wins
+    bad = tmp_path / "bad.yaml"
+    for text, message in (("scales: {huge: {ddim_steps: 5}}", "scales must map a scale"),
+                          ("scales: {default: {lr: 1}}", r"scales.default sets \['lr'\]"),
+                          ("scales: {default: {ddim_steps: many}}", "scales.default.ddim_steps must be an integer")):
+        bad.write_text(f"preset: x\n{text}\n")
+        with pytest.raises(ValueError, match=message):
+            load_preset(bad)
