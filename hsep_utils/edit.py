@@ -54,10 +54,14 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
 
 @torch.no_grad()
 def swap_salient(diffusion: Diffusion, net: MappingNetwork, xT_bg: torch.Tensor, xT_tg: torch.Tensor, n_steps: int,
-                 t_edit: int = 0, alpha: float = 1.0, asymmetric: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                 t_edit: int = 0, alpha: float = 1.0, asymmetric: bool = True,
+                 remove: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The paper's swap: background images take the paired target's S (attribute added); target
-    images take S = 0 (attribute removed). Returns (edited backgrounds, edited targets)."""
+    images take S = 0 (attribute removed). Returns (edited backgrounds, edited targets); with
+    ``remove`` False the targets are only donors and the second is None."""
     bg, tg = torch.zeros(len(xT_bg), dtype=torch.bool), torch.ones(len(xT_tg), dtype=torch.bool)
     added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, xT_tg, tg, alpha, asymmetric)
-    removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=alpha, asymmetric=asymmetric)
+    removed = None
+    if remove:
+        removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=alpha, asymmetric=asymmetric)
     return added, removed

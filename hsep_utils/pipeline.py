@@ -74,18 +74,20 @@ def fit_attribute_classifier(data: dict[str, Split], seed: int = 0, progress: bo
 
 def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
                n_steps: int, t_edit: int, n: int | None = None,
-               asymmetric: bool = True, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Background i takes target i's S (times ``alpha``); target i takes S = 0. Under data
-    parallelism each process edits its share and every process gets all edits back."""
+               asymmetric: bool = True, alpha: float = 1.0,
+               remove: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Background i takes target i's S (times ``alpha``); target i takes S = 0 (with ``remove``
+    False: only adding, the second is None). Under data parallelism each process edits its share and
+    every process gets all edits back."""
     n = min(len(bg.x), len(tg.x)) if n is None else n
     r = ranks()
     part = r.share(n)
     if part.start == part.stop:  # more processes than images
-        return r.gather(bg.x[:0]), r.gather(tg.x[:0])
+        return r.gather(bg.x[:0]), r.gather(tg.x[:0]) if remove else None
     keys_bg, keys_tg = bg.keys[:n][part], tg.keys[:n][part]
     xT_bg, xT_tg = cache(keys_bg, bg.x[:n][part]), cache(keys_tg, tg.x[:n][part])
-    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit, alpha, asymmetric)
-    return r.gather(added.cpu()), r.gather(removed.cpu())
+    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit, alpha, asymmetric, remove)
+    return r.gather(added.cpu()), r.gather(removed.cpu()) if remove else None
 
 
 def reconstruction_psnr(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
@@ -148,7 +150,7 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
     rows = []
     for alpha in grid:
         added, _ = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                              is_asymmetric(params), alpha)
+                              is_asymmetric(params), alpha, remove=False)
         sr, counted = edit_success(classifier, bg.x[:n], added, original_is_target=False)
         rows.append(dict(alpha=alpha, sr_add=sr, sr_counted=counted, psnr=psnr_per_image(added, bg.x[:n]).mean().item()))
     table = pd.DataFrame(rows)
@@ -166,8 +168,10 @@ def salient_strength(params: dict) -> float:
     from .presets import results_dir
 
     value = params.get("salient_strength")
-    if value is None or value != "auto":
-        return 1.0 if value is None else float(value)
+    if value is None:
+        return 1.0
+    if value != "auto":
+        return float(value)
     path = results_dir(params) / "mapping" / "salient_strength.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: with salient_strength auto, notebook 02 chooses the strength "
@@ -328,7 +332,7 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     domains = [("x", bg, added, tg, False), ("y", tg, removed, bg, True)]
     if alpha != 1.0:
         paper, _ = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                              is_asymmetric(params))
+                              is_asymmetric(params), remove=False)
         domains.append((PAPER_STRENGTH_ROW, bg, paper, tg, False))
     rows = []
     for domain, split, edited, opposite, is_target in domains:

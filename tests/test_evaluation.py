@@ -269,8 +269,9 @@ def _strength_setup(monkeypatch, tmp_path, sr_by_alpha):
 
     bg = pipeline.Split(pd.DataFrame({"file": ["a", "b"]}), torch.zeros(2, 3, 4, 4))
     tg = pipeline.Split(pd.DataFrame({"file": ["c", "d"]}), torch.ones(2, 3, 4, 4))
-    monkeypatch.setattr(pipeline, "edit_pairs", lambda d, net, cache, b, t, steps, t_edit, n, asym, alpha:
-                        (torch.full((n, 3, 4, 4), alpha / 4), t.x[:n]))
+    # ``remove`` has no default here: the choice must ask for adding only
+    monkeypatch.setattr(pipeline, "edit_pairs", lambda d, net, cache, b, t, steps, t_edit, n, asym, alpha, remove:
+                        (torch.full((n, 3, 4, 4), alpha / 4), None))
     monkeypatch.setattr(classifier_module, "edit_success",
                         lambda model, x, edited, original_is_target: (sr_by_alpha[4 * edited.flatten()[0].item()], 2))
     params = dict(ddim_steps=5, t_edit=0, reverse_process="symmetric", preset="p", results_root=str(tmp_path))

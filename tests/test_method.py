@@ -227,6 +227,9 @@ def test_edits_shapes_and_reconstruction_with_additive_identity(tiny_diffusion):
     torch.testing.assert_close(rec, tiny_diffusion.generate(xT, 5), atol=1e-3, rtol=1e-3)
     added, removed = swap_salient(tiny_diffusion, net, xT[:1], xT[1:], 5)
     assert added.shape == removed.shape == (1, 3, 16, 16)
+    only_added, none = swap_salient(tiny_diffusion, net, xT[:1], xT[1:], 5, remove=False)  # adding alone
+    assert none is None
+    torch.testing.assert_close(only_added, added)
     with pytest.raises(ValueError, match="donor"):
         edit(tiny_diffusion, net, xT, is_t, 5, "swap")
 
