@@ -293,6 +293,28 @@ def test_salient_strength_auto_takes_the_smallest_alpha_reaching_the_target(monk
     assert pipeline.salient_strength(params) == 1.0
 
 
+def test_salient_strength_auto_on_toy_presets_asks_the_oracle_too(monkeypatch, tmp_path):
+    import hsep_utils.datasets as datasets_module
+    import hsep_utils.evaluation as evaluation_module
+
+    sr = {1.0: 0.5, 1.25: 0.9, 1.5: 0.95, 2.0: 1.0, 2.5: 1.0, 3.0: 1.0}
+    oracle = {1.0: 0.0, 1.25: 0.5, 1.5: 0.5, 2.0: 1.0, 2.5: 1.0, 3.0: 1.0}
+    pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr)
+    monkeypatch.setattr(datasets_module, "toy_counterfactuals", lambda rows, attribute, size: torch.zeros(len(rows), 3, 4, 4))
+    monkeypatch.setattr(evaluation_module, "toy_regions", lambda rows, attribute, size: None)
+    # two validation images: the oracle passes none, one or both (the fake edit carries its α)
+    monkeypatch.setattr(evaluation_module, "oracle_success", lambda edited, x, cf, regions:
+                        torch.tensor([oracle[4 * edited.flatten()[0].item()] >= t for t in (0.5, 1.0)]))
+    toy = {**params, "dataset_kind": "toy", "attribute": "glasses"}
+    csv = tmp_path / "s.csv"
+    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv) == 1.25  # classifier only
+    assert "oracle_sr" not in pd.read_csv(csv)
+    assert pipeline.choose_salient_strength(None, None, None, data, toy, None, csv) == 2.0  # the oracle reaches 0.9 at 2
+    assert list(pd.read_csv(csv)["oracle_sr"]) == [oracle[a] for a in pipeline.STRENGTH_GRID]
+    # none reaches: the smallest α of the best lower SR (1.0 at α 2; the classifier alone is 1.0 there too)
+    assert pipeline.choose_salient_strength(None, None, None, data, {**toy, "strength_target_sr": 1.01}, None, csv) == 2.0
+
+
 def test_salient_strength_auto_without_a_reaching_alpha_takes_the_best_and_names_a_missing_choice(monkeypatch, tmp_path):
     sr = {1.0: 0.3, 1.25: 0.6, 1.5: 0.7, 2.0: 0.7, 2.5: float("nan"), 3.0: 0.65}
     pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr)
