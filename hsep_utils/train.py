@@ -340,6 +340,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
     t0 = time.time() - elapsed
     total_batches = min(cfg.epochs * n_batches, cfg.max_batches or cfg.epochs * n_batches)
     done = lambda: epoch * n_batches + batch  # noqa: E731
+    start = done()
     if fresh and cfg.latent_warmup_steps > 0:  # an interrupted warm-up starts again: no checkpoint inside it
         net.train()
         warm = latent_warmup(net, opt, diffusion, cache, x_bg, x_tg, keys_bg, keys_tg, cfg, update, r, progress)
@@ -384,8 +385,9 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
             save_dataframe(pd.DataFrame(rows), out / "train_log.csv")
             save_dataframe(pd.DataFrame(val_rows), out / "val_log.csv")
     bar.close()
-    if r.is_main:
-        write_text(out / "train_config.json", json.dumps(dict(train=_jsonable(asdict(cfg)), net=net.config(),
+    config_json = out / "train_config.json"
+    if r.is_main and (done() > start or not config_json.exists()):  # a finished run read back changes no file
+        write_text(config_json, json.dumps(dict(train=_jsonable(asdict(cfg)), net=net.config(),
                                                               minutes=(time.time() - t0) / 60), indent=2))
     r.barrier()  # other processes read these files next
     return evaluated.eval() if ema is not None else net

@@ -10,6 +10,7 @@ byte-identical toy datasets (test_toy).
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -346,6 +347,16 @@ def test_every_library_write_goes_through_a_temporary_file():
                  for i, line in enumerate(f.read_text().splitlines(), 1)
                  if write.search(line) and "tmp" not in line and not line.lstrip().startswith(("#", '"'))]
     assert not offenders, offenders
+
+
+def test_a_finished_training_read_back_writes_nothing(tmp_path, reference):
+    """Rerunning notebook 02 on a finished run must leave its files byte for byte as they were."""
+    out = tmp_path / "finished"
+    shutil.copytree(reference, out)
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    time.sleep(0.05)  # a rewritten train_config.json would record other minutes
+    _train(out)
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
 
 
 def test_training_killed_with_sigkill_resumes_identically(tmp_path, reference):
