@@ -2,7 +2,9 @@
 and the exact file to place, never a number from a randomly initialised backbone."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import torch
 
@@ -30,6 +32,18 @@ def mse_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def psnr_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """PSNR in dB per image, peak 1; identical images give +inf."""
     return 10 * torch.log10(1 / mse_per_image(a, b))
+
+
+def rate_lower_bound(rate: float, n: int, confidence: float) -> float:
+    """What a success rate measured on ``n`` images is at least, with one-sided ``confidence``
+    (Wilson score bound): the first α whose measured SR crosses a bar overstates its SR on fresh
+    images (the winner's curse); its bound does not. ``confidence`` 0.5 gives ``rate`` itself; NaN
+    when nothing was counted."""
+    if n == 0 or math.isnan(rate):
+        return math.nan
+    z = NormalDist().inv_cdf(confidence)
+    z2n = z * z / n
+    return (rate + z2n / 2 - z * math.sqrt(rate * (1 - rate) / n + z2n / (4 * n))) / (1 + z2n)
 
 
 def lpips_model(device: str | torch.device = "cpu"):

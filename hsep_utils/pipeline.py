@@ -131,21 +131,26 @@ STRENGTH_GRID = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 """The salient strengths α that ``salient_strength: auto`` chooses from."""
 STRENGTH_TARGET_SR = 0.9
 """The validation adding SR ``salient_strength: auto`` asks for when the preset names none."""
+STRENGTH_CONFIDENCE = 0.9
+"""The one-sided confidence with which the chosen α's validation SR must clear the target."""
 
 
 def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
                             params: dict, classifier, out_csv: str | Path,
-                            grid: tuple[float, ...] = STRENGTH_GRID) -> float:
+                            grid: tuple[float, ...] = STRENGTH_GRID, confidence: float = STRENGTH_CONFIDENCE) -> float:
     """Beyond the paper (α = 1): the salient strength α of h̃ = f(C, α·S′) for adding, chosen on the
-    validation split as the smallest α of ``grid`` whose adding SR reaches ``strength_target_sr`` —
-    on toy presets both SRs, the classifier's and the oracle's, since the exact counterfactual says
-    whether the attribute was really added (without one that does: the smallest α of the best, the
-    lower of the two on toy presets). The smallest, because a stronger S moves the image further from
-    its original. Removal (S = 0) does not depend on α. Writes ``out_csv`` (alpha, sr_add,
-    sr_counted, oracle_sr on toy presets, psnr, chosen) and returns the chosen α."""
+    validation split as the smallest α of ``grid`` whose adding SR reaches ``strength_target_sr``
+    with ``confidence`` (``metrics.rate_lower_bound`` of the SR on the images counted: the first α
+    whose measured SR crosses the bar is the one most likely to fall below it on new images) — on
+    toy presets both SRs, the classifier's and the oracle's, since the exact counterfactual says
+    whether the attribute was really added. Without one that does: the smallest α of the best bound
+    (the lower of the two on toy presets). The smallest, because a stronger S moves the image
+    further from its original. Removal (S = 0) does not depend on α. Writes ``out_csv`` (alpha,
+    sr_add, sr_counted, oracle_sr on toy presets, psnr, their bounds ``*_low``, chosen) and returns
+    the chosen α."""
     from .classifier import edit_success
     from .io import save_dataframe
-    from .metrics import psnr_per_image
+    from .metrics import psnr_per_image, rate_lower_bound
 
     bg, tg = data["val_bg"], data["val_tg"]
     n = min(len(bg.x), len(tg.x))
@@ -165,9 +170,13 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
         row = dict(alpha=alpha, sr_add=sr, sr_counted=counted)
         if toy:
             row["oracle_sr"] = oracle_success(added, bg.x[:n], cf, regions).float().mean().item()
-        rows.append({**row, "psnr": psnr_per_image(added, bg.x[:n]).mean().item()})
+        row["psnr"] = psnr_per_image(added, bg.x[:n]).mean().item()
+        row["sr_add_low"] = rate_lower_bound(sr, counted, confidence)
+        if toy:
+            row["oracle_sr_low"] = rate_lower_bound(row["oracle_sr"], n, confidence)
+        rows.append(row)
     table = pd.DataFrame(rows)
-    score = table[["sr_add", "oracle_sr"]].min(axis=1, skipna=False) if toy else table["sr_add"]
+    score = table[["sr_add_low", "oracle_sr_low"]].min(axis=1, skipna=False) if toy else table["sr_add_low"]
     target = params.get("strength_target_sr")
     reached = table.index[score >= (STRENGTH_TARGET_SR if target is None else target)]
     chosen = reached[0] if len(reached) else score.fillna(-1.0).idxmax()

@@ -81,7 +81,8 @@ PRESET_KEYS: dict[str, str] = {
     "inception_weights": "FID: clean-fid inception-2015-12-05.pt or its folder (None: clean-fid's cache)",
     "salient_strength": "beyond the paper: α of h̃ = f(C, α·S) when adding, notebooks 03–04 (1: the paper; auto: "
                         "notebook 02 picks the smallest α of 1 … 3 whose validation adding SR reaches "
-                        "strength_target_sr; notebook 04 also reports α = 1 when the strength differs)",
+                        "strength_target_sr with 90 % confidence, on toy presets the oracle SR too; notebook 04 "
+                        "also reports α = 1 when the strength differs)",
     "strength_target_sr": "salient_strength auto: the validation adding SR asked for (default 0.9)",
     "scales": "a preset's own sizes at one scale, {scale: {key: value}}, e.g. {default: {ddim_steps: 50}}: "
               "they replace that scale's values there only (a key set outright still wins)",

@@ -79,6 +79,16 @@ def test_cf_mse_ratio_by_hand():
     assert cf_mse_ratio(edited, original, counterfactual) == pytest.approx(0.125)
 
 
+def test_rate_lower_bound_by_hand():
+    from hsep_utils.metrics import rate_lower_bound
+
+    # Wilson score interval of 90 successes in 100 at 95 % (two-sided): 0.8256 … 0.9448
+    assert rate_lower_bound(0.9, 100, 0.975) == pytest.approx(0.82563, abs=1e-5)
+    assert rate_lower_bound(0.9, 100, 0.5) == pytest.approx(0.9)  # no confidence asked: the rate
+    assert rate_lower_bound(1.0, 10, 0.9) < 1.0 and rate_lower_bound(0.0, 10, 0.9) == pytest.approx(0.0)
+    assert math.isnan(rate_lower_bound(0.5, 0, 0.9)) and math.isnan(rate_lower_bound(math.nan, 5, 0.9))
+
+
 def test_toy_regions_from_manifest_rows():
     factors = [sample_factors(0, i) for i in range(3)]
     rows = pd.DataFrame([f.as_dict() for f in factors])
@@ -261,9 +271,9 @@ def test_small_cnn_classifier_separates_an_easy_split():
     assert model.record["kind"] == "small-cnn" and accuracy == 1.0
 
 
-def _strength_setup(monkeypatch, tmp_path, sr_by_alpha):
+def _strength_setup(monkeypatch, tmp_path, sr_by_alpha, counted=2):
     """choose_salient_strength with edits whose adding SR is read off ``sr_by_alpha`` (the fake edit
-    marks each image with its α)."""
+    marks each image with its α), measured on ``counted`` images."""
     import hsep_utils.classifier as classifier_module
     from hsep_utils import pipeline
 
@@ -273,7 +283,7 @@ def _strength_setup(monkeypatch, tmp_path, sr_by_alpha):
     monkeypatch.setattr(pipeline, "edit_pairs", lambda d, net, cache, b, t, steps, t_edit, n, asym, alpha, remove:
                         (torch.full((n, 3, 4, 4), alpha / 4), None))
     monkeypatch.setattr(classifier_module, "edit_success",
-                        lambda model, x, edited, original_is_target: (sr_by_alpha[4 * edited.flatten()[0].item()], 2))
+                        lambda model, x, edited, original_is_target: (sr_by_alpha[4 * edited.flatten()[0].item()], counted))
     params = dict(ddim_steps=5, t_edit=0, reverse_process="symmetric", preset="p", results_root=str(tmp_path))
     return pipeline, dict(val_bg=bg, val_tg=tg), params
 
@@ -282,15 +292,29 @@ def test_salient_strength_auto_takes_the_smallest_alpha_reaching_the_target(monk
     sr = {1.0: 0.5, 1.25: 0.8, 1.5: 0.95, 2.0: 1.0, 2.5: 1.0, 3.0: 0.9}
     pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr)
     csv = tmp_path / "p" / "mapping" / "salient_strength.csv"
-    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv) == 1.5
+    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.5
     table = pd.read_csv(csv)
     assert list(table["alpha"]) == list(pipeline.STRENGTH_GRID) and list(table["sr_add"]) == [sr[a] for a in table["alpha"]]
     assert table["chosen"].sum() == 1 and table.loc[table["chosen"], "alpha"].item() == 1.5
-    assert pipeline.choose_salient_strength(None, None, None, data, {**params, "strength_target_sr": 0.99}, None, csv) == 2.0
+    assert pipeline.choose_salient_strength(None, None, None, data, {**params, "strength_target_sr": 0.99}, None, csv,
+                                             confidence=0.5) == 2.0
     # what notebooks 03–04 edit with: the chosen α under auto, the number as given otherwise
     assert pipeline.salient_strength({**params, "salient_strength": "auto"}) == 2.0
     assert pipeline.salient_strength({**params, "salient_strength": 1.25}) == 1.25
     assert pipeline.salient_strength(params) == 1.0
+
+
+def test_salient_strength_auto_asks_the_target_with_confidence(monkeypatch, tmp_path):
+    from hsep_utils.metrics import rate_lower_bound
+
+    sr = {1.0: 0.5, 1.25: 0.8, 1.5: 0.92, 2.0: 0.97, 2.5: 0.99, 3.0: 0.99}
+    pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr, counted=100)
+    csv = tmp_path / "s.csv"
+    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.5
+    # 92 of 100 is at least 0.88 with 90 % confidence, 97 of 100 at least 0.94
+    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv) == 2.0
+    table = pd.read_csv(csv)
+    assert table["sr_add_low"].tolist() == pytest.approx([rate_lower_bound(sr[a], 100, 0.9) for a in table["alpha"]])
 
 
 def test_salient_strength_auto_on_toy_presets_asks_the_oracle_too(monkeypatch, tmp_path):
@@ -307,17 +331,18 @@ def test_salient_strength_auto_on_toy_presets_asks_the_oracle_too(monkeypatch, t
                         torch.tensor([oracle[4 * edited.flatten()[0].item()] >= t for t in (0.5, 1.0)]))
     toy = {**params, "dataset_kind": "toy", "attribute": "glasses"}
     csv = tmp_path / "s.csv"
-    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv) == 1.25  # classifier only
+    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.25  # classifier only
     assert "oracle_sr" not in pd.read_csv(csv)
-    assert pipeline.choose_salient_strength(None, None, None, data, toy, None, csv) == 2.0  # the oracle reaches 0.9 at 2
+    assert pipeline.choose_salient_strength(None, None, None, data, toy, None, csv, confidence=0.5) == 2.0  # the oracle reaches 0.9 at 2
     assert list(pd.read_csv(csv)["oracle_sr"]) == [oracle[a] for a in pipeline.STRENGTH_GRID]
     # none reaches: the smallest α of the best lower SR (1.0 at α 2; the classifier alone is 1.0 there too)
-    assert pipeline.choose_salient_strength(None, None, None, data, {**toy, "strength_target_sr": 1.01}, None, csv) == 2.0
+    assert pipeline.choose_salient_strength(None, None, None, data, {**toy, "strength_target_sr": 1.01}, None, csv,
+                                             confidence=0.5) == 2.0
 
 
 def test_salient_strength_auto_without_a_reaching_alpha_takes_the_best_and_names_a_missing_choice(monkeypatch, tmp_path):
     sr = {1.0: 0.3, 1.25: 0.6, 1.5: 0.7, 2.0: 0.7, 2.5: float("nan"), 3.0: 0.65}
     pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr)
-    assert pipeline.choose_salient_strength(None, None, None, data, params, None, tmp_path / "s.csv") == 1.5
+    assert pipeline.choose_salient_strength(None, None, None, data, params, None, tmp_path / "s.csv", confidence=0.5) == 1.5
     with pytest.raises(FileNotFoundError, match="salient_strength.csv.*run notebook 02"):
         pipeline.salient_strength({**params, "salient_strength": "auto"})
