@@ -408,8 +408,9 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
 
 
 def write_ablation_tables(table: pd.DataFrame, tables_dir: str | Path, preset: str) -> dict[int, str]:
-    """``ablation.csv`` (columns t_edit, arch, depth, then ``evaluation.write_table``'s) and, per
-    t_edit, ``ablation_t<t>.md`` laid out like the paper's Tables 5–12; returns the Markdown."""
+    """``ablation.csv`` (columns t_edit, arch, depth, then ``evaluation.write_table``'s), per
+    t_edit ``ablation_t<t>.md`` laid out like the paper's Tables 5–12, and ``ablation_means.csv``
+    (``ablation_means``); returns the Markdown."""
     from .evaluation import markdown_table, results_frame
     from .io import save_dataframe, write_text
 
@@ -424,7 +425,32 @@ def write_ablation_tables(table: pd.DataFrame, tables_dir: str | Path, preset: s
         part["domain"] = group["domain"].values
         parts.append(pd.concat([group[["t_edit", "arch", "depth"]].reset_index(drop=True), part], axis=1))
     save_dataframe(pd.concat(parts, ignore_index=True), tables_dir / "ablation.csv")
+    save_dataframe(ablation_means(table), tables_dir / "ablation_means.csv")
     return out
+
+
+def ablation_means(table: pd.DataFrame) -> pd.DataFrame:
+    """The ablation read the way the paper draws its findings: mean SR of adding (x) and removal (y)
+    and mean PSNR per level of each factor, over the other factors — arch (a)–(d); fusion (fused
+    (a), (c) against additive (b), (d)) at each t_edit; t_edit; depth. One row per level."""
+    from .mapping import ARCHITECTURES
+
+    fused = table["arch"].map(lambda a: "fused (a, c)" if ARCHITECTURES[a][1] else "additive (b, d)")
+    t = table.assign(fusion=fused, sr=pd.to_numeric(table["sr"], errors="coerce"),
+                     psnr=pd.to_numeric(table["psnr"], errors="coerce"))
+    x, y = t[t["domain"] == "x"], t[t["domain"] == "y"]
+    rows = []
+    for factor, keys in (("arch", ["arch"]), ("fusion", ["t_edit", "fusion"]), ("t_edit", ["t_edit"]),
+                         ("depth", ["depth"])):
+        removal = dict(list(y.groupby(keys, sort=False)))
+        for level, added in x.groupby(keys, sort=False):
+            removed = removal[level]
+            label = ", ".join(f"t_edit {v}" if k == "t_edit" and factor == "fusion" else str(v)
+                              for k, v in zip(keys, level))
+            rows.append(dict(factor=factor, level=label, add_sr=added["sr"].mean(), remove_sr=removed["sr"].mean(),
+                             x_psnr=added["psnr"].mean(), y_psnr=removed["psnr"].mean()))
+    return pd.DataFrame(rows)
+
 
 def metric_models(params: dict, device) -> dict:
     """``evaluation.metric_models`` for a preset: weight paths in the preset are relative to the repository."""

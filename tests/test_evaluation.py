@@ -163,6 +163,24 @@ def test_missing_weights_give_the_reason_and_no_number(tmp_path, monkeypatch):
     assert ALEXNET_FILE in csv.loc[0, "unavailable_reasons"]
 
 
+def test_ablation_means_by_hand():
+    from hsep_utils.pipeline import ablation_means
+
+    # SR and PSNR per (t_edit, arch, depth, domain); "unavailable" entries of other columns are left alone
+    rows = [(0, "a", 8, 1.0, 0.5), (0, "b", 8, 0.5, 1.0), (400, "a", 8, 0.0, 0.25), (400, "b", 8, 0.25, 0.0),
+            (0, "a", 12, 0.5, 0.5), (0, "b", 12, 0.0, 0.5), (400, "a", 12, 0.0, 0.0), (400, "b", 12, 0.25, 0.25)]
+    table = pd.DataFrame([dict(t_edit=t, arch=a, depth=d, domain=dom, sr=sr, psnr=10 * sr, lpips="unavailable")
+                          for t, a, d, add, rem in rows for dom, sr in (("x", add), ("y", rem))])
+    means = ablation_means(table).set_index("level")
+    assert list(means["factor"]) == ["arch"] * 2 + ["fusion"] * 4 + ["t_edit"] * 2 + ["depth"] * 2
+    assert means.loc["a", "add_sr"] == pytest.approx((1.0 + 0.0 + 0.5 + 0.0) / 4)
+    assert means.loc["b", "remove_sr"] == pytest.approx((1.0 + 0.0 + 0.5 + 0.25) / 4)
+    assert means.loc["t_edit 0, fused (a, c)", "add_sr"] == pytest.approx((1.0 + 0.5) / 2)  # (a) is fused, (b) additive
+    assert means.loc["t_edit 400, additive (b, d)", "remove_sr"] == pytest.approx((0.0 + 0.25) / 2)
+    assert means.loc["0", "x_psnr"] == pytest.approx(10 * (1.0 + 0.5 + 0.5 + 0.0) / 4)
+    assert means.loc["12", "y_psnr"] == pytest.approx(10 * (0.5 + 0.5 + 0.0 + 0.25) / 4)
+
+
 def test_write_table_layout(tmp_path):
     rows = [dict(domain=d, lpips=0.2, mse=0.01, psnr=20.0, id=0.9, fid=UNAVAILABLE, sr=s, sr_counted=3, n=4,
                  reasons=dict(fid="FID needs inception-2015-12-05.pt")) for d, s in (("x", 0.5), ("y", 0.75))]
