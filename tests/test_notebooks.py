@@ -96,7 +96,7 @@ def test_05_ablation_tables(smoke):
     assert (out / "tables" / "ablation_t400.md").exists() and (out / "tables" / "ablation_t0.md").exists()
     assert (out / "ablation" / "t0-d-d8" / "rows.json").exists()
     means = pd.read_csv(out / "tables" / "ablation_means.csv")
-    assert list(means["factor"]) == ["arch"] * 2 + ["fusion"] * 2 + ["t_edit"] * 2 + ["depth"]
+    assert list(means["factor"]) == ["arch"] * 2 + ["fusion"] * 4 + ["t_edit"] * 2 + ["depth"]  # fusion per t_edit
 
 
 def test_runner_writes_no_machine_paths(tmp_path):

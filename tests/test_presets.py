@@ -67,9 +67,9 @@ def test_salient_strength_is_a_number_or_auto(tmp_path):
 
 def test_a_presets_own_sizes_stay_at_their_scale(tmp_path):
     """toy-glasses runs 50 DDIM steps at the default scale; ``-p scale smoke`` must stay a smoke run
-    (its 8 training images cannot hold 32 validation images)."""
+    (its 8 training images cannot hold 64 validation images)."""
     p = load_preset("toy-glasses")
-    assert (with_scale(p)["ddim_steps"], with_scale(p)["n_val_per_class"]) == (50, 32)
+    assert (with_scale(p)["ddim_steps"], with_scale(p)["n_val_per_class"]) == (50, 64)
     smoke = with_scale({**p, "scale": "smoke"})
     assert (smoke["ddim_steps"], smoke["n_val_per_class"]) == (SCALES["smoke"]["ddim_steps"], SCALES["smoke"]["n_val_per_class"])
     assert with_scale({**p, "ddim_steps": 20})["ddim_steps"] == 20  # a key set outright wins
