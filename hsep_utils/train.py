@@ -388,7 +388,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
     config_json = out / "train_config.json"
     if r.is_main and (done() > start or not config_json.exists()):  # a finished run read back changes no file
         write_text(config_json, json.dumps(dict(train=_jsonable(asdict(cfg)), net=net.config(),
-                                                              minutes=(time.time() - t0) / 60), indent=2))
+                                                minutes=(time.time() - t0) / 60), indent=2))
     r.barrier()  # other processes read these files next
     return evaluated.eval() if ema is not None else net
 
