@@ -170,12 +170,11 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
         row = dict(alpha=alpha, sr_add=sr, sr_counted=counted)
         if toy:
             row["oracle_sr"] = oracle_success(added, bg.x[:n], cf, regions).float().mean().item()
-        row["psnr"] = psnr_per_image(added, bg.x[:n]).mean().item()
-        row["sr_add_low"] = rate_lower_bound(sr, counted, confidence)
-        if toy:
-            row["oracle_sr_low"] = rate_lower_bound(row["oracle_sr"], n, confidence)
-        rows.append(row)
+        rows.append({**row, "psnr": psnr_per_image(added, bg.x[:n]).mean().item()})
     table = pd.DataFrame(rows)
+    table["sr_add_low"] = [rate_lower_bound(sr, c, confidence) for sr, c in zip(table["sr_add"], table["sr_counted"])]
+    if toy:
+        table["oracle_sr_low"] = [rate_lower_bound(sr, n, confidence) for sr in table["oracle_sr"]]
     score = table[["sr_add_low", "oracle_sr_low"]].min(axis=1, skipna=False) if toy else table["sr_add_low"]
     target = params.get("strength_target_sr")
     reached = table.index[score >= (STRENGTH_TARGET_SR if target is None else target)]
