@@ -189,6 +189,17 @@ def save_split(manifest: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
 
 
 def toy_counterfactuals(rows: pd.DataFrame, attribute: str, size: int) -> torch.Tensor:
-    """The exact counterfactual of each toy manifest row (same identity, ``attribute`` flipped), in [-1, 1]."""
-    arr = np.stack([render(ToyFactors.from_mapping(r).flipped(attribute), size) for _, r in rows.iterrows()])
-    return from_uint8(arr)
+    """The exact counterfactual of each toy manifest row (same identity, ``attribute`` flipped, its
+    other factors kept), in [-1, 1]."""
+    return toy_counterfactual_set(rows, attribute, size)[0]
+
+
+def toy_counterfactual_set(rows: pd.DataFrame, attribute: str, size: int) -> torch.Tensor:
+    """(K, N, 3, H, W) in [-1, 1]: every counterfactual each toy manifest row allows
+    (``ToyFactors.counterfactuals``: adding glasses, one per frame colour), ``toy_counterfactuals``'
+    first; a row with fewer repeats its first. What edits are scored against
+    (``evaluation.nearest_counterfactual``)."""
+    found = [ToyFactors.from_mapping(r).counterfactuals(attribute) for _, r in rows.iterrows()]
+    k = max(map(len, found))
+    return torch.stack([from_uint8(np.stack([render(fs[i] if i < len(fs) else fs[0], size) for fs in found]))
+                        for i in range(k)])

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from .classifier import edit_success
-from .datasets import toy_counterfactuals
+from .datasets import toy_counterfactual_set
 from .diffusion import Diffusion
 from .edit import edit
 from .evaluation import cf_mse_ratio, oracle_success, toy_regions
@@ -49,7 +49,8 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     head = split.rows.head(n)
     x = split.x[:n]
     size = x.shape[-1]
-    cf = toy_counterfactuals(head, attribute, size)
+    cf_set = toy_counterfactual_set(head, attribute, size)  # scored against; cf's h is the edit
+    cf = cf_set[0]
     xT = diffusion.invert(x, n_steps)
     rec, own = diffusion.generate(xT, n_steps, return_trajectory=True)
     rec_cf, other = diffusion.generate(diffusion.invert(cf, n_steps), n_steps, return_trajectory=True)
@@ -61,15 +62,15 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     rec, rec_cf = rec.cpu(), rec_cf.cpu()
     sr, counted = edit_success(classifier, x, swapped, original_is_target)
     regions = toy_regions(head, attribute, size)
-    success = oracle_success(swapped, x, cf, regions)
+    success = oracle_success(swapped, x, cf_set, regions)
     failed = (~success).nonzero().flatten()[:16]
     if failures is not None and len(failed):
         save_grid([x[failed], swapped[failed], cf[failed]], failures, scale=6)
     return dict(n=len(x), classifier_sr=sr, sr_counted=counted, oracle_sr=success.float().mean().item(),
                 oracle_failures=failed.tolist(),
                 ceiling_classifier_sr=edit_success(classifier, x, rec_cf, original_is_target)[0],
-                ceiling_oracle_sr=oracle_success(rec_cf, x, cf, regions).float().mean().item(),
-                cf_mse_ratio=cf_mse_ratio(swapped, x, cf), reconstruction_psnr=psnr_per_image(rec, x).mean().item(),
+                ceiling_oracle_sr=oracle_success(rec_cf, x, cf_set, regions).float().mean().item(),
+                cf_mse_ratio=cf_mse_ratio(swapped, x, cf_set), reconstruction_psnr=psnr_per_image(rec, x).mean().item(),
                 h_influence=(mse_per_image(foreign, rec).mean() / mse_per_image(rec[shift], rec).mean()).item())
 
 
@@ -83,7 +84,8 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
     the RMS of the inputs' S over that of their h along their own generation."""
     head, x = split.rows.head(n), split.x[:n]
     n = len(x)
-    cf = toy_counterfactuals(head, attribute, x.shape[-1])
+    cf_set = toy_counterfactual_set(head, attribute, x.shape[-1])
+    cf = cf_set[0]
     regions = toy_regions(head, attribute, x.shape[-1])
     own, other = torch.full((n,), original_is_target), torch.full((n,), not original_is_target)
     xT, xT_cf = diffusion.invert(x, n_steps), diffusion.invert(cf, n_steps)
@@ -99,8 +101,8 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
                                                  asymmetric=asymmetric))
     edits = {name: e.cpu() for name, e in edits.items()}
     found = {name: dict(classifier_sr=edit_success(classifier, x, e, original_is_target)[0],
-                        oracle_sr=oracle_success(e, x, cf, regions).float().mean().item(),
-                        cf_mse_ratio=cf_mse_ratio(e, x, cf))
+                        oracle_sr=oracle_success(e, x, cf_set, regions).float().mean().item(),
+                        cf_mse_ratio=cf_mse_ratio(e, x, cf_set))
              for name, e in edits.items()}
     _, own_path = diffusion.generate(xT, n_steps, return_trajectory=True)
     s_rms = torch.stack([net.split(h, t, own)[1].pow(2).mean() for t, h in zip(own_path.timesteps, own_path.h)])

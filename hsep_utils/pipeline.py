@@ -156,11 +156,11 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
     n = min(len(bg.x), len(tg.x))
     toy = params.get("dataset_kind") == "toy"
     if toy:
-        from .datasets import toy_counterfactuals
+        from .datasets import toy_counterfactual_set
         from .evaluation import oracle_success, toy_regions
 
         head = bg.rows.head(n)
-        cf = toy_counterfactuals(head, params["attribute"], bg.x.shape[-1])
+        cf = toy_counterfactual_set(head, params["attribute"], bg.x.shape[-1])
         regions = toy_regions(head, params["attribute"], bg.x.shape[-1])
     rows = []
     for alpha in grid:
@@ -343,7 +343,7 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     y: targets given S = 0 — with, on toy presets, the true counterfactuals (oracle SR,
     counterfactual MSE ratio, fd_toy). When that strength is not 1, a third row ``x (α = 1)`` is the
     paper's own swap."""
-    from .datasets import toy_counterfactuals
+    from .datasets import toy_counterfactual_set
     from .evaluation import domain_metrics, toy_regions
 
     bg, tg = data["test_bg"], data["test_tg"]
@@ -361,7 +361,7 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
         toy = {}
         if params["dataset_kind"] == "toy":
             head = split.rows.head(n)
-            toy = dict(counterfactual=toy_counterfactuals(head, params["attribute"], split.x.shape[-1]),
+            toy = dict(counterfactual=toy_counterfactual_set(head, params["attribute"], split.x.shape[-1]),
                        regions=toy_regions(head, params["attribute"], split.x.shape[-1]))
         rows.append(domain_metrics(domain, split.x[:n], edited, opposite.x, classifier, is_target,
                                    models["lpips"], models["id_embed"], models["inception"], **toy))

@@ -11,6 +11,7 @@ edges are smooth at 32 px.
 from __future__ import annotations
 
 import colorsys
+import itertools
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
@@ -26,6 +27,10 @@ _HAIR_COLOURS = np.array([[30, 25, 22], [90, 55, 30], [200, 160, 90], [150, 60, 
 _EYE_COLOURS = np.array([[60, 100, 190], [100, 60, 30], [60, 140, 70], [110, 110, 120]], float)
 _SKIN_LIGHT, _SKIN_DARK = np.array([245, 210, 185], float), np.array([120, 75, 50], float)
 _GREY_HAIR, _PALE = np.array([200, 200, 205], float), np.array([240, 228, 222], float)
+_FRAME_COLOURS = ((15, 15, 15), (95, 55, 25), (170, 20, 30))  # glasses frame: black, brown, red
+SHOWN_ONLY_WITH = {"glasses": {"frame_colour": range(len(_FRAME_COLOURS))}}
+"""Factors an image shows only while an attribute is on, with their values: a face without glasses
+has a frame colour that no pixel of it shows."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,15 @@ class ToyFactors:
         if attribute not in ATTRIBUTES:
             raise ValueError(f"unknown attribute {attribute!r}; known: {', '.join(ATTRIBUTES)}")
         return replace(self, **{attribute: 1 - getattr(self, attribute)})
+
+    def counterfactuals(self, attribute: str) -> list["ToyFactors"]:
+        """Every counterfactual this image allows, ``flipped`` first: turning an attribute on also
+        chooses the factors only it shows (``SHOWN_ONLY_WITH``), which the image does not fix — a
+        face given glasses may rightly get any frame colour, whatever its unseen factor says."""
+        first = self.flipped(attribute)
+        hidden = SHOWN_ONLY_WITH.get(attribute, {}) if getattr(first, attribute) else {}
+        choices = [dict(zip(hidden, values)) for values in itertools.product(*hidden.values())]
+        return [first] + [c for c in (replace(first, **v) for v in choices) if c != first]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -93,7 +107,7 @@ def sample_factors(seed: int, index: int, **attributes: int) -> ToyFactors:
         eye_spacing=float(0.085 + 0.03 * u[10]),
         eye_colour=int(u[11] * len(_EYE_COLOURS)),
         shirt_hue=float(u[12]),
-        frame_colour=int(u[13] * 3),
+        frame_colour=int(u[13] * len(_FRAME_COLOURS)),
         **drawn,
     )
 
@@ -194,7 +208,7 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
     # glasses (local): wraparound sunglasses, a dark band across both eyes in a 1-px frame. (Thin
     # rings were not carried by the 32 px base model's h: README "How the toy glasses were chosen")
     if f.glasses:
-        frame = [(15, 15, 15), (95, 55, 25), (170, 20, 30)][f.frame_colour]
+        frame = _FRAME_COLOURS[f.frame_colour]
         lens = tuple(int(0.35 * v) for v in frame)
         d.rounded_rectangle(_attribute_box(f, "glasses", R), radius=int(0.9 * er), fill=lens, outline=frame,
                             width=supersample)

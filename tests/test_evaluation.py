@@ -9,7 +9,8 @@ from torch import nn
 
 from hsep_utils.classifier import swap_success
 from hsep_utils.evaluation import (UNAVAILABLE, cf_mse_ratio, domain_metrics, fid, frechet_distance,
-                                   identity_similarity, oracle_success, toy_regions, write_table)
+                                   identity_similarity, nearest_counterfactual, oracle_success, toy_regions,
+                                   write_table)
 from hsep_utils.identity import DEFAULT_FILE, default_encoder_file, toy_identity_embedder, train
 from hsep_utils.metrics import Unavailable, lpips_model
 from hsep_utils.toy import ATTRIBUTES, attribute_region, render, sample_factors
@@ -71,6 +72,31 @@ def test_oracle_success_on_4x4_images_with_and_without_a_region():
     assert oracle_success(edited, original, counterfactual, box).tolist() == [True, True]
     assert oracle_success(edited, original, counterfactual).tolist() == [False, True]
     assert oracle_success(original, original, counterfactual).tolist() == [False, False]
+
+
+def test_oracle_success_and_cf_mse_ratio_take_each_edits_nearest_counterfactual():
+    """A set of counterfactuals (K, N, ...): the edit is scored against the one nearest it."""
+    original = unit_images(0.0, 0.0)
+    choices = torch.stack([unit_images(1.0, 1.0), unit_images(0.5, 0.5)])  # two right edits of each image
+    edited = unit_images(0.4, 0.6)
+    assert nearest_counterfactual(edited, choices).equal(unit_images(0.5, 0.5))
+    assert nearest_counterfactual(edited, choices[0]).equal(choices[0])  # one per image passes through
+    # against the first only: image 0 is nearer the original (0.36 < 0.16 is false), image 1 not
+    assert oracle_success(edited, original, choices[0]).tolist() == [False, True]
+    assert oracle_success(edited, original, choices).tolist() == [True, True]
+    # nearest: MSE(edit, cf) = 0.01, 0.01; MSE(input, cf) = 0.25, 0.25
+    assert cf_mse_ratio(edited, original, choices) == pytest.approx(0.04)
+
+
+def test_toy_counterfactual_set_renders_one_per_frame_colour_when_adding_glasses(tmp_path):
+    from hsep_utils.datasets import build_toy_dataset, toy_counterfactual_set, toy_counterfactuals
+
+    manifest, _ = build_toy_dataset(tmp_path, "glasses", 2, 3, seed=0, progress=False)
+    bg, tg = (manifest[manifest["class"] == c].reset_index(drop=True) for c in ("background", "target"))
+    adding = toy_counterfactual_set(bg, "glasses", 16)
+    assert adding.shape == (3, len(bg), 3, 16, 16) and adding[0].equal(toy_counterfactuals(bg, "glasses", 16))
+    assert all(not adding[i].equal(adding[j]) for i, j in ((0, 1), (0, 2), (1, 2)))
+    assert toy_counterfactual_set(tg, "glasses", 16).shape == (1, len(tg), 3, 16, 16)  # removing: one
 
 
 def test_cf_mse_ratio_by_hand():
@@ -342,7 +368,8 @@ def test_salient_strength_auto_on_toy_presets_asks_the_oracle_too(monkeypatch, t
     sr = {1.0: 0.5, 1.25: 0.9, 1.5: 0.95, 2.0: 1.0, 2.5: 1.0, 3.0: 1.0}
     oracle = {1.0: 0.0, 1.25: 0.5, 1.5: 0.5, 2.0: 1.0, 2.5: 1.0, 3.0: 1.0}
     pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr)
-    monkeypatch.setattr(datasets_module, "toy_counterfactuals", lambda rows, attribute, size: torch.zeros(len(rows), 3, 4, 4))
+    monkeypatch.setattr(datasets_module, "toy_counterfactual_set",
+                        lambda rows, attribute, size: torch.zeros(3, len(rows), 3, 4, 4))
     monkeypatch.setattr(evaluation_module, "toy_regions", lambda rows, attribute, size: None)
     # two validation images: the oracle passes none, one or both (the fake edit carries its α)
     monkeypatch.setattr(evaluation_module, "oracle_success", lambda edited, x, cf, regions:

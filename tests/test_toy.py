@@ -1,13 +1,14 @@
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from hsep_utils.datasets import build_toy_dataset, read_manifest, split_counts
-from hsep_utils.toy import ATTRIBUTES, RENDERER_VERSION, ToyFactors, attribute_region, render, render_batch, sample_factors
+from hsep_utils.toy import (ATTRIBUTES, RENDERER_VERSION, SHOWN_ONLY_WITH, ToyFactors, attribute_region, render,
+                            render_batch, sample_factors)
 
 
 def _tree_digest(root):
@@ -45,6 +46,29 @@ def test_counterfactual_changes_only_its_factor(attribute):
         diff = {k for k, v in asdict(f).items() if asdict(cf)[k] != v}
         assert diff == {attribute}
         assert ToyFactors.from_mapping(asdict(cf)) == cf
+
+
+def test_a_face_without_glasses_does_not_show_its_frame_colour():
+    """Why adding glasses has one counterfactual per frame colour (``ToyFactors.counterfactuals``)."""
+    for i in range(10):
+        f = sample_factors(5, i, glasses=0)
+        shown = {render(replace(f, frame_colour=k)).tobytes() for k in SHOWN_ONLY_WITH["glasses"]["frame_colour"]}
+        worn = {render(replace(f, glasses=1, frame_colour=k)).tobytes() for k in SHOWN_ONLY_WITH["glasses"]["frame_colour"]}
+        assert len(shown) == 1 and len(worn) == 3
+
+
+@pytest.mark.parametrize("attribute", ATTRIBUTES)
+def test_counterfactuals_vary_only_what_the_image_does_not_show(attribute):
+    f = sample_factors(0, 3, **{attribute: 0})
+    found = f.counterfactuals(attribute)
+    assert found[0] == f.flipped(attribute) and len(set(found)) == len(found)
+    if attribute == "glasses":  # adding: every frame colour; the rest as flipped
+        assert sorted(c.frame_colour for c in found) == [0, 1, 2]
+        assert {replace(c, frame_colour=f.frame_colour) for c in found} == {f.flipped(attribute)}
+    else:
+        assert found == [f.flipped(attribute)]
+    worn = f.flipped(attribute)
+    assert worn.counterfactuals(attribute) == [f]  # removing: the one image without it
 
 
 @pytest.mark.parametrize("attribute", ["glasses", "smile"])
