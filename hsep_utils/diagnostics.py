@@ -49,8 +49,8 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     head = split.rows.head(n)
     x = split.x[:n]
     size = x.shape[-1]
-    cf_set = toy_counterfactual_set(head, attribute, size)  # scored against; cf's h is the edit
-    cf = cf_set[0]
+    cf_set = toy_counterfactual_set(head, attribute, size)  # the edit is scored against each
+    cf = cf_set[0]  # whose h is the ideal edit
     xT = diffusion.invert(x, n_steps)
     rec, own = diffusion.generate(xT, n_steps, return_trajectory=True)
     rec_cf, other = diffusion.generate(diffusion.invert(cf, n_steps), n_steps, return_trajectory=True)

@@ -188,8 +188,8 @@ def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, op
     False; ``"y"``: targets stripped of it, True). ``opposite_real`` are real images of the class
     the edits aim at (FID, fd_toy). Passing ``counterfactual`` (toy presets; one per image or a set,
     ``toy_counterfactual_set``) adds ``oracle_sr``, ``cf_mse_ratio`` and ``fd_toy``; ``regions``
-    (``toy_regions``) confines oracle SR to a local attribute's box. A network that is ``Unavailable`` (or not given) makes its cell ``unavailable``
-    with the reason in ``row["reasons"]``."""
+    (``toy_regions``) confines oracle SR to a local attribute's box. A network that is
+    ``Unavailable`` (or not given) makes its cell ``unavailable`` with the reason in ``row["reasons"]``."""
     if not len(original) == len(edited) > 0:
         raise ValueError(f"{domain}: {len(original)} originals and {len(edited)} edited images; need equal, non-zero")
     row: dict = dict(domain=domain)
