@@ -50,10 +50,11 @@ def test_counterfactual_changes_only_its_factor(attribute):
 
 def test_a_face_without_glasses_does_not_show_its_frame_colour():
     """Why adding glasses has one counterfactual per frame colour (``ToyFactors.counterfactuals``)."""
+    colours = SHOWN_ONLY_WITH["glasses"]["frame_colour"]
     for i in range(10):
         f = sample_factors(5, i, glasses=0)
-        shown = {render(replace(f, frame_colour=k)).tobytes() for k in SHOWN_ONLY_WITH["glasses"]["frame_colour"]}
-        worn = {render(replace(f, glasses=1, frame_colour=k)).tobytes() for k in SHOWN_ONLY_WITH["glasses"]["frame_colour"]}
+        shown = {render(replace(f, frame_colour=k)).tobytes() for k in colours}
+        worn = {render(replace(f, glasses=1, frame_colour=k)).tobytes() for k in colours}
         assert len(shown) == 1 and len(worn) == 3
 
 
