@@ -172,16 +172,22 @@ def _record(traj: Trajectory, t, h, h_used, x0_pred, xt) -> None:
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _GET_IT = ("Place a diffusers UNet2DModel there (`save_pretrained` layout: config.json + "
            "diffusion_pytorch_model.safetensors, in the folder itself or in unet/, with scheduler_config.json "
-           "beside it or in scheduler/), or, on a machine with network access, download a model such as "
-           "google/ddpm-ema-celebahq-256 into the Hugging Face cache (`huggingface-cli download "
-           "google/ddpm-ema-celebahq-256`) and copy the cache here.")
+           "beside it or in scheduler/), or name a guided-diffusion checkpoint: the paper's ffhq_p2.pt / "
+           "celebahq_p2.pt directly, any other converted by `python -m hsep_utils.adm`; or, on a machine with "
+           "network access, download a model such as google/ddpm-ema-celebahq-256 into the Hugging Face cache "
+           "(`huggingface-cli download google/ddpm-ema-celebahq-256`) and copy the cache here.")
 
 
 def resolve_model_dir(name_or_path: str | Path) -> Path:
-    """A local model directory, or the cached snapshot of a Hugging Face id (never downloads)."""
+    """A local model directory, the cached snapshot of a Hugging Face id (never downloads), or the
+    conversion of a guided-diffusion ``.pt`` checkpoint (``adm.cached_conversion``)."""
     from .presets import REPO_ROOT
 
     p = Path(name_or_path)
+    if p.suffix == ".pt":
+        from .adm import cached_conversion
+
+        return cached_conversion(p)
     if p.exists():
         return p
     if p.is_absolute() and p.is_relative_to(REPO_ROOT):  # a preset's "owner/name" made absolute by repo_path

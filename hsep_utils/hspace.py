@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from diffusers.models.resnet import ResnetBlock2D
-from diffusers.models.unets.unet_2d_blocks import AttnUpBlock2D, UpBlock2D
+from diffusers.models.unets.unet_2d_blocks import AttnUpBlock2D, ResnetUpsampleBlock2D, UpBlock2D
 
 # google/ddpm-ema-celebahq-256's UNet2DModel configuration: h is [B, 512, 8, 8] at 256 px.
 CELEBAHQ_256_CONFIG = dict(
@@ -51,6 +51,9 @@ def check_supported(unet) -> None:
         problems.append("it is class-conditional")
     if cfg.time_embedding_type == "fourier" or any(hasattr(b, "skip_conv") for b in unet.down_blocks):
         problems.append("it uses score-SDE skip blocks / Fourier time embedding")
+    if cfg.out_channels not in (cfg.in_channels, 2 * cfg.in_channels):
+        problems.append(f"it outputs {cfg.out_channels} channels for {cfg.in_channels} in (ε, or ε and a learned "
+                        f"variance, are {cfg.in_channels} or {2 * cfg.in_channels})")
     if problems:
         raise ValueError(f"unsupported UNet2DModel ({'; '.join(problems)}): hsep needs an unconditional "
                          f"DDPM-style UNet2DModel with a mid block")
@@ -76,7 +79,8 @@ def encode(unet, x: torch.Tensor, t: torch.Tensor | int) -> Encoded:
 
 
 def decode(unet, enc: Encoded, h: torch.Tensor | None = None, constant_skips: bool = True) -> torch.Tensor:
-    """The U-Net after its mid block, from ``h`` (default: the encoder's own h) to predicted noise.
+    """The U-Net after its mid block, from ``h`` (default: the encoder's own h) to predicted noise: the
+    first ``in_channels`` of the output (a ``learn_sigma`` model's other half, its variance, is unused by DDIM).
 
     When a graph is recorded for ``h`` only (the frozen U-Net of training), each up block's resnets
     keep the constant skip connections out of the backward pass (``_resnet_constant_skip``);
@@ -91,15 +95,15 @@ def decode(unet, enc: Encoded, h: torch.Tensor | None = None, constant_skips: bo
             sample = _up_block_constant_skips(block, sample, res, enc.emb)
         else:
             sample = block(sample, res, enc.emb)
-    return unet.conv_out(unet.conv_act(unet.conv_norm_out(sample)))
+    out = unet.conv_out(unet.conv_act(unet.conv_norm_out(sample)))
+    return out[:, :unet.config.in_channels] if out.shape[1] != unet.config.in_channels else out
 
 
 def _splittable(block, res: tuple[torch.Tensor, ...]) -> bool:
-    """True for a frozen plain UpBlock2D / AttnUpBlock2D with constant skips (the training step's
-    decoder half); anything else (a base model in training, FreeU, resnet upsamplers) runs as is."""
-    return (type(block) in (UpBlock2D, AttnUpBlock2D) and not any(r.requires_grad for r in res)
-            and not any(p.requires_grad for p in block.parameters())
-            and getattr(block, "upsample_type", "conv") == "conv" and not getattr(block, "s1", None)
+    """True for a frozen UpBlock2D / AttnUpBlock2D / ResnetUpsampleBlock2D with constant skips (the
+    training step's decoder half); anything else (a base model in training, FreeU) runs as is."""
+    return (type(block) in (UpBlock2D, AttnUpBlock2D, ResnetUpsampleBlock2D) and not any(r.requires_grad for r in res)
+            and not any(p.requires_grad for p in block.parameters()) and not getattr(block, "s1", None)
             and all(type(r) is ResnetBlock2D and r.upsample is None and r.downsample is None
                     and r.time_embedding_norm in ("default", "scale_shift") for r in block.resnets))
 
@@ -116,8 +120,8 @@ def _up_block_constant_skips(block, sample: torch.Tensor, res: tuple[torch.Tenso
         sample = _resnet_constant_skip(resnet, sample.contiguous(), skip.contiguous(), emb)
         if attn is not None:
             sample = attn(sample)
-    for upsampler in block.upsamplers or []:
-        sample = upsampler(sample)
+    for upsampler in block.upsamplers or []:  # a conv upsampler, or an ADM-style ResBlock(up=True)
+        sample = upsampler(sample, emb) if isinstance(upsampler, ResnetBlock2D) else upsampler(sample)
     return sample
 
 

@@ -44,7 +44,8 @@ PRESET_KEYS: dict[str, str] = {
     "dataset_kind": "toy | ffhq | celebahq | folders",
     "attribute": "the target attribute (toy: glasses, smile, age, gender)",
     "image_size": "pixels; the base model's sample size",
-    "base_model": "local diffusers UNet2DModel directory or a Hugging Face id already cached",
+    "base_model": "local diffusers UNet2DModel directory, a Hugging Face id already cached, or a guided-diffusion "
+                  "checkpoint: ffhq_p2.pt / celebahq_p2.pt by name (converted once, hsep_utils.adm)",
     "data_root": "where datasets are built / read",
     "results_root": "where results/<preset>/ goes",
     "seed": "every random choice derives from it",

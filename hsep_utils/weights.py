@@ -118,10 +118,28 @@ def inception_extractor(device: str | torch.device = "cpu", path: str | Path | N
     return InceptionV3W(str(file.parent), download=False).eval().to(device)
 
 
-def report(facenet: str | Path | None = None, inception: str | Path | None = None) -> dict[str, str]:
+def base_model_status(base_model: str | Path) -> str:
+    """Where the base DDPM is, or what to place where; checks the files without loading (or converting) them."""
+    from .adm import KNOWN_CHECKPOINTS, P2_README, cache_root
+    from .diffusion import model_files
+
+    p = Path(base_model)
+    if p.suffix == ".pt":
+        if p.is_file():
+            return f"{_shown(p)} (guided-diffusion checkpoint, converted on first load into {_shown(cache_root())})"
+        where = f"download: {P2_README}" if p.name in KNOWN_CHECKPOINTS else "a guided-diffusion checkpoint"
+        return str(Unavailable(f"the base model needs {p.name}: place it at {_shown(p)} ({where})"))
+    try:
+        return _shown(model_files(base_model)[0])
+    except FileNotFoundError as e:
+        return str(Unavailable(str(e)))
+
+
+def report(facenet: str | Path | None = None, inception: str | Path | None = None,
+           base_model: str | Path | None = None) -> dict[str, str]:
     """Each weight file: the path found, or why it is unavailable."""
     found = dict(lpips=alexnet_file(), id=facenet_file(facenet), fid=inception_file(inception))
-    return {k: str(v) for k, v in found.items()}
+    return ({} if base_model is None else dict(base=base_model_status(base_model))) | {k: str(v) for k, v in found.items()}
 
 
 def main(argv=None) -> None:
@@ -134,7 +152,8 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     params = load_preset(a.preset) if a.preset else {}
     paths = {k: repo_path(params[k]) if params.get(k) else None for k in ("facenet_weights", "inception_weights")}
-    for metric, status in report(paths["facenet_weights"], paths["inception_weights"]).items():
+    base = repo_path(params["base_model"]) if params.get("base_model") else None
+    for metric, status in report(paths["facenet_weights"], paths["inception_weights"], base).items():
         print(f"{metric:6s} {status}")
 
 
