@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import shutil
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -307,7 +306,7 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             f": download {path.name} from {P2_README}, and place it there" if path.name in KNOWN_CHECKPOINTS else ""))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as e:
+    except Exception as e:  # a cut zip archive (RuntimeError), a cut legacy pickle (EOFError, UnpicklingError), …
         raise ValueError(f"{path} ({path.stat().st_size} bytes) does not read as a PyTorch checkpoint "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}): the file is truncated or corrupt; "
                          f"download it again" + (f" ({P2_README})" if path.name in KNOWN_CHECKPOINTS else "")) from None
@@ -346,7 +345,9 @@ def convert_checkpoint(checkpoint: str | Path, config: str | Path | AdmFlags, ou
         sched.save_pretrained(tmp / "scheduler")
         (tmp / "adm_source.json").write_text(json.dumps(
             dict(checkpoint=Path(checkpoint).name, config=name, flags=asdict(f)), indent=1, default=list) + "\n")
-        if out.exists():
+        if out.exists():  # appeared meanwhile (another process converting the same checkpoint)
+            if not overwrite:
+                raise FileExistsError(f"{out} exists: delete it or pass --overwrite")
             shutil.rmtree(out)
         tmp.rename(out)
     finally:
@@ -377,8 +378,9 @@ def cached_conversion(checkpoint: str | Path) -> Path:
         print(f"converting {checkpoint} ({config}) into {out} (once)", flush=True)
         try:
             convert_checkpoint(checkpoint, config, out)
-        except FileExistsError:  # another process finished it first
-            pass
+        except OSError:  # FileExistsError, or a rename onto the folder: another process finished it first
+            if not (out / "unet" / "config.json").exists():
+                raise
     return out
 
 

@@ -47,13 +47,20 @@ def _decode_with_gradient(unet, enc, constant_skips):
     return out.detach(), h.grad, spy.call_count
 
 
-@pytest.mark.parametrize("layout", ["tiny", "celebahq-shaped"])
+@pytest.mark.parametrize("layout", ["tiny", "celebahq-shaped", "adm"])
 def test_constant_skips_give_diffusers_values_and_gradient(layout):
     # tiny: 48-channel concatenations split inside a GroupNorm group; celebahq-shaped: the 256 px
-    # model's block types and channel ratios (attention up block, 512 + 256 inputs) at 1/4 width
+    # model's block types and channel ratios (attention up block, 512 + 256 inputs) at 1/4 width;
+    # adm: a converted guided-diffusion model (ResBlock upsamplers, scale-shift norm, 6 output channels)
     torch.manual_seed(0)
     if layout == "tiny":
         unet = tiny_unet()
+    elif layout == "adm":
+        from adm_reference import TinyAdm, random_state
+
+        from hsep_utils import adm
+
+        unet = adm.convert(random_state(TinyAdm()), adm.flags_from_dict(TinyAdm().as_flags()))[0]
     else:
         unet = UNet2DModel(**dict(CELEBAHQ_256_CONFIG, sample_size=32, block_out_channels=(32, 32, 64, 64, 128, 128)))
     unet.eval().requires_grad_(False)

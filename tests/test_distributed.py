@@ -37,8 +37,13 @@ def test_two_processes_match_one(tmp_path):
               "--main_process_port", str(_free_port())]
     two = _run(launch, tmp_path / "two")
     assert (one["world"], two["world"]) == (1, 2)
+    # The summed gradients differ by float rounding, which Adam turns into whole steps (lr = 1e-4) for
+    # the few weights whose gradient is near 0: on an AMD EPYC 0.5 % of one layer's weights differed by
+    # up to 2e-4, on an Intel Xeon none by 2e-5. Data given to the wrong process would move most weights.
+    close = torch.cat([torch.isclose(two["net"][k], v, atol=2e-5, rtol=1e-4).flatten() for k, v in one["net"].items()])
+    assert close.float().mean() >= 0.99, close.float().mean()
     for k, v in one["net"].items():
-        torch.testing.assert_close(two["net"][k], v, atol=2e-5, rtol=1e-4, msg=k)
+        torch.testing.assert_close(two["net"][k], v, atol=5e-4, rtol=0, msg=k)
     log1, log2 = (pd.read_csv(tmp_path / d / "mapping" / "train_log.csv") for d in ("one", "two"))
     assert len(log1) == len(log2) == 2 * 2 * 4  # 2 epochs x 2 batches x 4 timesteps
     pd.testing.assert_frame_equal(log1, log2, rtol=1e-4, atol=1e-6)
@@ -49,10 +54,10 @@ def test_two_processes_match_one(tmp_path):
     cols = ["batches", "sr_add", "sr_remove", "n_counted"]
     pd.testing.assert_frame_equal(val1[cols], val2[cols])
     assert len(two["added"]) == len(two["removed"]) == 5  # uneven shares (3 + 2) gathered in order
-    # the two networks differ by float rounding (above), which generation through a random U-Net amplifies;
-    # a wrong gather order would differ by O(1)
-    torch.testing.assert_close(two["added"], one["added"], atol=5e-3, rtol=0)
-    torch.testing.assert_close(two["removed"], one["removed"], atol=5e-3, rtol=0)
+    # the two networks differ by float rounding (above), which generation through a random U-Net amplifies
+    # (up to 0.015 on the AMD EPYC); a wrong gather order would differ by O(1)
+    torch.testing.assert_close(two["added"], one["added"], atol=5e-2, rtol=0)
+    torch.testing.assert_close(two["removed"], one["removed"], atol=5e-2, rtol=0)
     assert not (tmp_path / "two" / "mapping" / "last.pt.tmp").exists()
 
 

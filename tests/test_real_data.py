@@ -6,14 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_unet
 from PIL import Image
 from test_notebooks import run
 
 from data_prep.celebahq import split_celebahq
 from data_prep.ffhq import split_ffhq
 from hsep_utils import weights
-from hsep_utils.base_ddpm import build_scheduler
 from hsep_utils.metrics import Unavailable
 from hsep_utils.presets import load_preset
 from hsep_utils.real_data import balanced_split, folders_labels, read_labels
@@ -271,13 +269,21 @@ def test_weights_are_found_or_named(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tiny_model(tmp_path):
-    tiny_unet(32).save_pretrained(tmp_path / "model" / "unet")
-    build_scheduler().save_pretrained(tmp_path / "model" / "scheduler")
+    """A tiny guided-diffusion checkpoint of the P2 layout (random weights), converted by the CLI."""
+    from adm_reference import TinyAdm, save_tiny_checkpoint
+
+    from hsep_utils.adm import main as convert_main
+
+    cfg = TinyAdm(image_size=32)
+    (tmp_path / "tiny_adm.json").write_text(json.dumps(cfg.as_flags()))
+    ck = save_tiny_checkpoint(tmp_path / "tiny_adm.pt", cfg)
+    convert_main(["--checkpoint", str(ck), "--config", str(tmp_path / "tiny_adm.json"), "--out", str(tmp_path / "model")])
     return tmp_path / "model"
 
 
 def test_real_preset_notebooks_run_on_fixture(tmp_path, tiny_model, monkeypatch):
-    """ffhq-glasses as shipped, with the fixture's files, a tiny random U-Net and the smoke sizes."""
+    """ffhq-glasses as shipped, with the fixture's files, a tiny random U-Net of the paper's base
+    model layout (a converted guided-diffusion checkpoint) and the smoke sizes."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
     jdir, idir = make_ffhq(tmp_path / "ffhq")
     params = {**load_preset("ffhq-glasses"), "scale": "smoke", "image_size": 32, "ddim_steps": None,
