@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -88,6 +88,7 @@ CONFIGS: dict[str, AdmFlags] = {
 }
 KNOWN_CHECKPOINTS: dict[str, str] = {"ffhq_p2.pt": "p2-256", "celebahq_p2.pt": "p2-256"}
 """Checkpoint file names a preset may name directly, and their config."""
+CONVERTER_VERSION = 1  # part of the cache key: a change to the key map converts cached checkpoints again
 
 
 def flags_from_dict(d: dict, where: str = "config") -> AdmFlags:
@@ -208,7 +209,8 @@ def _modules(f: AdmFlags) -> list[tuple[str, str, str]]:
         if level != levels - 1:
             out.append((f"input_blocks.{k}.0", f"down_blocks.{level}.downsamplers.0", sampler or "op"))
             k += 1
-    out += [("middle_block.0", "mid_block.resnets.0", "resnet"), ("middle_block.1", "mid_block.attentions.0", "attention"),
+    out += [("middle_block.0", "mid_block.resnets.0", "resnet"),
+            ("middle_block.1", "mid_block.attentions.0", "attention"),
             ("middle_block.2", "mid_block.resnets.1", "resnet")]
     k = 0
     for u, level in enumerate(reversed(range(levels))):
@@ -344,7 +346,7 @@ def convert_checkpoint(checkpoint: str | Path, config: str | Path | AdmFlags, ou
         unet.save_pretrained(tmp / "unet")
         sched.save_pretrained(tmp / "scheduler")
         (tmp / "adm_source.json").write_text(json.dumps(
-            dict(checkpoint=Path(checkpoint).name, config=name, flags=asdict(f)), indent=1, default=list) + "\n")
+            dict(checkpoint=Path(checkpoint).name, config=name, flags=asdict(f)), indent=1) + "\n")
         if out.exists():  # appeared meanwhile (another process converting the same checkpoint)
             if not overwrite:
                 raise FileExistsError(f"{out} exists: delete it or pass --overwrite")
@@ -361,8 +363,8 @@ def cache_root() -> Path:
 
 def cached_conversion(checkpoint: str | Path) -> Path:
     """The converted model directory of a checkpoint a preset names directly (``KNOWN_CHECKPOINTS``),
-    converted on first use. Keyed by the file's path, size and modification time, so a replaced file is
-    converted again."""
+    converted on first use. Keyed by the file's path, size and modification time and the converter's
+    version, so a replaced file (or a changed converter) converts again."""
     checkpoint = Path(checkpoint)
     config = KNOWN_CHECKPOINTS.get(checkpoint.name)
     if config is None:
@@ -372,7 +374,8 @@ def cached_conversion(checkpoint: str | Path) -> Path:
     if not checkpoint.is_file():
         load_checkpoint(checkpoint)  # the named FileNotFoundError
     st = checkpoint.resolve().stat()
-    key = hashlib.sha1(f"{checkpoint.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    stamp = f"{checkpoint.resolve()}|{st.st_size}|{st.st_mtime_ns}|{CONVERTER_VERSION}"
+    key = hashlib.sha1(stamp.encode()).hexdigest()[:12]
     out = cache_root() / f"{checkpoint.stem}-{config}-{key}"
     if not (out / "unet" / "config.json").exists():
         print(f"converting {checkpoint} ({config}) into {out} (once)", flush=True)

@@ -187,16 +187,20 @@ SMOKE_ENV = "HSEP_SMOKE_DIR"
 
 
 def from_namespace(ns: dict) -> dict:
-    """The preset keys of a notebook's namespace (its parameters cell), sizes filled from the scale.
-    With the environment variable ``HSEP_SMOKE_DIR`` set, the run is switched to the smoke scale and
-    its data and results go to that folder, so executing the committed notebooks as they are
+    """The preset keys of a notebook's namespace (its parameters cell), sizes filled from the scale,
+    switched to the smoke run by ``HSEP_SMOKE_DIR`` (``smoke_switch``)."""
+    return with_scale(smoke_switch({k: ns[k] for k in PRESET_KEYS if k in ns}))
+
+
+def smoke_switch(params: dict) -> dict:
+    """With the environment variable ``HSEP_SMOKE_DIR`` set, the run is switched to the smoke scale
+    and its data and results go to that folder, so executing the committed notebooks as they are
     (nbval) stays short and leaves ``results/`` alone."""
-    params = {k: ns[k] for k in PRESET_KEYS if k in ns}
     smoke = os.environ.get(SMOKE_ENV)
-    if smoke:
-        params = {k: v for k, v in params.items() if k not in SCALES["smoke"]}
-        params.update(scale="smoke", data_root=f"{smoke}/data", results_root=f"{smoke}/results")
-    return with_scale(params)
+    if not smoke:
+        return params
+    params = {k: v for k, v in params.items() if k not in SCALES["smoke"]}
+    return {**params, "scale": "smoke", "data_root": f"{smoke}/data", "results_root": f"{smoke}/results"}
 
 
 def device_of(params: dict) -> str:

@@ -99,6 +99,23 @@ def test_05_ablation_tables(smoke):
     assert list(means["factor"]) == ["arch"] * 2 + ["fusion"] * 4 + ["t_edit"] * 2 + ["depth"]  # fusion per t_edit
 
 
+def test_06_edit_your_image(smoke, tmp_path):
+    from PIL import Image
+
+    from hsep_utils.toy import render_batch
+
+    root, params = smoke
+    out = run("06_edit_your_image.ipynb", root, params)  # a test image of the preset, adding
+    strip = Image.open(out / "edit_your_image.png")
+    assert strip.size == (4 * (9 * 33 + 1), 4 * 34)  # original, donor and 7 strengths of 32 px, scale 4
+    face = tmp_path / "face.jpg"  # an image from outside the dataset, odd-sized, removing
+    Image.fromarray(render_batch(7, [0], glasses=1)[0]).resize((50, 40)).save(face)
+    run("06_edit_your_image.ipynb", root, {**params, "image": str(face), "add": False})
+    assert Image.open(out / "edit_your_image.png").size == (4 * (2 * 33 + 1), 4 * 34)
+    executed = (root / "06_edit_your_image.ipynb").read_text()
+    assert "centre-cropped 50×40 to 40×40" in executed
+
+
 def test_runner_writes_no_machine_paths(tmp_path):
     from hsep_utils.presets import REPO_ROOT
     from hsep_utils.reproduce import relative_paths

@@ -1,0 +1,71 @@
+"""Editing your own image (``python -m hsep_utils.edit_image``) on files from outside the dataset."""
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_unet
+from PIL import Image
+
+from hsep_utils.base_ddpm import build_scheduler
+from hsep_utils.edit_image import main, read_image
+from hsep_utils.mapping import MappingNetwork
+from hsep_utils.toy import render_batch
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A toy-glasses preset 'trained' on a tiny base model: a random mapping network in best.pt's format
+    (the CLI's plumbing is under test here, not the edit's quality)."""
+    tiny_unet(32).save_pretrained(tmp_path / "model" / "unet")
+    build_scheduler().save_pretrained(tmp_path / "model" / "scheduler")
+    torch.manual_seed(0)
+    net = MappingNetwork(32, "a", 2, 4)
+    (tmp_path / "results" / "toy-glasses" / "mapping").mkdir(parents=True)
+    torch.save(dict(net=net.state_dict(), net_config=net.config()), tmp_path / "results" / "toy-glasses" / "mapping" / "best.pt")
+    overrides = dict(base_model=tmp_path / "model", results_root=tmp_path / "results", data_root=tmp_path / "data",
+                     scale="smoke", device="cpu", ddim_steps=4, salient_strength=1.5)
+    return tmp_path, [a for k, v in overrides.items() for a in ("-p", k, str(v))]
+
+
+def save_face(path, mode="RGB", size=None):
+    img = Image.fromarray(render_batch(123, [0])[0]).convert(mode)
+    if size:
+        img = img.resize(size, Image.BICUBIC)
+    img.save(path)
+    return path
+
+
+@pytest.mark.parametrize("mode, size, said", [
+    ("RGB", None, []),
+    ("RGBA", None, ["RGBA converted to RGB (alpha dropped)"]),
+    ("L", None, ["grayscale converted to RGB"]),
+    ("RGB", (45, 37), ["centre-cropped 45×37 to 37×37", "resized 37×37 to 32×32"]),
+])
+def test_edit_image_writes_an_edit_of_any_file(trained, mode, size, said, capsys):
+    root, overrides = trained
+    face = save_face(root / f"face-{mode}.png", mode, size)
+    assert read_image(face, 32)[1] == said
+    main([str(face), "--preset", "toy-glasses", "--add", "--out", str(root / "added.png"), *overrides])
+    printed = capsys.readouterr().out
+    assert all(s in printed for s in said) and "α = 1.5, donor the first target test image" in printed
+    added = np.asarray(Image.open(root / "added.png"))
+    assert added.shape == (32, 32, 3)
+    main([str(face), "--preset", "toy-glasses", "--add", "--alpha", "0", "--donor", str(face), "--out",
+          str(root / "alpha0.png"), *overrides])
+    assert not np.array_equal(np.asarray(Image.open(root / "alpha0.png")), added)  # α and the donor reach the edit
+    main([str(face), "--preset", "toy-glasses", "--remove", "--out", str(root / "removed.png"), *overrides])
+    assert np.asarray(Image.open(root / "removed.png")).shape == (32, 32, 3)
+
+
+def test_edit_image_names_what_is_missing(trained, tmp_path):
+    root, overrides = trained
+    (tmp_path / "not-an-image.png").write_text("hello")
+    with pytest.raises(ValueError, match=r"not-an-image\.png is not a readable image .*pass a PNG or JPEG"):
+        main([str(tmp_path / "not-an-image.png"), "--preset", "toy-glasses", "--remove", "--out",
+              str(tmp_path / "o.png"), *overrides])
+    face = save_face(tmp_path / "face.png")
+    with pytest.raises(FileNotFoundError, match=r"other/toy-glasses/mapping/best\.pt does not exist: train .*notebook 02"):
+        main([str(face), "--preset", "toy-glasses", "--remove", "--out", str(tmp_path / "o.png"), *overrides,
+              "-p", "results_root", str(tmp_path / "other")])
+    with pytest.raises(SystemExit):  # --donor with --remove is a usage error
+        main([str(face), "--preset", "toy-glasses", "--remove", "--donor", str(face), "--out", str(tmp_path / "o.png")])
+    assert not (tmp_path / "o.png").exists()
