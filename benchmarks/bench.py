@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Cost of hsep's per-image work relative to a bare U-Net forward (issue 9, part 1).
 
-For each shape — the committed toy base model ``models/toy-ddpm-32`` and a celebahq-256-shaped
-``UNet2DModel(**CELEBAHQ_256_CONFIG)`` with random weights — it times, per image:
+For each shape — the committed toy base model ``models/toy-ddpm-32``, a celebahq-256-shaped
+``UNet2DModel(**CELEBAHQ_256_CONFIG)`` (google/ddpm-ema-celebahq-256's layout) and ``p2-256``, the paper's
+P2-weighting layout as ``hsep_utils.adm`` converts it (6 output channels), both with random weights — it
+times, per image:
 
 * ``forward``   : the no-grad U-Net forward ``unet(x, t)`` (the floor every ratio is taken against);
 * ``train step``: one mapping-network update at one timestep exactly as ``train_mapping`` makes it —
@@ -113,13 +115,15 @@ from hsep_utils.mapping import MappingNetwork  # noqa: E402
 from hsep_utils.losses import lpips_features  # noqa: E402
 from hsep_utils.train import TrainConfig, step_losses  # noqa: E402
 
-SHAPES = ("toy", "celebahq256")
-DEFAULTS = {  # per shape; CPU defaults keep one run of both shapes under ~8 minutes on 2 cores
-    "cpu": dict(reps=dict(toy=15, celebahq256=2), batch=dict(toy=16, celebahq256=2), steps=dict(toy=10, celebahq256=2),
-                pipeline_reps=dict(toy=3, celebahq256=1), warmup=dict(toy=2, celebahq256=0)),
-    "cuda": dict(reps=dict(toy=20, celebahq256=10), batch=dict(toy=16, celebahq256=16),
-                 steps=dict(toy=10, celebahq256=10), pipeline_reps=dict(toy=5, celebahq256=3),
-                 warmup=dict(toy=3, celebahq256=2)),
+SHAPES = ("toy", "celebahq256", "p2-256")
+_BIG = ("celebahq256", "p2-256")
+DEFAULTS = {  # per shape; CPU defaults keep one run of toy and celebahq256 under ~8 minutes on 2 cores
+    "cpu": dict(reps=dict(toy=15, **dict.fromkeys(_BIG, 2)), batch=dict(toy=16, **dict.fromkeys(_BIG, 2)),
+                steps=dict(toy=10, **dict.fromkeys(_BIG, 2)), pipeline_reps=dict(toy=3, **dict.fromkeys(_BIG, 1)),
+                warmup=dict(toy=2, **dict.fromkeys(_BIG, 0))),
+    "cuda": dict(reps=dict(toy=20, **dict.fromkeys(_BIG, 10)), batch=dict(toy=16, **dict.fromkeys(_BIG, 16)),
+                 steps=dict(toy=10, **dict.fromkeys(_BIG, 10)), pipeline_reps=dict(toy=5, **dict.fromkeys(_BIG, 3)),
+                 warmup=dict(toy=3, **dict.fromkeys(_BIG, 2))),
 }
 
 
@@ -276,11 +280,18 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
     if shape == "toy":
         diffusion = load_diffusion(REPO / "models" / "toy-ddpm-32", device)
         model_label = "models/toy-ddpm-32 (committed weights)"
-    else:
+    elif shape == "celebahq256":
         from diffusers import UNet2DModel
 
         diffusion = Diffusion(UNet2DModel(**CELEBAHQ_256_CONFIG).to(device), build_scheduler().alphas_cumprod)
         model_label = "UNet2DModel(**CELEBAHQ_256_CONFIG), random weights"
+    else:
+        from diffusers import UNet2DModel
+
+        from hsep_utils.adm import CONFIGS, unet_config
+
+        diffusion = Diffusion(UNet2DModel(**unet_config(CONFIGS["p2-256"])).to(device), build_scheduler().alphas_cumprod)
+        model_label = "UNet2DModel(**adm.unet_config(adm.CONFIGS['p2-256'])), random weights"
     unet = diffusion.unet
     size = diffusion.sample_size
     n_params = sum(p.numel() for p in unet.parameters())
@@ -504,7 +515,7 @@ def main(argv=None):
     global DEVICE_STR
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
+    ap.add_argument("--shapes", nargs="+", choices=SHAPES, default=["toy", "celebahq256"])
     ap.add_argument("--reps", help="timed repetitions: N, or per shape 'toy=15,celebahq256=3'")
     ap.add_argument("--warmup", help="untimed first repetitions (the first one also measures memory): N or per shape")
     ap.add_argument("--batch", help="images per batch, even (half background, half target): N or per shape")
