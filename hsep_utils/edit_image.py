@@ -90,8 +90,11 @@ def load_for_editing(preset: str, overrides: dict | None = None):
     from .train import load_mapping
     from .train_cli import notebook_defaults
 
-    params = presets.with_scale(presets.smoke_switch({**notebook_defaults(), **presets.load_preset(preset),
-                                                      **(overrides or {})}))
+    overrides = overrides or {}
+    # the batch runner hands a notebook the whole preset (a bring-your-own YAML may live outside params/)
+    given_whole = {"dataset_kind", "base_model", "attribute"} <= set(overrides)
+    base = {} if given_whole else presets.load_preset(preset)
+    params = presets.with_scale(presets.smoke_switch({**notebook_defaults(), "preset": preset, **base, **overrides}))
     net_path = mapping_file(params)
     diffusion = load_diffusion(presets.repo_path(params["base_model"]), presets.device_of(params))
     return params, diffusion, load_mapping(net_path, diffusion.device).eval()

@@ -26,7 +26,8 @@ from .presets import REPO_ROOT, load_preset, preset_path, repo_path
 DEFAULT_PRESET = "toy-glasses"
 STUDY = ["00", "01", "02", "03", "04"]
 """What a plain run executes: data, Fig. 9, training, Fig. 6/7, Tables 1-4. The ablation (05) trains
-many configurations and runs on request (``--notebooks 05`` or ``--with-ablation``)."""
+many configurations and runs on request (``--notebooks 05`` or ``--with-ablation``); 06 edits one
+image of the user's (``--notebooks 06``, or JupyterLab)."""
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 
@@ -115,9 +116,9 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true", help="skip notebooks that finished earlier with the same parameters")
     ap.add_argument("--notebooks", nargs="+", metavar="NN",
                     help=f"run only these notebooks (numbers or names; default {' '.join(STUDY)})")
-    ap.add_argument("--with-ablation", action="store_true", help="run every notebook, the ablation 05 included")
+    ap.add_argument("--with-ablation", action="store_true", help="run the study and the ablation 05")
     args = ap.parse_args(argv)
-    only = args.notebooks or (None if args.with_ablation else STUDY)
+    only = args.notebooks or (STUDY + ["05"] if args.with_ablation else STUDY)
     overrides = {k: yaml.safe_load(v) for k, v in args.param}
     try:
         for preset in expand_presets(args.preset or [DEFAULT_PRESET]):
