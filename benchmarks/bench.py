@@ -80,7 +80,7 @@ def _stub_missing() -> list[str]:
             sys.modules[name] = mod
             stubbed.append(name)
     try:
-        importlib.import_module("tqdm.auto")
+        importlib.import_module("tqdm")
     except ImportError:
         class _Tqdm:
             def __init__(self, iterable=None, *a, **k):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .io import save_dataframe, write_text
 from .plotting import from_uint8

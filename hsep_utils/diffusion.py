@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .cpu_memory import keep_freed_memory
 from .hspace import check_supported, decode, encode

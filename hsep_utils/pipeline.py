@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .classifier import SMALL_CNN_RECORD, build_classifier, describe, predict, swap_success, train_classifier
 from .datasets import CLASSES, load_images, prepare_dataset

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .datasets import CLASSES, MANIFEST_COLUMNS, SPLITS, open_rgb, read_manifest, split_counts
 from .io import save_dataframe, save_image, write_text

@@ -20,7 +20,7 @@ from typing import Callable
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: ipywidgets ones keep only their first state in executed notebooks
 
 from . import losses as L
 from .diffusion import Diffusion, ddim_update
