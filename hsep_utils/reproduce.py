@@ -78,8 +78,28 @@ def relative_paths(notebook: Path) -> None:
     write_text(notebook, text.replace(str(REPO_ROOT) + "/", ""))
 
 
+def live_progress(notebook: Path, prefix: str, log, show_output: bool) -> dict:
+    """papermill arguments that show a notebook's progress while it runs: ``prefix cell k/n: its first
+    line`` through ``log`` as each code cell starts, and (``show_output``) what the cells print, the
+    training loop's progress bar included, on this terminal. The kernel's own start-up warnings (it
+    listens on localhost TCP) are kept out."""
+    import itertools
+
+    import nbformat
+
+    n = sum(c.cell_type == "code" for c in nbformat.read(notebook, 4).cells) + 1  # + papermill's parameters cell
+    count = itertools.count(1)
+
+    def on_cell_execute(cell, cell_index):
+        first = next((line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")), "")
+        log(f"{prefix} cell {next(count)}/{n}: {first[:70]}")
+
+    kw = dict(on_cell_execute=on_cell_execute, extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    return kw | (dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if show_output else {})
+
+
 def run_preset(preset: str, overrides: dict | None = None, log=print, resume: bool = False,
-               only: list[str] | None = None) -> Path:
+               only: list[str] | None = None, show_output: bool = True) -> Path:
     """Execute every notebook (or those in ``only``) for ``preset``; returns its results folder."""
     import papermill as pm
 
@@ -98,7 +118,8 @@ def run_preset(preset: str, overrides: dict | None = None, log=print, resume: bo
         log(f"[{params['preset']}] {nb.name} ...")
         try:
             pm.execute_notebook(str(nb), str(target), parameters=params, cwd=str(NOTEBOOK_DIR), progress_bar=False,
-                                kernel_name="python3")
+                                kernel_name="python3", **live_progress(nb, f"[{params['preset']}] {nb.stem[:2]}", log,
+                                                                       show_output))
         except pm.PapermillExecutionError as e:
             raise RuntimeError(f"{nb.name} failed for preset {params['preset']} in cell {e.exec_count}: "
                                f"{e.ename}: {e.evalue}\npartially executed copy: {target}") from None

@@ -2,6 +2,7 @@
 everything from the first notebook that did not."""
 import json
 import os
+import re
 
 import papermill as pm
 
@@ -58,3 +59,16 @@ def test_a_plain_run_is_the_study_and_the_ablation_runs_on_request(tmp_path, mon
     calls.clear()
     assert reproduce.main(root + ["--with-ablation"]) == 0
     assert [c[:2] for c in calls] == ["00", "01", "02", "03", "04", "05"]
+
+
+def test_the_runner_shows_cells_and_what_they_print_without_kernel_warnings(tmp_path, capfd):
+    logged = []
+    reproduce.run_preset("toy-glasses", {"results_root": str(tmp_path / "results"), "data_root": str(tmp_path / "data"),
+                                         "scale": "smoke"}, log=logged.append, only=["00"])
+    cells = [m.groups() for m in map(re.compile(r"\[toy-glasses\] 00 cell (\d+)/(\d+): (.*)").match, logged) if m]
+    n = int(cells[0][1])
+    assert [int(k) for k, _, _ in cells] == list(range(1, n + 1))  # every code cell, the injected parameters included
+    assert any(first.startswith("from hsep_utils import") for _, _, first in cells)
+    out, err = capfd.readouterr()
+    assert "dataset: toy-glasses-32px-seed0-8x4" in out  # a cell's print, shown while the notebook runs
+    assert "Kernel is running over TCP" not in out + err
