@@ -25,7 +25,7 @@ def smoke(tmp_path_factory):
 
 def run(name, root, params):
     pm.execute_notebook(str(NB / name), str(root / name), parameters=params, cwd=str(NB), progress_bar=False,
-                        kernel_name="python3")
+                        kernel_name="python3", execution_timeout=600)  # a hung cell fails, not CI's 90 minutes
     return root / "results" / "toy-glasses"
 
 
