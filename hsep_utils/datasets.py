@@ -139,6 +139,14 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
     return img.convert("RGB"), note
 
 
+def square_resize(img: Image.Image, size: int) -> Image.Image:
+    """The centred square crop of ``img``, resized to ``size`` × ``size`` (Lanczos)."""
+    w, h = img.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return img.crop((left, top, left + s, top + s)).resize((size, size), Image.LANCZOS)
+
+
 def load_images(dataset_dir: str | Path, files, size: int | None = None) -> torch.Tensor:
     """Images as a float tensor (N, 3, H, W) in [-1, 1]; resized to ``size`` when given (said once,
     in one warning, with the number of images concerned)."""

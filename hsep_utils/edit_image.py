@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from PIL import Image
 
-from .datasets import open_rgb
+from .datasets import open_rgb, square_resize
 from .plotting import from_uint8, to_uint8
 
 
@@ -31,15 +30,12 @@ def read_image(path: str | Path, size: int) -> tuple[torch.Tensor, list[str]]:
     img, note = open_rgb(Path(path), "pass a PNG or JPEG image")
     said = [note] if note else []
     w, h = img.size
+    side = min(w, h)
     if w != h:
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        img = img.crop((left, top, left + side, top + side))
         said.append(f"centre-cropped {w}×{h} to {side}×{side}")
-    if img.size != (size, size):
-        said.append(f"resized {img.size[0]}×{img.size[1]} to {size}×{size}")
-        img = img.resize((size, size), Image.LANCZOS)
-    return from_uint8(np.array(img)[None]), said
+    if side != size:
+        said.append(f"resized {side}×{side} to {size}×{size}")
+    return from_uint8(np.array(square_resize(img, size))[None]), said
 
 
 def mapping_file(params: dict) -> Path:
@@ -54,13 +50,14 @@ def mapping_file(params: dict) -> Path:
     return path
 
 
-def default_donor(params: dict, size: int) -> torch.Tensor:
-    """The first target image of the preset's test split, (1, 3, size, size)."""
+def first_test_image(params: dict, cls: str, size: int) -> tuple[torch.Tensor, str]:
+    """The first ``cls`` (background | target) image of the preset's test split, (1, 3, size, size),
+    and its file: adding's default donor, and notebook 06's default image."""
     from .datasets import load_images, prepare_dataset
 
     manifest, dataset_dir = prepare_dataset(params, progress=False)
-    rows = manifest[(manifest["split"] == "test") & (manifest["class"] == "target")]
-    return load_images(dataset_dir, rows["file"].iloc[:1], size)
+    file = manifest.loc[(manifest["split"] == "test") & (manifest["class"] == cls), "file"].iloc[0]
+    return load_images(dataset_dir, [file], size), file
 
 
 @torch.no_grad()
@@ -127,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{a.image}: {s}")
     donor = None
     if a.add:
-        donor = read_image(a.donor, size)[0] if a.donor else default_donor(params, size)
+        donor = read_image(a.donor, size)[0] if a.donor else first_test_image(params, "target", size)[0]
     alpha = (a.alpha if a.alpha is not None else salient_strength(params)) if a.add else 1.0
     edited = edit_image(diffusion, net, params, x, a.add, [alpha], donor)
     save_image(to_uint8(edited)[0], a.out)

@@ -95,8 +95,7 @@ def decode(unet, enc: Encoded, h: torch.Tensor | None = None, constant_skips: bo
             sample = _up_block_constant_skips(block, sample, res, enc.emb)
         else:
             sample = block(sample, res, enc.emb)
-    out = unet.conv_out(unet.conv_act(unet.conv_norm_out(sample)))
-    return out[:, :unet.config.in_channels] if out.shape[1] != unet.config.in_channels else out
+    return unet.conv_out(unet.conv_act(unet.conv_norm_out(sample)))[:, :unet.config.in_channels]
 
 
 def _splittable(block, res: tuple[torch.Tensor, ...]) -> bool:

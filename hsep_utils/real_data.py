@@ -27,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
-from .datasets import CLASSES, MANIFEST_COLUMNS, SPLITS, open_rgb, read_manifest, split_counts
+from .datasets import CLASSES, MANIFEST_COLUMNS, SPLITS, open_rgb, read_manifest, split_counts, square_resize
 from .io import save_dataframe, save_image, write_text
 from .presets import SCALES, repo_path
 
@@ -302,13 +301,11 @@ def resize_image(src: Path, dst: Path, size: int) -> list[str]:
     im, converted = open_rgb(src, "replace it or remove it from the dataset")
     notes = [converted] if converted else []
     w, h = im.size
-    s = min(w, h)
     if w != h:
         notes.append("not square, centre-cropped")
-    if s != size:
+    if min(w, h) != size:
         notes.append(f"resized to {size}×{size} px")
-    im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    save_image(np.asarray(im.resize((size, size), Image.LANCZOS)), dst)
+    save_image(np.asarray(square_resize(im, size)), dst)
     return notes
 
 
