@@ -3,7 +3,7 @@ pool (20 000 identities of seed 1 000 000) with that style, train a base DDPM on
 classifier, and run the oracle h-swap (``hsep_utils.diagnostics``) on 64 + 64 fresh identities at
 20 and 50 DDIM steps. Styles: ``visor`` (the toy world's glasses, ``hsep_utils.toy.render``),
 ``sun`` and ``bigsun`` (round dark lenses of 1.55 / 2.0 eye radii, drawn here). The thin rings the
-toy world had before (``git show 69465d8:hsep_utils/toy.py``) fail the same check (README).
+toy world had before (``git show 69465d8:hsep_utils/toy.py``) fail the same check (docs/experiments.md "how the toy glasses were chosen").
 Needs a GPU; ``benchmarks/glasses_worlds.sh`` runs the three side by side.
 
     python benchmarks/glasses_worlds.py STYLE OUTDIR TRAIN_SECONDS
@@ -31,7 +31,7 @@ from hsep_utils import base_ddpm
 from hsep_utils.classifier import build_classifier, train_classifier, predict
 from hsep_utils.diagnostics import oracle_hswap
 from hsep_utils.diffusion import load_diffusion
-from hsep_utils.pipeline import Split
+from hsep_utils.splits import Split
 from hsep_utils.plotting import from_uint8
 
 VARIANT, OUT, BUDGET = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])

@@ -22,12 +22,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hsep_utils import pipeline
+from hsep_utils import preset_training
+from hsep_utils.classifier import fit_attribute_classifier, load_classifier
 from hsep_utils.diffusion import load_diffusion
+from hsep_utils.evaluation import preset_metric_models
 from hsep_utils.io import write_text
-from hsep_utils.presets import load_preset, repo_path, with_scale
+from hsep_utils.parameters import complete
+from hsep_utils.presets import load_preset, repo_path
+from hsep_utils.quantitative import quantitative_rows
+from hsep_utils.splits import inversion_dir, load_preset_data
 from hsep_utils.train import InversionCache, load_mapping
-from hsep_utils.train_cli import notebook_defaults
 
 KEYS = dict(steps="ddim_steps", warmup="latent_warmup_steps", batches="train_batches", every="validate_every")
 KEEP = ("sr", "oracle_sr", "cf_mse_ratio", "psnr", "id")
@@ -40,7 +44,7 @@ def parse(recipe: str) -> tuple[str, dict]:
 
 
 def test_rows(diffusion, net, cache, data, params, classifier, models) -> dict:
-    rows = pipeline.quantitative_rows(diffusion, net, cache, data, params, classifier, models, params["n_edit_images"])
+    rows = quantitative_rows(diffusion, net, cache, data, params, classifier, models, params["n_edit_images"])
     return {r["domain"]: {k: round(r[k], 4) for k in KEEP} for r in rows}
 
 
@@ -50,21 +54,21 @@ def main() -> None:
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     for recipe in sys.argv[2:]:
         name, spec = parse(recipe)
-        params = {**notebook_defaults(), **load_preset("toy-glasses")}
+        params = load_preset("toy-glasses")
         params.update({KEYS[k]: v for k, v in spec.items() if k in KEYS})
         if os.environ.get("SMOKE"):
             params.update(scale="smoke", data_root=str(out / "smoke" / "data"), results_root=str(out / "smoke" / "results"),
                           train_batches=2, validate_every=1, latent_warmup_steps=20, ddim_steps=5)
-        params = with_scale(params)
+        params = complete(params)
         t0 = time.time()
         diffusion = load_diffusion(repo_path(params["base_model"]), dev)
-        data = pipeline.load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
+        data = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
         saved = repo_path("results/toy-glasses/classifier.pt")
-        classifier = (pipeline.load_classifier(saved)[0] if saved.exists() and not os.environ.get("SMOKE")
-                      else pipeline.fit_attribute_classifier(data, params["seed"], progress=False)[0])
+        classifier = (load_classifier(saved)[0] if saved.exists() and not os.environ.get("SMOKE")
+                      else fit_attribute_classifier(data, params["seed"], progress=False)[0])
         classifier = classifier.to(dev)
-        models = pipeline.metric_models(params, dev)
-        cfg, lpips, id_embed = pipeline.image_term_models(pipeline.train_config(params), dev, params, models)
+        models = preset_metric_models(params, dev)
+        cfg, lpips, id_embed = preset_training.image_term_models(preset_training.train_config(params), dev, params, models)
         if "floor" in spec:
             cfg = replace(cfg, min_recon_psnr=spec["floor"])
         if "lr" in spec:
@@ -74,7 +78,7 @@ def main() -> None:
         if "cons" in spec:
             cfg = replace(cfg, lambdas={**cfg.lambdas, "consistency": spec["cons"]})
         work = Path(os.environ.get("WORK", out))  # checkpoints; OUTDIR gets the JSON
-        inv = pipeline.inversion_dir(params)  # the preset's cache, shared with the notebooks
+        inv = inversion_dir(params)  # the preset's cache, shared with the notebooks
         cache = InversionCache(diffusion, params["ddim_steps"], inv)
         found = dict(recipe=recipe, device_name=torch.cuda.get_device_name() if dev == "cuda" else "cpu",
                      train=dict(cfg.__dict__), curve=[])
@@ -95,11 +99,12 @@ def main() -> None:
                 return metrics
             return v
 
-        train_mapping = pipeline.train_mapping
-        pipeline.train_mapping = lambda *a, validate=None, **k: train_mapping(*a, validate=validate_and_test(validate), **k)
+        train_mapping = preset_training.train_mapping
+        preset_training.train_mapping = lambda *a, validate=None, **k: train_mapping(*a, validate=validate_and_test(validate),
+                                                                                      **k)
         run = work / "runs" / name
-        pipeline.train_preset(diffusion, data, cfg, run, classifier, inv, lpips=lpips, id_embed=id_embed, progress=False)
-        pipeline.train_mapping = train_mapping
+        preset_training.train_preset(diffusion, data, cfg, run, classifier, inv, lpips=lpips, id_embed=id_embed, progress=False)
+        preset_training.train_mapping = train_mapping
         found["val_log"] = pd.read_csv(run / "val_log.csv").round(4).to_dict("records")
         found["best"] = test_rows(diffusion, load_mapping(run / "best.pt", dev), cache, data, params, classifier, models)
         write()

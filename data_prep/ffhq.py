@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from hsep_utils.presets import SCALES
+from hsep_utils.parameters import SCALES
 from hsep_utils.real_data import FFHQ_DEFAULTS, FFHQ_GLASSES, add_split_options, prepare_real_dataset, print_report
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from hsep_utils.presets import PARAMS_DIR, SCALES, repo_path, with_scale
+from hsep_utils.parameters import SCALES, complete
+from hsep_utils.presets import PARAMS_DIR, repo_path
 from hsep_utils.real_data import FOLDERS_DEFAULTS, prepare_real_dataset, print_report
 
 
@@ -73,7 +74,7 @@ def make_preset(name: str, background: str, target: str, base_model: str | None 
                   scale=scale, background_dir=str(Path(background).resolve()), target_dir=str(Path(target).resolve()),
                   **{k: str(Path(v).resolve()) if k.endswith("_dir") else v for k, v in tests.items()},
                   n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
-    manifest, dataset_dir = prepare_real_dataset(with_scale(params), progress)
+    manifest, dataset_dir = prepare_real_dataset(complete(params), progress)
     if progress:
         print_report(manifest, dataset_dir)
     if base_model is None:

@@ -5,7 +5,8 @@
 import argparse
 
 from hsep_utils.datasets import build_toy_dataset, split_counts
-from hsep_utils.presets import SCALES, repo_path
+from hsep_utils.parameters import SCALES
+from hsep_utils.presets import repo_path
 from hsep_utils.toy import ATTRIBUTES
 
 

@@ -3,10 +3,14 @@ torchvision ResNet-18 for real images (64 px and up), fine-tuned from ImageNet w
 ``resnet18-f37072fd.pth`` is in the torch hub cache and trained from scratch otherwise."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
+
+from .io import save_torch
 
 
 class SmallCNN(nn.Module):
@@ -130,3 +134,34 @@ def swap_success(model: nn.Module, original_bg, original_tg, added, removed) -> 
     counted = [v for v in (add, rem) if v == v]  # NaN: no image of that direction could be counted
     return dict(sr_add=add, sr_remove=rem, sr=(add + rem) / 2, sr_min=min(counted) if counted else float("nan"),
                 n_counted=n_add + n_rem)
+
+
+def fit_attribute_classifier(data: dict, seed: int = 0, progress: bool = True, device=None):
+    """The SR classifier on the training images (``classifier.build_classifier``: SmallCNN below
+    64 px, ResNet-18 above, from ImageNet weights when present; says which); on CUDA when available.
+    Returns (model, test accuracy); ``model.record`` says what it is."""
+    x = torch.cat([data["train_bg"].x, data["train_tg"].x])
+    y = torch.cat([torch.zeros(len(data["train_bg"].x)), torch.ones(len(data["train_tg"].x))])
+    torch.manual_seed(seed)
+    model, record = build_classifier(x.shape[-1])
+    print(f"attribute classifier: {describe(record)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = train_classifier(model.to(device), x, y, seed=seed, progress=progress)
+    model.record = record
+    correct = torch.cat([~predict(model, data["test_bg"].x), predict(model, data["test_tg"].x)])
+    return model, correct.float().mean().item()
+
+
+def save_classifier(model, accuracy: float, path: str | Path) -> None:
+    save_torch(dict(state=model.state_dict(), test_accuracy=accuracy,
+                    record=getattr(model, "record", SMALL_CNN_RECORD)), path)
+
+
+def load_classifier(path: str | Path):
+    """(model, test accuracy) from ``save_classifier``'s file; ``model.record`` says what it is."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    record = ck.get("record", SMALL_CNN_RECORD)  # files from before the ResNet
+    model = SmallCNN() if record["kind"] == "small-cnn" else ResNetClassifier()
+    model.load_state_dict(ck["state"])
+    model.record = record
+    return model.eval(), ck["test_accuracy"]

@@ -174,20 +174,6 @@ def balanced_subset(manifest: pd.DataFrame, split: str, n: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def prepare_dataset(params: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
-    """Build (or reuse) the preset's dataset: toy, or ffhq / celebahq / folders (``real_data``); returns
-    (manifest, folder)."""
-    from .presets import repo_path
-
-    kind = params["dataset_kind"]
-    if kind == "toy":
-        return build_toy_dataset(repo_path(params["data_root"]), params["attribute"], params["n_train_per_class"],
-                                 params["n_test_per_class"], params["image_size"], params["seed"], progress)
-    from .real_data import prepare_real_dataset  # ffhq, celebahq, folders (it names the kinds it knows)
-
-    return prepare_real_dataset(params, progress)
-
-
 def save_split(manifest: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
     """Write ``split_manifest.csv`` (file, class, split, identity) and ``split_counts.csv``; return the counts."""
     counts = split_counts(manifest)

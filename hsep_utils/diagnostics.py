@@ -36,7 +36,7 @@ from .edit import edit
 from .evaluation import cf_mse_ratio, oracle_success, toy_regions
 from .mapping import MappingNetwork
 from .metrics import mse_per_image, psnr_per_image
-from .pipeline import Split
+from .splits import Split
 from .plotting import save_grid
 
 
@@ -114,8 +114,10 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
 
 def main(argv=None) -> None:
     from .diffusion import load_diffusion
-    from .pipeline import fit_attribute_classifier, is_asymmetric, load_classifier, load_preset_data
-    from .presets import device_of, load_preset, repo_path, results_dir, with_scale
+    from .classifier import fit_attribute_classifier, load_classifier
+    from .parameters import is_asymmetric
+    from .presets import device_of, repo_path, resolve, results_dir
+    from .splits import load_preset_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="toy-glasses", help="a toy preset")
@@ -129,7 +131,7 @@ def main(argv=None) -> None:
     ap.add_argument("--reverse-process", choices=("asymmetric", "symmetric"),
                     help="the edited DDIM step (default: the preset's reverse_process; see Diffusion.generate)")
     a = ap.parse_args(argv)
-    params = with_scale(load_preset(a.preset))
+    params = resolve(a.preset)
     params["reverse_process"] = a.reverse_process or params.get("reverse_process")
     if params["dataset_kind"] != "toy":
         raise SystemExit(f"{a.preset}: the oracle h-swap needs counterfactuals, which only toy presets have")

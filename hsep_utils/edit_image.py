@@ -53,7 +53,8 @@ def mapping_file(params: dict) -> Path:
 def first_test_image(params: dict, cls: str, size: int) -> tuple[torch.Tensor, str]:
     """The first ``cls`` (background | target) image of the preset's test split, (1, 3, size, size),
     and its file: adding's default donor, and notebook 06's default image."""
-    from .datasets import load_images, prepare_dataset
+    from .datasets import load_images
+    from .splits import prepare_dataset
 
     manifest, dataset_dir = prepare_dataset(params, progress=False)
     file = manifest.loc[(manifest["split"] == "test") & (manifest["class"] == cls), "file"].iloc[0]
@@ -66,7 +67,7 @@ def edit_image(diffusion, net, params: dict, x: torch.Tensor, add: bool, alphas:
     """Edits of images ``x`` (N, 3, H, W), (len(alphas) · N, 3, H, W): the attribute added with
     ``donor``'s S (one donor per image, or one for all) times each α, or removed (α unused)."""
     from .edit import edit
-    from .pipeline import is_asymmetric
+    from .parameters import is_asymmetric
 
     steps, t_edit, asym, device = params["ddim_steps"], params["t_edit"], is_asymmetric(params), diffusion.device
     xT = diffusion.invert(x.to(device), steps)
@@ -85,13 +86,8 @@ def load_for_editing(preset: str, overrides: dict | None = None):
     from . import presets
     from .diffusion import load_diffusion
     from .train import load_mapping
-    from .train_cli import notebook_defaults
 
-    overrides = overrides or {}
-    # the batch runner hands a notebook the whole preset (a bring-your-own YAML may live outside params/)
-    given_whole = {"dataset_kind", "base_model", "attribute"} <= set(overrides)
-    base = {} if given_whole else presets.load_preset(preset)
-    params = presets.with_scale(presets.smoke_switch({**notebook_defaults(), "preset": preset, **base, **overrides}))
+    params = presets.resolve(preset, overrides)
     net_path = mapping_file(params)
     diffusion = load_diffusion(presets.repo_path(params["base_model"]), presets.device_of(params))
     return params, diffusion, load_mapping(net_path, diffusion.device).eval()
@@ -115,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--donor and --alpha apply to --add only")
 
     from .io import save_image
-    from .pipeline import salient_strength
+    from .strength import salient_strength
 
     params, diffusion, net = load_for_editing(a.preset, {k: yaml.safe_load(v) for k, v in a.param})
     size = diffusion.sample_size

@@ -167,8 +167,7 @@ def metric_models(dataset_kind: str, device: str | torch.device = "cpu", facenet
     loaded from local files or ``Unavailable``: ID uses the toy identity encoder on toy presets and
     facenet (VGGFace2) on real ones."""
     from .identity import toy_identity_embedder
-    from .metrics import lpips_model
-    from .weights import facenet_embedder, inception_extractor
+    from .weights import facenet_embedder, inception_extractor, lpips_model
 
     id_embed = toy_identity_embedder(device) if dataset_kind == "toy" else facenet_embedder(device, facenet_weights)
     return dict(lpips=lpips_model(device), id_embed=id_embed, inception=inception_extractor(device, inception_weights))
@@ -279,3 +278,11 @@ def markdown_table(rows: list[dict], title: str, notes: list[str] | tuple[str, .
     lines += [f"- {n}" for n in notes]
     md = "\n".join(lines).rstrip() + "\n"
     return md
+
+
+def preset_metric_models(params: dict, device) -> dict:
+    """``evaluation.metric_models`` for a preset: weight paths in the preset are relative to the repository."""
+    from .presets import repo_path
+
+    paths = {k: repo_path(params[k]) if params.get(k) else None for k in ("facenet_weights", "inception_weights")}
+    return metric_models(params["dataset_kind"], device, paths["facenet_weights"], paths["inception_weights"])

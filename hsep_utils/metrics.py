@@ -46,18 +46,6 @@ def rate_lower_bound(rate: float, n: int, confidence: float) -> float:
     return (rate + z2n / 2 - z * math.sqrt(rate * (1 - rate) / n + z2n / (4 * n))) / (1 + z2n)
 
 
-def lpips_model(device: str | torch.device = "cpu"):
-    """LPIPS (alex) when its AlexNet weights are in the torch hub cache, else ``Unavailable``."""
-    from .weights import alexnet_file
-
-    path = alexnet_file()
-    if isinstance(path, Unavailable):
-        return path
-    import lpips
-
-    return lpips.LPIPS(net="alex", verbose=False).eval().requires_grad_(False).to(device)
-
-
 @torch.no_grad()
 def lpips_per_image(model, a: torch.Tensor, b: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """LPIPS per image for inputs in [-1, 1]."""

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 
-from .io import save_image
+from .io import save_figure, save_image
+from .losses import LOSS_TERMS
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -45,3 +47,37 @@ def show(grid: np.ndarray, title: str = "", width: float = 10):
     ax.set_axis_off()
     ax.set_title(title)
     plt.show()
+
+
+def plot_training(run_dir: str | Path, title: str = ""):
+    """``loss_curves.png``: every loss term (mean per batch) and the validation swap success; with a
+    latent warm-up (``warmup_log.csv``) first a panel of its terms (means over 100 updates)."""
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    log, val = pd.read_csv(run_dir / "train_log.csv"), pd.read_csv(run_dir / "val_log.csv")
+    warm = pd.read_csv(run_dir / "warmup_log.csv") if (run_dir / "warmup_log.csv").exists() else None
+    per_batch = log.groupby(["epoch", "batch"], sort=False).mean(numeric_only=True).reset_index(drop=True)
+    fig, axes = plt.subplots(1, 2 + (warm is not None), figsize=(11 + 5 * (warm is not None), 3.5))
+    if warm is not None:
+        per_100 = warm.groupby(warm["step"] // 100).mean(numeric_only=True)
+        _plot_terms(axes[0], per_100["step"] + 1, per_100, f"{title} latent warm-up", "update",
+                    "loss (mean over 100 updates)")
+    a, b = axes[-2:]
+    _plot_terms(a, per_batch.index + 1, per_batch, f"{title} training losses", "batch", "loss (mean over timesteps)")
+    for col in [c for c in ("sr_add", "sr_remove", "sr_min") if c in val]:
+        b.plot(val["minutes"], val[col], marker="o", label=col)
+    b.set(ylim=(-0.05, 1.05), xlabel="training minutes", ylabel="validation swap success", title="validation SR")
+    if b.lines:  # a validation without swap success (no classifier) has nothing to show
+        b.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, run_dir / "loss_curves.png", dpi=110)
+    return fig
+
+
+def _plot_terms(ax, x, frame: pd.DataFrame, title: str, xlabel: str, ylabel: str) -> None:
+    """Every loss term present in ``frame`` (and the total) against ``x``, log scale."""
+    for term in [c for c in LOSS_TERMS + ("total",) if c in frame]:
+        ax.plot(x, frame[term], label=term, lw=2 if term == "total" else 1)
+    ax.set(yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=7, ncol=2)

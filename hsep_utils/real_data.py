@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from .datasets import CLASSES, MANIFEST_COLUMNS, SPLITS, open_rgb, read_manifest, split_counts, square_resize
 from .io import save_dataframe, save_image, write_text
-from .presets import SCALES, repo_path
+from .parameters import SCALES
+from .presets import repo_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 FFHQ_GLASSES = ("NoGlasses", "ReadingGlasses", "Sunglasses", "SwimmingGoggles")

@@ -57,16 +57,41 @@ def expand_presets(names: list[str]) -> list[str]:
     return out
 
 
-def finished(executed: Path, source: Path, params_file: Path, params: dict) -> bool:
-    """True when ``executed`` ran to the end without error, with ``params``, after ``source`` and
-    ``params_file`` were last changed: ``--resume`` skips it."""
+def finished(executed: Path, source: Path, params_file: Path, passed: dict) -> bool:
+    """True when ``executed`` ran to the end without error, given ``passed``, after ``source`` and
+    ``params_file`` (the parameters it ran with) were last changed: ``--resume`` skips it."""
     if not executed.exists() or executed.stat().st_mtime < max(source.stat().st_mtime, params_file.stat().st_mtime):
         return False
     try:
         meta = json.loads(executed.read_text())["metadata"].get("papermill", {})
     except (json.JSONDecodeError, KeyError):
         return False
-    return meta.get("exception") is None and meta.get("end_time") is not None and meta.get("parameters") == params
+    return meta.get("exception") is None and meta.get("end_time") is not None and meta.get("parameters") == passed
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it: what results and logs name."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
+
+
+def write_run_parameters(preset: str, overrides: dict) -> tuple[dict, Path]:
+    """The preset with ``overrides`` over every default, written to ``results/<preset>/params.yaml``:
+    what the notebooks run with, handed to each as its ``preset`` (so papermill injects one
+    parameter, which every notebook declares), and kept beside the results. The file is rewritten
+    only when its content changes, so ``--resume`` can trust its time."""
+    from .io import write_text
+    from .parameters import DEFAULTS
+    from .presets import check_preset
+
+    params = {**DEFAULTS, **load_preset(preset), **overrides}
+    check_preset(params, f"preset {preset} with -p {sorted(overrides)}")
+    path = repo_path(params["results_root"]) / params["preset"] / "params.yaml"
+    text = (f"# what the last python -m hsep_utils.reproduce ran: {shown(preset_path(preset))}, -p {overrides}\n"
+            + yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+    return params, path
 
 
 def relative_paths(notebook: Path) -> None:
@@ -103,21 +128,21 @@ def run_preset(preset: str, overrides: dict | None = None, log=print, resume: bo
     """Execute every notebook (or those in ``only``) for ``preset``; returns its results folder."""
     import papermill as pm
 
-    params = {**load_preset(preset), **(overrides or {})}
-    out = repo_path(params.get("results_root", "results")) / params["preset"]
-    out.mkdir(parents=True, exist_ok=True)
+    params, params_file = write_run_parameters(preset, overrides or {})
+    out = params_file.parent
+    passed = {"preset": shown(params_file)}
     nbs = notebooks(only)
-    log(f"[{params['preset']}] running {', '.join(n.stem for n in nbs)} with {preset_path(preset).name}")
+    log(f"[{params['preset']}] running {', '.join(n.stem for n in nbs)} with {passed['preset']}")
     for nb in nbs:
         target, t0 = out / nb.name, time.time()
-        if resume and finished(target, nb, preset_path(preset), params):  # later notebooks read earlier outputs:
+        if resume and finished(target, nb, params_file, passed):  # later notebooks read earlier outputs:
             # once one reruns, the rest rerun too (resume is switched off below)
             log(f"[{params['preset']}] {nb.name} finished earlier with these parameters: skipped (--resume)")
             continue
         resume = False
         log(f"[{params['preset']}] {nb.name} ...")
         try:
-            pm.execute_notebook(str(nb), str(target), parameters=params, cwd=str(NOTEBOOK_DIR), progress_bar=False,
+            pm.execute_notebook(str(nb), str(target), parameters=passed, cwd=str(NOTEBOOK_DIR), progress_bar=False,
                                 kernel_name="python3", **live_progress(nb, f"[{params['preset']}] {nb.stem[:2]}", log,
                                                                        show_output))
         except pm.PapermillExecutionError as e:

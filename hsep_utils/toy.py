@@ -206,7 +206,7 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
         d.line([(cx - 0.8 * mw, my), (cx + 0.8 * mw, my)], fill=lip, width=max(2, int(0.07 * h)))
 
     # glasses (local): wraparound sunglasses, a dark band across both eyes in a 1-px frame. (Thin
-    # rings were not carried by the 32 px base model's h: README "How the toy glasses were chosen")
+    # rings were not carried by the 32 px base model's h: docs/experiments.md "how the toy glasses were chosen")
     if f.glasses:
         frame = _FRAME_COLOURS[f.frame_colour]
         lens = tuple(int(0.35 * v) for v in frame)

@@ -30,37 +30,42 @@ from .ema import ema_update
 from .hspace import decode, encode
 from .io import save_dataframe, save_torch, write_text
 from .mapping import MappingNetwork
+from .parameters import DEFAULTS
 
 
 @dataclass
 class TrainConfig:
-    arch: str = "a"
-    depth: int = 8
-    t_edit: int = 0  # training timesteps: 0 edits every step, 400 only the noisy part
+    """One training run. The fields a study parameter sets take that parameter's default
+    (``parameters.DEFAULTS``); the sizes a scale gives default here to the paper's training
+    (no warm-up, no average, every batch)."""
+
+    arch: str = DEFAULTS["arch"]
+    depth: int = DEFAULTS["depth"]
+    t_edit: int = DEFAULTS["t_edit"]  # training timesteps: 0 edits every step, 400 only the noisy part
     n_steps: int = 20  # DDIM steps of inversion and generation
-    lr: float = 1e-4
-    epochs: int = 1
+    lr: float = DEFAULTS["lr"]
+    epochs: int = DEFAULTS["epochs"]
     max_batches: int | None = None  # stop after this many batches in all (None: every epoch in full)
     validate_every: int = 0  # batches between validations (0: once per epoch)
     min_recon_psnr: float = 20.0  # a checkpoint competes on swap success only if validation reconstructions reach this
     batch_per_class: int = 8
     kl_bins: int = 16
-    kl_temperature: float = 1.0
+    kl_temperature: float = DEFAULTS["kl_temperature"]
     time_input: bool = True
-    common_adversary: float = 0.0  # beyond the paper: weight of a gradient-reversal class adversary on C
-    image_loss_every: int = 1  # beyond the paper (faster): image terms on every k-th step only (1: every step, as the paper)
-    asymmetric: bool = True  # Eq. 4 as Asyrp: x_{t-1} from P_t(ε of h̃) + D_t(ε of h); False: h̃'s ε for both
+    common_adversary: float = DEFAULTS["common_adversary"]  # beyond the paper: gradient-reversal class adversary on C
+    image_loss_every: int = DEFAULTS["image_loss_every"]  # beyond the paper (faster): image terms on every k-th step only
+    asymmetric: bool = DEFAULTS["reverse_process"] == "asymmetric"  # Eq. 4 as Asyrp: x_{t-1} from P_t(ε of h̃) + D_t(ε of h)
     latent_warmup_steps: int = 0  # beyond the paper (faster): latent-term updates on cached h first (``latent_warmup``)
     latent_warmup_pool: int = 1024  # images per class whose h trajectories the warm-up draws from
     ema_decay: float = 0.0  # beyond the paper: validate, select and save an EMA of the weights (0: off, the raw weights)
-    lambdas: dict = field(default_factory=lambda: {t: 1.0 for t in L.LOSS_TERMS})
-    seed: int = 0
+    lambdas: dict = field(default_factory=dict)  # {term: weight}; a term left out weighs 1 (as the parameter lambdas)
+    seed: int = DEFAULTS["seed"]
 
     def __post_init__(self) -> None:
         unknown = set(self.lambdas) - set(L.LOSS_TERMS)
         if unknown:
             raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(L.LOSS_TERMS)}")
-        self.lambdas = {t: float(self.lambdas.get(t, 0.0)) for t in L.LOSS_TERMS}
+        self.lambdas = {t: float(self.lambdas.get(t, 1.0)) for t in L.LOSS_TERMS}
         if int(self.image_loss_every) < 1:
             raise ValueError(f"image_loss_every must be ≥ 1, got {self.image_loss_every}")
         if not 0 <= self.ema_decay < 1:
@@ -198,7 +203,7 @@ def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Di
     (``InversionCache.h_trajectories``, on disk beside the inversions) and each update draws
     ``batch_per_class`` + ``batch_per_class`` of them at one random training timestep (t ≥ t_edit):
     no U-Net call per update. The encoders learn to reproduce h there first, the slowest part of
-    training on a CPU budget (README "Earlier measurements"). ``update(total, terms, where)`` makes the
+    training on a CPU budget (docs/experiments.md, "the thin-ring world"). ``update(total, terms, where)`` makes the
     optimiser step and returns the terms' values (``where``: the step, for errors). Returns one log
     row per update."""
     seq = list(reversed(diffusion.timesteps(cfg.n_steps)))

@@ -25,45 +25,35 @@ def main(argv: list[str] | None = None) -> int:
                     help="override one parameter (VALUE parsed as YAML)")
     args = ap.parse_args(argv)
 
-    from . import pipeline, presets
+    from . import presets
+    from .classifier import fit_attribute_classifier, load_classifier, save_classifier
     from .diffusion import load_diffusion
     from .distributed import ranks
+    from .plotting import plot_training
+    from .preset_training import image_term_models, train_config, train_preset
+    from .splits import inversion_dir, load_preset_data
 
     r = ranks()
-    params = presets.with_scale({**notebook_defaults(), **presets.load_preset(args.preset),
-                                 **{k: yaml.safe_load(v) for k, v in args.param}})
+    params = presets.resolve(args.preset, {k: yaml.safe_load(v) for k, v in args.param})
     out = presets.results_dir(params)
     diffusion = load_diffusion(presets.repo_path(params["base_model"]), presets.device_of(params))
-    data = pipeline.load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
+    data = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
     if r.is_main and not (out / "classifier.pt").exists():
-        classifier, accuracy = pipeline.fit_attribute_classifier(data, params["seed"])
-        pipeline.save_classifier(classifier, accuracy, out / "classifier.pt")
+        classifier, accuracy = fit_attribute_classifier(data, params["seed"])
+        save_classifier(classifier, accuracy, out / "classifier.pt")
     r.barrier()
-    classifier, accuracy = pipeline.load_classifier(out / "classifier.pt")
+    classifier, accuracy = load_classifier(out / "classifier.pt")
     classifier.to(diffusion.device)
-    cfg, lpips, id_embed = pipeline.image_term_models(pipeline.train_config(params), diffusion.device, params)
+    cfg, lpips, id_embed = image_term_models(train_config(params), diffusion.device, params)
     if r.is_main:
         print(f"attribute classifier test accuracy {accuracy:.3f}; {r.world} process(es); {cfg}", flush=True)
-    pipeline.train_preset(diffusion, data, cfg, out / "mapping", classifier, pipeline.inversion_dir(params),
-                          lpips=lpips, id_embed=id_embed)
+    train_preset(diffusion, data, cfg, out / "mapping", classifier, inversion_dir(params), lpips=lpips,
+                 id_embed=id_embed)
     if r.is_main:
-        pipeline.plot_training(out / "mapping", params["preset"])
+        plot_training(out / "mapping", params["preset"])
         print(f"wrote {out / 'mapping'}")
     return 0
 
-
-def notebook_defaults(name: str = "02_train_mapping_network.ipynb") -> dict:
-    """The values of a notebook's ``parameters`` cell (what papermill would override): the defaults
-    a preset may leave out."""
-    import ast
-    import json
-
-    from .presets import REPO_ROOT
-
-    nb = json.loads((REPO_ROOT / "notebooks" / name).read_text())
-    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse("".join(cell["source"])).body
-            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -67,6 +67,16 @@ def alexnet_file(path: str | Path | None = None) -> Path | Unavailable:
     return _find(ALEXNET_FILE, torch_hub_file(ALEXNET_FILE), path, "LPIPS (torchvision's AlexNet)")
 
 
+def lpips_model(device: str | torch.device = "cpu"):
+    """LPIPS (alex) when its AlexNet weights are in the torch hub cache, else ``Unavailable``."""
+    path = alexnet_file()
+    if isinstance(path, Unavailable):
+        return path
+    import lpips
+
+    return lpips.LPIPS(net="alex", verbose=False).eval().requires_grad_(False).to(device)
+
+
 def resnet18_file(path: str | Path | None = None) -> Path | Unavailable:
     """ImageNet ResNet-18 for fine-tuning the attribute classifier (from scratch without it)."""
     return _find(RESNET18_FILE, torch_hub_file(RESNET18_FILE), path, "the ResNet-18 attribute classifier's ImageNet start")

@@ -13,7 +13,9 @@ from hsep_utils.base_ddpm import build_scheduler  # noqa: E402
 from hsep_utils.classifier import SmallCNN  # noqa: E402
 from hsep_utils.diffusion import Diffusion  # noqa: E402
 from hsep_utils.distributed import ranks  # noqa: E402
-from hsep_utils.pipeline import Split, edit_pairs, train_preset  # noqa: E402
+from hsep_utils.preset_training import train_preset  # noqa: E402
+from hsep_utils.split_edits import edit_pairs  # noqa: E402
+from hsep_utils.splits import Split  # noqa: E402
 from hsep_utils.train import InversionCache, TrainConfig  # noqa: E402
 
 torch.set_num_threads(1)

@@ -9,7 +9,7 @@ from hsep_utils.diagnostics import mapping_gap, oracle_hswap
 from hsep_utils.edit import edit, swap_salient
 from hsep_utils.evaluation import oracle_success, toy_regions
 from hsep_utils.mapping import MappingNetwork
-from hsep_utils.pipeline import Split
+from hsep_utils.splits import Split
 
 
 def _test_split(tmp_path, cls: str) -> Split:

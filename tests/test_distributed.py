@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hsep_utils.distributed import Ranks, _destroy_process_group
-from hsep_utils.presets import SCALES
+from hsep_utils.parameters import SCALES
 
 SCRIPT = Path(__file__).with_name("distributed_run.py")
 

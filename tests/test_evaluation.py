@@ -12,9 +12,9 @@ from hsep_utils.evaluation import (UNAVAILABLE, cf_mse_ratio, domain_metrics, fi
                                    identity_similarity, nearest_counterfactual, oracle_success, toy_regions,
                                    write_table)
 from hsep_utils.identity import DEFAULT_FILE, default_encoder_file, toy_identity_embedder, train
-from hsep_utils.metrics import Unavailable, lpips_model
+from hsep_utils.metrics import Unavailable
 from hsep_utils.toy import ATTRIBUTES, attribute_region, render, sample_factors
-from hsep_utils.weights import ALEXNET_FILE, FACENET_FILE, INCEPTION_FILE, facenet_embedder, inception_extractor
+from hsep_utils.weights import ALEXNET_FILE, FACENET_FILE, INCEPTION_FILE, facenet_embedder, inception_extractor, lpips_model
 
 
 def unit_images(*values, size: int = 4) -> torch.Tensor:
@@ -190,7 +190,7 @@ def test_missing_weights_give_the_reason_and_no_number(tmp_path, monkeypatch):
 
 
 def test_ablation_means_by_hand():
-    from hsep_utils.pipeline import ablation_means
+    from hsep_utils.ablation import ablation_means
 
     # SR and PSNR per (t_edit, arch, depth, domain); "unavailable" entries of other columns are left alone
     rows = [(0, "a", 8, 1.0, 0.5), (0, "b", 8, 0.5, 1.0), (400, "a", 8, 0.0, 0.25), (400, "b", 8, 0.25, 0.0),
@@ -266,7 +266,7 @@ def test_identity_training_is_deterministic(tmp_path):
 
 def _two_class_data(size: int, n: int, seed: int = 0) -> dict:
     """Backgrounds dark, targets bright (plus noise): any working classifier separates them."""
-    from hsep_utils.pipeline import Split
+    from hsep_utils.splits import Split
 
     g = torch.Generator().manual_seed(seed)
 
@@ -280,7 +280,7 @@ def test_real_presets_get_a_resnet_from_imagenet_weights_or_from_scratch(tmp_pat
     from torchvision.models import resnet18
 
     from hsep_utils.classifier import ResNetClassifier, SmallCNN, build_classifier, describe
-    from hsep_utils.pipeline import fit_attribute_classifier, load_classifier, save_classifier
+    from hsep_utils.classifier import fit_attribute_classifier, load_classifier, save_classifier
     from hsep_utils.weights import RESNET18_FILE
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -309,7 +309,7 @@ def test_real_presets_get_a_resnet_from_imagenet_weights_or_from_scratch(tmp_pat
 
 
 def test_small_cnn_classifier_separates_an_easy_split():
-    from hsep_utils.pipeline import fit_attribute_classifier
+    from hsep_utils.classifier import fit_attribute_classifier
 
     model, accuracy = fit_attribute_classifier(_two_class_data(32, 64), seed=0, progress=False, device="cpu")
     assert model.record["kind"] == "small-cnn" and accuracy == 1.0
@@ -318,76 +318,73 @@ def test_small_cnn_classifier_separates_an_easy_split():
 def _strength_setup(monkeypatch, tmp_path, sr_by_alpha, counted=2):
     """choose_salient_strength with edits whose adding SR is read off ``sr_by_alpha`` (the fake edit
     marks each image with its α), measured on ``counted`` images."""
-    import hsep_utils.classifier as classifier_module
-    from hsep_utils import pipeline
+    from hsep_utils import strength
+    from hsep_utils.splits import Split
 
-    bg = pipeline.Split(pd.DataFrame({"file": ["a", "b"]}), torch.zeros(2, 3, 4, 4))
-    tg = pipeline.Split(pd.DataFrame({"file": ["c", "d"]}), torch.ones(2, 3, 4, 4))
+    bg = Split(pd.DataFrame({"file": ["a", "b"]}), torch.zeros(2, 3, 4, 4))
+    tg = Split(pd.DataFrame({"file": ["c", "d"]}), torch.ones(2, 3, 4, 4))
     # ``remove`` has no default here: the choice must ask for adding only
-    monkeypatch.setattr(pipeline, "edit_pairs", lambda d, net, cache, b, t, steps, t_edit, n, asym, alpha, remove:
+    monkeypatch.setattr(strength, "edit_pairs", lambda d, net, cache, b, t, steps, t_edit, n, asym, alpha, remove:
                         (torch.full((n, 3, 4, 4), alpha / 4), None))
-    monkeypatch.setattr(classifier_module, "edit_success",
+    monkeypatch.setattr(strength, "edit_success",
                         lambda model, x, edited, original_is_target: (sr_by_alpha[4 * edited.flatten()[0].item()], counted))
     params = dict(ddim_steps=5, t_edit=0, reverse_process="symmetric", preset="p", results_root=str(tmp_path))
-    return pipeline, dict(val_bg=bg, val_tg=tg), params
+    return strength, dict(val_bg=bg, val_tg=tg), params
 
 
 def test_salient_strength_auto_takes_the_smallest_alpha_reaching_the_target(monkeypatch, tmp_path):
     sr = {1.0: 0.5, 1.25: 0.8, 1.5: 0.95, 2.0: 1.0, 2.5: 1.0, 3.0: 0.9}
-    pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr)
+    strength, data, params = _strength_setup(monkeypatch, tmp_path, sr)
     csv = tmp_path / "p" / "mapping" / "salient_strength.csv"
-    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.5
+    assert strength.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.5
     table = pd.read_csv(csv)
-    assert list(table["alpha"]) == list(pipeline.STRENGTH_GRID) and list(table["sr_add"]) == [sr[a] for a in table["alpha"]]
+    assert list(table["alpha"]) == list(strength.STRENGTH_GRID) and list(table["sr_add"]) == [sr[a] for a in table["alpha"]]
     assert table["chosen"].sum() == 1 and table.loc[table["chosen"], "alpha"].item() == 1.5
-    assert pipeline.choose_salient_strength(None, None, None, data, {**params, "strength_target_sr": 0.99}, None, csv,
+    assert strength.choose_salient_strength(None, None, None, data, {**params, "strength_target_sr": 0.99}, None, csv,
                                              confidence=0.5) == 2.0
     # what notebooks 03–04 edit with: the chosen α under auto, the number as given otherwise
-    assert pipeline.salient_strength({**params, "salient_strength": "auto"}) == 2.0
-    assert pipeline.salient_strength({**params, "salient_strength": 1.25}) == 1.25
-    assert pipeline.salient_strength(params) == 1.0
+    assert strength.salient_strength({**params, "salient_strength": "auto"}) == 2.0
+    assert strength.salient_strength({**params, "salient_strength": 1.25}) == 1.25
+    assert strength.salient_strength(params) == 1.0
 
 
 def test_salient_strength_auto_asks_the_target_with_confidence(monkeypatch, tmp_path):
     from hsep_utils.metrics import rate_lower_bound
 
     sr = {1.0: 0.5, 1.25: 0.8, 1.5: 0.92, 2.0: 0.97, 2.5: 0.99, 3.0: 0.99}
-    pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr, counted=100)
+    strength, data, params = _strength_setup(monkeypatch, tmp_path, sr, counted=100)
     csv = tmp_path / "s.csv"
-    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.5
+    assert strength.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.5
     # 92 of 100 is at least 0.88 with 90 % confidence, 97 of 100 at least 0.94
-    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv) == 2.0
+    assert strength.choose_salient_strength(None, None, None, data, params, None, csv) == 2.0
     table = pd.read_csv(csv)
     assert table["sr_add_low"].tolist() == pytest.approx([rate_lower_bound(sr[a], 100, 0.9) for a in table["alpha"]])
 
 
 def test_salient_strength_auto_on_toy_presets_asks_the_oracle_too(monkeypatch, tmp_path):
-    import hsep_utils.datasets as datasets_module
-    import hsep_utils.evaluation as evaluation_module
-
     sr = {1.0: 0.5, 1.25: 0.9, 1.5: 0.95, 2.0: 1.0, 2.5: 1.0, 3.0: 1.0}
     oracle = {1.0: 0.0, 1.25: 0.5, 1.5: 0.5, 2.0: 1.0, 2.5: 1.0, 3.0: 1.0}
-    pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr)
-    monkeypatch.setattr(datasets_module, "toy_counterfactual_set",
+    strength, data, params = _strength_setup(monkeypatch, tmp_path, sr)
+    monkeypatch.setattr(strength, "toy_counterfactual_set",
                         lambda rows, attribute, size: torch.zeros(3, len(rows), 3, 4, 4))
-    monkeypatch.setattr(evaluation_module, "toy_regions", lambda rows, attribute, size: None)
+    monkeypatch.setattr(strength, "toy_regions", lambda rows, attribute, size: None)
     # two validation images: the oracle passes none, one or both (the fake edit carries its α)
-    monkeypatch.setattr(evaluation_module, "oracle_success", lambda edited, x, cf, regions:
+    monkeypatch.setattr(strength, "oracle_success", lambda edited, x, cf, regions:
                         torch.tensor([oracle[4 * edited.flatten()[0].item()] >= t for t in (0.5, 1.0)]))
     toy = {**params, "dataset_kind": "toy", "attribute": "glasses"}
     csv = tmp_path / "s.csv"
-    assert pipeline.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.25  # classifier only
+    assert strength.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.25  # classifier only
     assert "oracle_sr" not in pd.read_csv(csv)
-    assert pipeline.choose_salient_strength(None, None, None, data, toy, None, csv, confidence=0.5) == 2.0  # the oracle reaches 0.9 at 2
-    assert list(pd.read_csv(csv)["oracle_sr"]) == [oracle[a] for a in pipeline.STRENGTH_GRID]
+    assert strength.choose_salient_strength(None, None, None, data, toy, None, csv, confidence=0.5) == 2.0  # the oracle reaches 0.9 at 2
+    assert list(pd.read_csv(csv)["oracle_sr"]) == [oracle[a] for a in strength.STRENGTH_GRID]
     # none reaches: the smallest α of the best lower SR (1.0 at α 2; the classifier alone is 1.0 there too)
-    assert pipeline.choose_salient_strength(None, None, None, data, {**toy, "strength_target_sr": 1.01}, None, csv,
+    assert strength.choose_salient_strength(None, None, None, data, {**toy, "strength_target_sr": 1.01}, None, csv,
                                              confidence=0.5) == 2.0
 
 
 def test_salient_strength_auto_without_a_reaching_alpha_takes_the_best_and_names_a_missing_choice(monkeypatch, tmp_path):
     sr = {1.0: 0.3, 1.25: 0.6, 1.5: 0.7, 2.0: 0.7, 2.5: float("nan"), 3.0: 0.65}
-    pipeline, data, params = _strength_setup(monkeypatch, tmp_path, sr)
-    assert pipeline.choose_salient_strength(None, None, None, data, params, None, tmp_path / "s.csv", confidence=0.5) == 1.5
+    strength, data, params = _strength_setup(monkeypatch, tmp_path, sr)
+    assert strength.choose_salient_strength(None, None, None, data, params, None, tmp_path / "s.csv", confidence=0.5) == 1.5
     with pytest.raises(FileNotFoundError, match="salient_strength.csv.*run notebook 02"):
-        pipeline.salient_strength({**params, "salient_strength": "auto"})
+        strength.salient_strength({**params, "salient_strength": "auto"})

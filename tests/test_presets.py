@@ -1,6 +1,7 @@
 import pytest
 
-from hsep_utils.presets import SCALES, known_presets, load_preset, with_scale
+from hsep_utils.parameters import SCALES, with_scale
+from hsep_utils.presets import known_presets, load_preset
 
 
 def test_toy_presets_load_and_fill_sizes():
@@ -46,13 +47,15 @@ def test_bad_keys_and_values_are_named(tmp_path):
 def test_loss_weights_a_preset_leaves_out_weigh_one():
     """``lambdas: {silence: 10}`` in a preset changes one weight; the other terms keep the paper's 1."""
     from hsep_utils.losses import LOSS_TERMS
-    from hsep_utils.pipeline import train_config
-    from hsep_utils.train_cli import notebook_defaults
+    from hsep_utils.preset_training import train_config
+    from hsep_utils.presets import resolve
+    from hsep_utils.train import TrainConfig
 
-    params = with_scale({**notebook_defaults(), **load_preset("toy-smile")})
+    params = resolve("toy-smile")
     assert train_config({**params, "lambdas": None}).lambdas == {t: 1.0 for t in LOSS_TERMS}
     weights = train_config({**params, "lambdas": {"silence": 10}}).lambdas
     assert weights == {**{t: 1.0 for t in LOSS_TERMS}, "silence": 10.0}
+    assert TrainConfig(lambdas={"silence": 10}).lambdas == weights  # the API reads a partial dict alike
 
 
 def test_salient_strength_is_a_number_or_auto(tmp_path):
@@ -80,3 +83,108 @@ def test_a_presets_own_sizes_stay_at_their_scale(tmp_path):
         bad.write_text(f"preset: x\n{text}\n")
         with pytest.raises(ValueError, match=message):
             load_preset(bad)
+
+
+def test_one_source_of_defaults():
+    """Every default lives in ``parameters``: TrainConfig's fields, the notebooks' parameters cells,
+    the runner and the CLI take it from there, so no two places can disagree."""
+    import ast
+    import dataclasses
+
+    import nbformat
+
+    from hsep_utils.parameters import DEFAULTS, PARAMETERS
+    from hsep_utils.preset_training import train_config
+    from hsep_utils.presets import REPO_ROOT, resolve
+    from hsep_utils.train import TrainConfig
+
+    # TrainConfig, field by field, against the parameter it stands for
+    same_name = ("arch", "depth", "t_edit", "lr", "epochs", "kl_temperature", "common_adversary", "image_loss_every",
+                 "seed")
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name in same_name:
+        assert fields[name] == DEFAULTS[name], name
+    assert fields["asymmetric"] == (DEFAULTS["reverse_process"] == "asymmetric")
+    assert TrainConfig().lambdas == train_config(resolve("toy-glasses", {"lambdas": None})).lambdas
+    # a preset's TrainConfig carries the preset's values, not TrainConfig's own
+    cfg = train_config(resolve("toy-glasses"))
+    glasses = resolve("toy-glasses")
+    assert (cfg.n_steps, cfg.batch_per_class, cfg.max_batches, cfg.latent_warmup_steps, cfg.ema_decay, cfg.asymmetric) \
+        == (glasses["ddim_steps"], glasses["batch_per_class"], glasses["train_batches"],
+            glasses["latent_warmup_steps"], glasses["ema_decay"], False)
+
+    # a notebook's parameters cell declares a parameter only with its default, and stays short
+    for path in sorted((REPO_ROOT / "notebooks").glob("0*.ipynb")):
+        cell = next(c for c in nbformat.read(path, 4).cells if "parameters" in c.metadata.get("tags", []))
+        declared = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body}
+        assert "preset" in declared and len(declared) <= 6, path.name
+        for name, value in declared.items():
+            if name in PARAMETERS:
+                assert value == DEFAULTS[name], (path.name, name)
+
+    # nothing reads defaults from a notebook any more
+    for module in (REPO_ROOT / "hsep_utils").glob("*.py"):
+        assert "notebook_defaults" not in module.read_text(), module.name
+
+
+def test_papermill_p_overrides_every_parameter(monkeypatch):
+    """A notebook's namespace (its ``preset`` and what papermill injected) resolves with each
+    parameter set to a value of its kind; the value reaches the notebook's parameters."""
+    from hsep_utils.parameters import PARAMETERS, SCALES
+    from hsep_utils.presets import SMOKE_ENV, from_namespace
+
+    monkeypatch.delenv(SMOKE_ENV, raising=False)
+    examples = {int: 3, (int, float): 0.5, str: "x", list: [1, 2], dict: {}}
+    for name, p in PARAMETERS.items():
+        if name == "preset":
+            continue
+        value = (p.choices[-1] if p.choices else examples[p.kind if p.kind in examples else (int, float)])
+        if name == "scales":
+            value = {"smoke": {"ddim_steps": 3}}
+        if name == "attribute":
+            value = "smile"
+        if name == "lambdas":
+            value = {"silence": 2.0}
+        if name == "ablation_grid":
+            value = {"t_edit": [0], "arch": ["b"], "depth": [4]}
+        if name == "scale":
+            value = "full"
+        if name == "dataset_kind":
+            value = "folders"
+        resolved = from_namespace({"preset": "toy-glasses", name: value, "unrelated": 1})
+        assert resolved[name] == value, name
+        assert resolved["preset"] == "toy-glasses" and "unrelated" not in resolved
+    assert from_namespace({"preset": "toy-glasses"})["n_test_per_class"] == SCALES["default"]["n_test_per_class"]
+    with pytest.raises(ValueError, match="ddim_steps must be an integer"):
+        from_namespace({"preset": "toy-glasses", "ddim_steps": "many"})
+
+
+def test_no_import_circle_in_the_library():
+    """No two modules of hsep_utils import each other, directly or through others (lazy imports
+    inside functions count)."""
+    import ast
+
+    from hsep_utils.presets import REPO_ROOT
+
+    graph = {}
+    for f in (REPO_ROOT / "hsep_utils").glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hsep_utils."):
+                deps.add(node.module.split(".")[1])
+        graph[f.stem] = deps - {f.stem}
+
+    def circle_from(start, node, path):
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == start:
+                return path + [nxt]
+            if nxt not in path:
+                found = circle_from(start, nxt, path + [nxt])
+                if found:
+                    return found
+        return None
+
+    circles = [c for m in sorted(graph) if (c := circle_from(m, m, [m]))]
+    assert not circles, circles[0]

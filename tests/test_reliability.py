@@ -162,9 +162,9 @@ def test_dataset_with_one_class_names_its_source(tmp_path):
                                             r"'folders'\]"),
     ("preset: p\narch: e\n", r"arch 'e' is not one of \['a', 'b', 'c', 'd'\]"),
     ("preset: p\nattribute: hats\n", r"toy attribute 'hats' is not one of \['glasses', 'smile', 'age', 'gender'\]"),
-    ("preset: p\nseed: zero\n", r"seed must be an integer \(every random choice derives from it\), got 'zero'"),
-    ("preset: p\nlr: fast\n", r"lr must be a number \(Adam learning rate of the mapping network\), got 'fast'"),
-    ("preset: p\nbatch_per_class: 2.5\n", r"batch_per_class must be an integer \(overrides the scale's value\), got 2\.5"),
+    ("preset: p\nseed: zero\n", r"seed must be an integer, got 'zero' \(seed: every random choice derives from it\)"),
+    ("preset: p\nlr: fast\n", r"lr must be a number, got 'fast' \(lr: Adam learning rate of the mapping network\)"),
+    ("preset: p\nbatch_per_class: 2.5\n", r"batch_per_class must be an integer, got 2\.5 \(batch_per_class: training images per class"),
 ])
 def test_malformed_preset_values_are_named_with_allowed_values(tmp_path, text, match):
     path = tmp_path / "p.yaml"
@@ -439,8 +439,9 @@ def test_every_checkpoint_load_is_safe():
 
 def test_smoke_path_runs_with_the_network_unavailable(tmp_path, model_dir, monkeypatch):
     """Dataset build, model loading, the image-term models, training and an edit, with every socket refused."""
-    from hsep_utils.pipeline import image_term_models, load_preset_data, train_config
-    from hsep_utils.presets import with_scale
+    from hsep_utils.parameters import with_scale
+    from hsep_utils.preset_training import image_term_models, train_config
+    from hsep_utils.splits import load_preset_data
 
     class NoNetwork(socket.socket):
         def __init__(self, *args, **kwargs):

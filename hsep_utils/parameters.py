@@ -1,0 +1,198 @@
+"""Every parameter of a study in one place: its default, its type and what it means.
+
+A preset (``params/<preset>.yaml``) overrides these defaults; a notebook's parameters cell holds
+only ``preset`` (and what that notebook alone uses), and ``papermill -p NAME VALUE`` or the
+runner's ``-p NAME VALUE`` override any parameter on top (``presets.resolve``). Sizes whose default
+is ``None`` come from the preset's ``scale``. ``TrainConfig``'s defaults are read from here too.
+
+    python -m hsep_utils.parameters            # every parameter, its default and meaning
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+SCALES: dict[str, dict] = {
+    # seconds: the notebook tests
+    "smoke": dict(n_train_per_class=8, n_test_per_class=4, n_recon_images=4, hspace_steps=[5, 10],
+                  n_val_per_class=2, ddim_steps=5, batch_per_class=2, train_batches=2, n_edit_images=4, validate_every=0,
+                  ablation_batches=1, n_ablation_images=2, latent_warmup_steps=20, ema_decay=0.9,
+                  ablation_grid=dict(t_edit=[400, 0], arch=["a"], depth=[8])),
+    # what the default reproduction affords on a 2-core CPU: 6000 latent warm-up updates, then 120
+    # batches of 8 + 8, validated every 20; the weights' average (ema_decay, ~10 batches) is what is
+    # validated and kept: single checkpoints swing widely from one validation to the next (docs/method.md)
+    "default": dict(n_train_per_class=1000, n_test_per_class=128, n_recon_images=32,
+                    hspace_steps=[10, 20, 50, 100], n_val_per_class=16, ddim_steps=20, batch_per_class=8,
+                    train_batches=120, n_edit_images=64, validate_every=20,
+                    ablation_batches=6, n_ablation_images=32, latent_warmup_steps=6000, ema_decay=0.995,
+                    ablation_grid=None),
+    # the paper's sizes (10k/10k train, 3.5k/3.5k test), one full epoch
+    "full": dict(n_train_per_class=10000, n_test_per_class=3500, n_recon_images=256,
+                 hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=100, ddim_steps=40, batch_per_class=8,
+                 train_batches=None, n_edit_images=1000, validate_every=250,
+                 ablation_batches=500, n_ablation_images=256, latent_warmup_steps=6000, ema_decay=0.999,
+                 ablation_grid=None),
+}
+
+NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter: ``default`` (``None`` for a size: the scale's), ``meaning``, and what a given
+    value must be: of ``kind`` (``None``: anything) and, with ``choices``, one of them."""
+
+    default: object
+    meaning: str
+    kind: type | tuple | None = None
+    choices: tuple | None = None
+
+
+def _size(meaning: str, kind=int) -> Parameter:
+    return Parameter(None, f"{meaning} (None: the scale's)", kind)
+
+
+PARAMETERS: dict[str, Parameter] = {
+    # what and where
+    "preset": Parameter("toy-glasses", "name, used for results/<preset>/", str),
+    "dataset_kind": Parameter("toy", "where the images come from", str, ("toy", "ffhq", "celebahq", "folders")),
+    "attribute": Parameter("glasses", "the target attribute (toy: glasses, smile, age, gender)", str),
+    "image_size": Parameter(32, "pixels; the base model's sample size", int),
+    "base_model": Parameter("models/toy-ddpm-32", "local diffusers UNet2DModel directory, a Hugging Face id already "
+                            "cached, or a guided-diffusion checkpoint: ffhq_p2.pt / celebahq_p2.pt by name (converted "
+                            "once, hsep_utils.adm)", str),
+    "data_root": Parameter("data", "where datasets are built / read (relative: to the repository)", str),
+    "results_root": Parameter("results", "where results/<preset>/ goes", str),
+    "seed": Parameter(0, "every random choice derives from it", int),
+    "scale": Parameter("default", "fills every size left as None: " + ", ".join(SCALES), str, tuple(SCALES)),
+    "scales": Parameter(None, "a preset's own sizes at one scale, {scale: {key: value}}, e.g. {default: {ddim_steps: "
+                        "50}}: they replace that scale's values there only (a key set outright still wins)", dict),
+    "device": Parameter("auto", "cpu | cuda | auto (cuda when available)", str),
+    # sizes
+    "n_train_per_class": _size("training images per class"),
+    "n_test_per_class": _size("test images per class"),
+    "n_recon_images": _size("notebook 01: test images reconstructed"),
+    "hspace_steps": _size("notebook 01: DDIM step counts of the reconstruction curve", list),
+    "n_val_per_class": _size("training images per class held out for validation"),
+    "ddim_steps": _size("DDIM steps of inversion, training and editing"),
+    "batch_per_class": _size("training images per class in a batch (all processes together)"),
+    "train_batches": _size("training batches in all (None at full scale: every epoch in full)"),
+    "n_edit_images": _size("notebook 04: test images edited per domain"),
+    "validate_every": _size("batches between validations (0: once per epoch)"),
+    "ablation_batches": _size("notebook 05: training batches per configuration"),
+    "n_ablation_images": _size("notebook 05: test images per domain"),
+    "latent_warmup_steps": _size("beyond the paper (faster): updates of the latent terms alone on cached h trajectories "
+                                 "before the per-step training (0: off, as in the paper)"),
+    "ema_decay": _size("beyond the paper (steadier): validate, select and keep an exponential moving average of the "
+                       "mapping network's weights, per optimiser step (0: off, the raw weights as in the paper)", NUMBER),
+    "ablation_grid": _size("notebook 05: {t_edit: [...], arch: [...], depth: [...]}; None at default and full: "
+                           "the paper's grid", dict),
+    # the method
+    "arch": Parameter("a", "mapping-network architecture of Fig. 8", str, ("a", "b", "c", "d")),
+    "depth": Parameter(8, "conv blocks per encoder (the paper: 8 or 12)", int),
+    "t_edit": Parameter(0, "edit timesteps t >= t_edit (0: every step, 400: the noisy part)", int),
+    "reverse_process": Parameter("asymmetric", "asymmetric: the paper's Eq. 4, as Asyrp (predicted x0 from h̃, "
+                                 "direction from h) | symmetric: h̃ for the whole DDIM step", str,
+                                 ("asymmetric", "symmetric")),
+    "lr": Parameter(1e-4, "Adam learning rate of the mapping network", NUMBER),
+    "epochs": Parameter(1, "passes over the training images (train_batches caps the total)", int),
+    "lambdas": Parameter(None, "loss weights {term: value}; terms left out weigh 1 (None: every term 1)", dict),
+    "kl_temperature": Parameter(1.0, "softmax temperature of the KL term", NUMBER),
+    "common_adversary": Parameter(0.0, "beyond the paper: weight of a gradient-reversal class adversary on C (0: off)",
+                                  NUMBER),
+    "image_loss_every": Parameter(1, "beyond the paper (faster): image losses (ID, pixel, LPIPS) on every k-th step "
+                                  "only (1: every step)", int),
+    "salient_strength": Parameter(1.0, "beyond the paper: α of h̃ = f(C, α·S) when adding, notebooks 03–04 (1: the "
+                                  "paper; auto: notebook 02 picks the smallest α of 1 … 3 whose validation adding SR "
+                                  "reaches strength_target_sr with 90 % confidence, on toy presets the oracle SR too; "
+                                  "notebook 04 also reports α = 1 when the strength differs)", NUMBER + (str,)),
+    "strength_target_sr": Parameter(0.9, "salient_strength auto: the validation adding SR asked for", NUMBER),
+    # real datasets and bring-your-own folders (hsep_utils/real_data.py); None: the documented default
+    "annotations": Parameter(None, "ffhq: ffhq-features-dataset json/ folder; celebahq: "
+                             "CelebAMask-HQ-attribute-anno.txt", str),
+    "images": Parameter(None, "ffhq: images1024x1024/ (sub-folders 00000 … 69000, or flat); celebahq: CelebA-HQ-img/",
+                        str),
+    "glasses_target": Parameter(None, "ffhq glasses: kinds counted as target (None: [ReadingGlasses, Sunglasses]; "
+                                "background NoGlasses)", list),
+    "age_young": Parameter(None, "ffhq age: [min, max] years of the background class (None: [18, 30])", list),
+    "age_old": Parameter(None, "ffhq age: [min, max] years of the target class (None: [50, 120])", list),
+    "background_dir": Parameter(None, "folders: images of the background class", str),
+    "target_dir": Parameter(None, "folders: images of the target class", str),
+    "background_test_dir": Parameter(None, "folders: optional held-out background images (with target_test_dir)", str),
+    "target_test_dir": Parameter(None, "folders: optional held-out target images (with background_test_dir)", str),
+    "test_fraction": Parameter(None, "folders without test folders: share of each class held out (None: 0.2)", NUMBER),
+    # the metrics' weights
+    "facenet_weights": Parameter(None, "ID: facenet-pytorch vggface2 file or its folder (None: the torch cache)", str),
+    "inception_weights": Parameter(None, "FID: clean-fid inception-2015-12-05.pt or its folder (None: clean-fid's "
+                                   "cache)", str),
+}
+
+DEFAULTS: dict = {k: p.default for k, p in PARAMETERS.items()}
+"""Every parameter's default: what a preset that sets nothing runs with."""
+
+
+def check(params: dict, where: str) -> None:
+    """Raise a ``ValueError`` starting with ``where`` for an unknown key (listing the known ones with
+    their meaning) or a value of the wrong type or not among a parameter's choices."""
+    unknown = sorted(set(params) - set(PARAMETERS))
+    if unknown:
+        allowed = "\n".join(f"  {k}: {p.meaning}" for k, p in PARAMETERS.items())
+        raise ValueError(f"{where}: unknown keys {unknown}. Allowed keys:\n{allowed}")
+    scales = params.get("scales") or {}
+    if not isinstance(scales, dict) or any(k not in SCALES or not isinstance(v, dict) for k, v in scales.items()):
+        raise ValueError(f"{where}: scales must map a scale ({', '.join(SCALES)}) to {{key: value}}, got {scales!r}")
+    for scale, sizes in scales.items():
+        unknown = sorted(set(sizes) - set(SCALES[scale]))
+        if unknown:
+            raise ValueError(f"{where}: scales.{scale} sets {unknown}, not sizes of a scale "
+                             f"(allowed: {', '.join(SCALES[scale])})")
+    given = [(k, k, v) for k, v in params.items()] + [(k, f"scales.{n}.{k}", v) for n, s in scales.items()
+                                                       for k, v in s.items()]
+    for key, name, value in given:
+        p = PARAMETERS[key]
+        if value is None:
+            continue
+        if p.choices is not None and value not in p.choices:
+            raise ValueError(f"{where}: {name} {value!r} is not one of {list(p.choices)}")
+        if p.kind is not None and (isinstance(value, bool) or not isinstance(value, p.kind)):
+            kind = {int: "an integer", NUMBER: "a number", list: "a list", dict: "a mapping", str: "a string"}.get(
+                p.kind, " or ".join(t.__name__ for t in p.kind) if isinstance(p.kind, tuple) else p.kind.__name__)
+            raise ValueError(f"{where}: {name} must be {kind}, got {value!r} ({key}: {p.meaning})")
+    strength = params.get("salient_strength")
+    if isinstance(strength, str) and strength != "auto":
+        raise ValueError(f"{where}: salient_strength must be a number or auto "
+                         f"({PARAMETERS['salient_strength'].meaning}), got {strength!r}")
+
+
+def with_scale(params: dict) -> dict:
+    """Fill every ``None`` size from the preset's scale: the preset's own ``scales[scale]`` first,
+    then the scale's. A preset's sizes for one scale stay out of the others (``-p scale smoke``
+    stays a smoke run)."""
+    scale = params.get("scale", DEFAULTS["scale"])
+    if scale not in SCALES:
+        raise ValueError(f"scale {scale!r} is not one of {list(SCALES)}")
+    sizes = {**SCALES[scale], **((params.get("scales") or {}).get(scale) or {})}
+    return {**params, **{k: v for k, v in sizes.items() if k not in params or params[k] is None}}
+
+
+def complete(params: dict) -> dict:
+    """``params`` over every default, sizes filled from the scale: what a notebook runs with."""
+    return with_scale({**DEFAULTS, **params})
+
+
+def is_asymmetric(params: dict) -> bool:
+    """The preset's ``reverse_process`` (default: the paper's asymmetric Eq. 4)."""
+    return (params.get("reverse_process") or DEFAULTS["reverse_process"]) == "asymmetric"
+
+
+def describe() -> str:
+    """Every parameter as ``name = default  # meaning [choices]``, and the sizes of each scale."""
+    lines = [f"{k} = {p.default!r}  # {p.meaning}" + (f" [{' | '.join(map(str, p.choices))}]" if p.choices else "")
+             for k, p in PARAMETERS.items()]
+    lines += ["", "scales (the sizes a None takes):"] + [f"  {s}: {sizes}" for s, sizes in SCALES.items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(describe())
+    sys.exit(0)

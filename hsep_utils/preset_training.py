@@ -1,0 +1,68 @@
+"""Training a preset's mapping network (notebook 02, ``train_cli``): its ``TrainConfig`` from the
+parameters, the networks the image terms need, and validation on the held-out splits."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+from .diffusion import Diffusion
+from .classifier import swap_success
+from .evaluation import preset_metric_models
+from .losses import LOSS_TERMS
+from .mapping import MappingNetwork
+from .metrics import Unavailable
+from .parameters import is_asymmetric
+from .split_edits import edit_pairs, reconstruction_psnr
+from .splits import Split
+from .train import InversionCache, TrainConfig, train_mapping
+
+
+def train_config(params: dict) -> TrainConfig:
+    """The TrainConfig a preset's parameters describe. Loss terms the preset's ``lambdas`` leaves out
+    weigh 1 (the paper's), unlike ``TrainConfig(lambdas=...)``, where they weigh 0."""
+    return TrainConfig(arch=params["arch"], depth=params["depth"], t_edit=params["t_edit"], n_steps=params["ddim_steps"],
+                       lr=params["lr"], epochs=params["epochs"], max_batches=params["train_batches"],
+                       batch_per_class=params["batch_per_class"], kl_temperature=params["kl_temperature"],
+                       validate_every=params["validate_every"], common_adversary=params["common_adversary"],
+                       image_loss_every=params.get("image_loss_every", TrainConfig.image_loss_every),
+                       asymmetric=is_asymmetric(params),
+                       latent_warmup_steps=params.get("latent_warmup_steps", TrainConfig.latent_warmup_steps),
+                       ema_decay=float(params.get("ema_decay") or TrainConfig.ema_decay),
+                       lambdas={**{t: 1.0 for t in LOSS_TERMS}, **(params["lambdas"] or {})}, seed=params["seed"])
+
+
+def image_term_models(cfg: TrainConfig, device, params: dict | None = None,
+                      models: dict | None = None) -> tuple[TrainConfig, object, object]:
+    """The LPIPS and identity models the image terms need (identity: the toy identity encoder on toy
+    presets, facenet-pytorch vggface2 on the others); a term whose weights are absent is switched
+    off (λ = 0, recorded in the run's config) with one warning naming the file to place. ``models``:
+    the networks of ``evaluation.metric_models``, when already loaded."""
+    models = models or preset_metric_models(params or {"dataset_kind": "toy"}, device)
+    lambdas, found = dict(cfg.lambdas), {}
+    for term, key in (("lpips", "lpips"), ("id", "id_embed")):
+        model = models[key] if lambdas[term] > 0 else None
+        if isinstance(model, Unavailable):
+            warnings.warn(f"{term.upper()} loss term off: {model.reason}", stacklevel=1)
+            lambdas[term], model = 0.0, None
+        found[term] = model
+    return replace(cfg, lambdas=lambdas), found["lpips"], found["id"]
+
+
+def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig, out_dir: str | Path,
+                 classifier, inversion_dir: Path | None = None, lpips=None, id_embed=None,
+                 progress: bool = True) -> MappingNetwork:
+    """Train on ``train_*``; each validation measures swap success and reconstruction PSNR on ``val_*``."""
+    cache = InversionCache(diffusion, cfg.n_steps, inversion_dir)
+
+    def validate(net: MappingNetwork) -> dict:
+        val_bg, val_tg = data["val_bg"], data["val_tg"]
+        added, removed = edit_pairs(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit,
+                                    asymmetric=cfg.asymmetric)
+        return {**swap_success(classifier, val_bg.x, val_tg.x, added, removed),
+                "psnr_rec": reconstruction_psnr(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit,
+                                                cfg.asymmetric)}
+
+    return train_mapping(diffusion, data["train_bg"].x, data["train_tg"].x, data["train_bg"].keys,
+                         data["train_tg"].keys, cfg, out_dir, validate=validate, id_embed=id_embed, lpips=lpips,
+                         inversion_dir=inversion_dir, progress=progress)

@@ -1,0 +1,69 @@
+"""A preset's images by split: the dataset built or reused, the six splits notebooks 02–05 read
+(training, validation held out of it, test; background and target), and where their inversions
+are cached."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .datasets import CLASSES, build_toy_dataset, load_images
+from .presets import repo_path
+from .real_data import prepare_real_dataset
+
+
+def prepare_dataset(params: dict, progress: bool = True) -> tuple[pd.DataFrame, Path]:
+    """Build (or reuse) the preset's dataset: toy, or ffhq / celebahq / folders (``real_data``); returns
+    (manifest, folder)."""
+    kind = params["dataset_kind"]
+    if kind == "toy":
+        return build_toy_dataset(repo_path(params["data_root"]), params["attribute"], params["n_train_per_class"],
+                                 params["n_test_per_class"], params["image_size"], params["seed"], progress)
+    return prepare_real_dataset(params, progress)
+
+
+@dataclass
+class Split:
+    """One class's images of one split, with their manifest rows and cache keys."""
+
+    rows: pd.DataFrame
+    x: torch.Tensor
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.rows["file"])
+
+
+def load_preset_data(params: dict, image_size: int, n_val_per_class: int = 32) -> dict[str, Split]:
+    """``train_bg``, ``train_tg``, ``val_bg``, ``val_tg``, ``test_bg``, ``test_tg``: the last
+    ``n_val_per_class`` training images of each class are held out for validation."""
+    manifest, dataset_dir = prepare_dataset(params, progress=False)
+    out = {}
+    for cls, tag in zip(CLASSES, ("bg", "tg")):
+        for split in ("train", "test"):
+            rows = manifest[(manifest["split"] == split) & (manifest["class"] == cls)].reset_index(drop=True)
+            if split == "train":
+                if len(rows) <= n_val_per_class:
+                    raise ValueError(f"{dataset_dir}: {len(rows)} {cls} training images, need more than "
+                                     f"n_val_per_class={n_val_per_class}")
+                parts = {"train": rows.iloc[:-n_val_per_class], "val": rows.iloc[-n_val_per_class:]}
+            else:
+                parts = {"test": rows}
+            for name, r in parts.items():
+                r = r.reset_index(drop=True)
+                out[f"{name}_{tag}"] = Split(r, load_images(dataset_dir, r["file"], image_size))
+    return out
+
+
+def inversion_dir(params: dict) -> Path:
+    """Where inversions of this preset's images by this base model are cached (``cache/inversions``)."""
+    from .diffusion import model_fingerprint
+
+    _, dataset_dir = prepare_dataset(params, progress=False)
+    recorded = (dataset_dir / "dataset.json").read_text() if (dataset_dir / "dataset.json").exists() else ""
+    model = model_fingerprint(repo_path(params["base_model"]))
+    key = hashlib.sha1(f"{model}|{dataset_dir}|{recorded}".encode()).hexdigest()[:12]
+    return repo_path("cache") / "inversions" / f"{dataset_dir.name}-{key}"
