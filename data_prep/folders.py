@@ -53,7 +53,7 @@ def make_preset(name: str, background: str, target: str, base_model: str | None 
                 scale: str = "default", n_train_per_class: int | None = None, n_test_per_class: int | None = None,
                 seed: int = 0, data_root: str = "data", results_root: str = "results",
                 base_options: dict | None = None, base_out: str | None = None,
-                params_out: str | Path | None = None, progress: bool = True) -> Path:
+                params_out: str | Path | None = None, progress: bool = True, ddim_steps: int | str = "auto") -> Path:
     """Build the dataset, train the base model when ``base_model`` is None, write the preset YAML;
     returns the YAML's path."""
     from hsep_utils.base_ddpm import DEFAULTS as BASE_DEFAULTS
@@ -73,7 +73,7 @@ def make_preset(name: str, background: str, target: str, base_model: str | None 
                   image_size=size, base_model=base_model, data_root=data_root, results_root=results_root, seed=seed,
                   scale=scale, background_dir=str(Path(background).resolve()), target_dir=str(Path(target).resolve()),
                   **{k: str(Path(v).resolve()) if k.endswith("_dir") else v for k, v in tests.items()},
-                  n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class)
+                  n_train_per_class=n_train_per_class, n_test_per_class=n_test_per_class, ddim_steps=ddim_steps)
     manifest, dataset_dir = prepare_real_dataset(complete(params), progress)
     if progress:
         print_report(manifest, dataset_dir)
@@ -111,12 +111,14 @@ def main(argv=None) -> None:
     ap.add_argument("--data-root", default="data")
     ap.add_argument("--results-root", default="results")
     ap.add_argument("--params-out", help="preset YAML to write (default params/<name>.yaml)")
+    ap.add_argument("--ddim-steps", type=int, help="DDIM steps of training and editing (default: auto, the fewest "
+                    "steps whose reconstructions reach ddim_steps_min_psnr in notebook 01)")
     a = ap.parse_args(argv)
     base_options = {k: yaml.safe_load(v) for k, v in a.base_option}
     base_options = {k: tuple(v) if isinstance(v, list) else v for k, v in base_options.items()}
     path = make_preset(a.name, a.background, a.target, a.base_model, a.attribute, a.background_test, a.target_test,
                        a.test_fraction, a.size, a.scale, a.n_train_per_class, a.n_test_per_class, a.seed, a.data_root,
-                       a.results_root, base_options, a.base_out, a.params_out)
+                       a.results_root, base_options, a.base_out, a.params_out, ddim_steps=a.ddim_steps or "auto")
     print(f"preset written: {path}\nrun it: python -m hsep_utils.reproduce --preset {path}")
 
 

@@ -37,6 +37,7 @@ from .evaluation import cf_mse_ratio, oracle_success, toy_regions
 from .mapping import MappingNetwork
 from .metrics import mse_per_image, psnr_per_image
 from .splits import Split
+from .verdict import salient_rms
 from .plotting import save_grid
 
 
@@ -104,11 +105,7 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
                         oracle_sr=oracle_success(e, x, cf_set, regions).float().mean().item(),
                         cf_mse_ratio=cf_mse_ratio(e, x, cf_set))
              for name, e in edits.items()}
-    _, own_path = diffusion.generate(xT, n_steps, return_trajectory=True)
-    s_rms = torch.stack([net.split(h, t, own)[1].pow(2).mean() for t, h in zip(own_path.timesteps, own_path.h)])
-    h_rms = torch.stack([h.pow(2).mean() for h in own_path.h]) / net.h_scale ** 2
-    # how silent S is on backgrounds (the paper's removal sets it to 0), how strong on targets
-    found["salient_rms_over_h_rms"] = (s_rms.mean() / h_rms.mean()).sqrt().item()
+    found["salient_rms_over_h_rms"] = salient_rms(diffusion, net, xT, own, n_steps)
     return found
 
 

@@ -74,7 +74,10 @@ PARAMETERS: dict[str, Parameter] = {
     "n_recon_images": _size("notebook 01: test images reconstructed"),
     "hspace_steps": _size("notebook 01: DDIM step counts of the reconstruction curve", list),
     "n_val_per_class": _size("training images per class held out for validation"),
-    "ddim_steps": _size("DDIM steps of inversion, training and editing"),
+    "ddim_steps": _size("DDIM steps of inversion, training and editing; auto: the smallest of notebook 01's counts "
+                        "whose reconstructions reach ddim_steps_min_psnr (what data_prep.folders writes)", (int, str)),
+    "ddim_steps_min_psnr": Parameter(30.0, "ddim_steps auto: the mean reconstruction PSNR (dB) asked of notebook 01's "
+                                     "step counts", NUMBER),
     "batch_per_class": _size("training images per class in a batch (all processes together)"),
     "train_batches": _size("training batches in all (None at full scale: every epoch in full)"),
     "n_edit_images": _size("notebook 04: test images edited per domain"),
@@ -154,6 +157,8 @@ def check(params: dict, where: str) -> None:
             continue
         if p.choices is not None and value not in p.choices:
             raise ValueError(f"{where}: {name} {value!r} is not one of {list(p.choices)}")
+        if key == "ddim_steps" and isinstance(value, str) and value != "auto":
+            raise ValueError(f"{where}: {name} must be an integer or auto, got {value!r} ({key}: {p.meaning})")
         if p.kind is not None and (isinstance(value, bool) or not isinstance(value, p.kind)):
             kind = {int: "an integer", NUMBER: "a number", list: "a list", dict: "a mapping", str: "a string"}.get(
                 p.kind, " or ".join(t.__name__ for t in p.kind) if isinstance(p.kind, tuple) else p.kind.__name__)

@@ -58,13 +58,41 @@ def check_preset(params: dict, where: str) -> None:
         raise ValueError(f"{where}: toy attribute {params['attribute']!r} is not one of {list(TOY_ATTRIBUTES)}")
 
 
-def resolve(preset: str | Path, overrides: dict | None = None) -> dict:
+def resolve(preset: str | Path, overrides: dict | None = None, needs_ddim_steps: bool = True) -> dict:
     """What a notebook runs with: every parameter's default, then the preset's file, then
     ``overrides`` (checked), switched to the smoke run by ``HSEP_SMOKE_DIR`` (``smoke_switch``),
-    sizes filled from the scale."""
+    sizes filled from the scale, and ``ddim_steps: auto`` replaced by notebook 01's choice
+    (``chosen_ddim_steps``) unless ``needs_ddim_steps`` is False (notebooks 00–01, which run
+    before the choice or make it)."""
     params = {**load_preset(preset), **(overrides or {})}
     check_preset(params, f"preset {preset} with {sorted(overrides or {})}")
-    return complete(smoke_switch(params))
+    params = complete(smoke_switch(params))
+    if params["ddim_steps"] == "auto" and needs_ddim_steps:
+        params["ddim_steps"] = chosen_ddim_steps(params)
+    return params
+
+
+def steps_for_psnr(table, min_psnr: float) -> tuple[int, bool]:
+    """The smallest step count of a ``reconstruction_study`` table whose mean PSNR reaches
+    ``min_psnr``, and True; when none does, the count of the best PSNR, and False."""
+    table = table.sort_values("n_steps")
+    reached = table[table["psnr"] >= min_psnr]
+    if len(reached):
+        return int(reached["n_steps"].iloc[0]), True
+    return int(table.loc[table["psnr"].idxmax(), "n_steps"]), False
+
+
+def chosen_ddim_steps(params: dict) -> int:
+    """``ddim_steps: auto``: the smallest step count of notebook 01's ``hspace_steps.csv`` whose
+    reconstructions reach ``ddim_steps_min_psnr`` (``reconstruction.steps_for_psnr``)."""
+    import pandas as pd
+
+    csv = repo_path(params["results_root"]) / params["preset"] / "hspace_steps.csv"
+    if not csv.exists():
+        raise FileNotFoundError(f"{csv} is missing: with ddim_steps auto, notebook 01 measures reconstruction per "
+                                    f"step count and the later notebooks take the fewest steps reaching "
+                                    f"{params['ddim_steps_min_psnr']} dB; run notebook 01 first (or set ddim_steps)")
+    return steps_for_psnr(pd.read_csv(csv), params["ddim_steps_min_psnr"])[0]
 
 
 def repo_path(p: str | Path) -> Path:
@@ -83,9 +111,9 @@ SMOKE_ENV = "HSEP_SMOKE_DIR"
 """Set to a folder, it turns every notebook into a smoke run writing there (nbval in CI)."""
 
 
-def from_namespace(ns: dict) -> dict:
+def from_namespace(ns: dict, needs_ddim_steps: bool = True) -> dict:
     """``resolve`` for a notebook: its ``preset``, with ``overrides_in`` its namespace."""
-    return resolve(ns["preset"], overrides_in(ns))
+    return resolve(ns["preset"], overrides_in(ns), needs_ddim_steps)
 
 
 def overrides_in(ns: dict) -> dict:

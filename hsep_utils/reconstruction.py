@@ -8,6 +8,7 @@ import torch
 
 from .diffusion import Diffusion
 from .metrics import Unavailable, lpips_per_image, mse_per_image, psnr_per_image
+from .presets import steps_for_psnr
 
 
 def reconstruction_study(diffusion: Diffusion, x0: torch.Tensor, steps: list[int], lpips=None,
@@ -28,6 +29,30 @@ def reconstruction_study(diffusion: Diffusion, x0: torch.Tensor, steps: list[int
         rows.append(row)
         recons[n] = rec
     return pd.DataFrame(rows), recons
+
+
+def steps_report(table: pd.DataFrame, params: dict) -> str:
+    """What notebook 01's curve means for the later notebooks' ``ddim_steps``: the count chosen
+    (``auto``) or the preset's, with its reconstruction PSNR, and a warning when it stays below
+    ``ddim_steps_min_psnr`` (an edit cannot show through reconstructions that lose the image)."""
+    floor = params["ddim_steps_min_psnr"]
+    if params["ddim_steps"] == "auto":
+        steps, reached = steps_for_psnr(table, floor)
+        how = f"ddim_steps auto: notebooks 02–06 run {steps} DDIM steps, "
+        how += (f"the fewest of {list(table['n_steps'])} reaching {floor:g} dB" if reached else
+                f"the best of {list(table['n_steps'])}; none reaches {floor:g} dB")
+    else:
+        steps, how = params["ddim_steps"], f"ddim_steps {params['ddim_steps']} (set by the preset)"
+    row = table[table["n_steps"] == steps]
+    if not len(row):
+        return f"{how}; notebook 01 did not measure {steps} steps (hspace_steps {list(table['n_steps'])})"
+    psnr = float(row["psnr"].iloc[0])
+    text = f"{how}: reconstruction {psnr:.1f} dB"
+    if psnr < floor:
+        text += (f"\nWARNING: below {floor:g} dB the base model loses these images on the way through DDIM, so no "
+                 f"edit can show through it: use more steps (ddim_steps) or a base model trained on this domain "
+                 f"(data_prep.folders --train-base-model)")
+    return text
 
 
 def save_study(table: pd.DataFrame, out_dir, title: str = "") -> None:

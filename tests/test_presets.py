@@ -122,6 +122,19 @@ def test_one_source_of_defaults():
             if name in PARAMETERS:
                 assert value == DEFAULTS[name], (path.name, name)
 
+    # no later cell binds a parameter's name: the namespace would hand it to from_namespace
+    for path in sorted((REPO_ROOT / "notebooks").glob("0*.ipynb")):
+        for cell in nbformat.read(path, 4).cells:
+            if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
+                continue
+            bound = set()
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    bound.add(node.id)
+            assert not bound & set(PARAMETERS), (path.name, bound & set(PARAMETERS))
+
     # nothing reads defaults from a notebook any more
     for module in (REPO_ROOT / "hsep_utils").glob("*.py"):
         assert "notebook_defaults" not in module.read_text(), module.name
@@ -134,7 +147,7 @@ def test_papermill_p_overrides_every_parameter(monkeypatch):
     from hsep_utils.presets import SMOKE_ENV, from_namespace
 
     monkeypatch.delenv(SMOKE_ENV, raising=False)
-    examples = {int: 3, (int, float): 0.5, str: "x", list: [1, 2], dict: {}}
+    examples = {int: 3, (int, float): 0.5, (int, str): 7, str: "x", list: [1, 2], dict: {}}
     for name, p in PARAMETERS.items():
         if name == "preset":
             continue

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 from test_notebooks import run
 
@@ -326,3 +327,12 @@ def test_bring_your_own_end_to_end(tmp_path):
     counts = pd.read_csv(out / "split_counts.csv")
     assert set(counts["images"]) == {8, 4}  # smoke caps train at 8; 30 % of 14 → 4 test per class
     assert (out / "mapping" / "best.pt").exists() and (out / "qualitative_remove.png").exists()
+    # no ddim_steps given: notebook 01's curve chose them, and notebooks 02–04 ran them
+    from hsep_utils.presets import steps_for_psnr
+
+    assert preset["ddim_steps"] == "auto" and yaml.safe_load((out / "params.yaml").read_text())["ddim_steps"] == "auto"
+    chosen, _ = steps_for_psnr(pd.read_csv(out / "hspace_steps.csv"), 30.0)
+    assert json.loads((out / "mapping" / "train_config.json").read_text())["train"]["n_steps"] == chosen
+    assert "ddim_steps auto: notebooks 02–06 run" in (out / "01_hspace_reconstruction_steps.ipynb").read_text()
+    for nb in ("02_train_mapping_network.ipynb", "04_quantitative_tables.ipynb"):
+        assert "verdict: the separation" in (out / nb).read_text(), nb
