@@ -36,9 +36,10 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
     toy presets both SRs, the classifier's and the oracle's, since the exact counterfactual says
     whether the attribute was really added. Without one that does: the smallest α of the best bound
     (the lower of the two on toy presets). The smallest, because a stronger S moves the image
-    further from its original. Removal (S = 0) does not depend on α. Writes ``out_csv`` (alpha,
-    sr_add, sr_counted, oracle_sr on toy presets, psnr, their bounds ``*_low``, chosen) and returns
-    the chosen α."""
+    further from its original. Removal (S = 0) does not depend on α. The α above the first that
+    reaches the target are not edited (they cannot be chosen). Writes ``out_csv`` (alpha, sr_add,
+    sr_counted, their bounds ``*_low``, oracle_sr on toy presets, psnr, chosen: one row per α
+    edited) and returns the chosen α."""
     bg, tg = data["val_bg"], data["val_tg"]
     n = min(len(bg.x), len(tg.x))
     toy = params.get("dataset_kind") == "toy"
@@ -46,22 +47,25 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
         head = bg.rows.head(n)
         cf = toy_counterfactual_set(head, params["attribute"], bg.x.shape[-1])
         regions = toy_regions(head, params["attribute"], bg.x.shape[-1])
+    target = params.get("strength_target_sr")
+    target = DEFAULTS["strength_target_sr"] if target is None else target
     rows = []
-    for alpha in grid:
+    for alpha in sorted(grid):  # the first α that reaches the target is the choice: larger ones are not edited
         added, _ = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
                               is_asymmetric(params), alpha, remove=False)
         sr, counted = edit_success(classifier, bg.x[:n], added, original_is_target=False)
-        row = dict(alpha=alpha, sr_add=sr, sr_counted=counted)
+        row = dict(alpha=alpha, sr_add=sr, sr_counted=counted, sr_add_low=rate_lower_bound(sr, counted, confidence))
+        score = row["sr_add_low"]
         if toy:
             row["oracle_sr"] = oracle_success(added, bg.x[:n], cf, regions).float().mean().item()
-        rows.append({**row, "psnr": psnr_per_image(added, bg.x[:n]).mean().item()})
+            row["oracle_sr_low"] = rate_lower_bound(row["oracle_sr"], n, confidence)
+            score = min(score, row["oracle_sr_low"])  # NaN (nothing counted) stays NaN
+        rows.append({**row, "psnr": psnr_per_image(added, bg.x[:n]).mean().item(), "score": score})
+        if score >= target:
+            break
     table = pd.DataFrame(rows)
-    table["sr_add_low"] = [rate_lower_bound(sr, c, confidence) for sr, c in zip(table["sr_add"], table["sr_counted"])]
-    if toy:
-        table["oracle_sr_low"] = [rate_lower_bound(sr, n, confidence) for sr in table["oracle_sr"]]
-    score = table[["sr_add_low", "oracle_sr_low"]].min(axis=1, skipna=False) if toy else table["sr_add_low"]
-    target = params.get("strength_target_sr")
-    reached = table.index[score >= (DEFAULTS["strength_target_sr"] if target is None else target)]
+    score = table.pop("score")
+    reached = table.index[score >= target]
     chosen = reached[0] if len(reached) else score.fillna(-1.0).idxmax()
     table["chosen"] = table.index == chosen
     save_dataframe(table, out_csv)

@@ -338,7 +338,8 @@ def test_salient_strength_auto_takes_the_smallest_alpha_reaching_the_target(monk
     csv = tmp_path / "p" / "mapping" / "salient_strength.csv"
     assert strength.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.5
     table = pd.read_csv(csv)
-    assert list(table["alpha"]) == list(strength.STRENGTH_GRID) and list(table["sr_add"]) == [sr[a] for a in table["alpha"]]
+    assert list(table["alpha"]) == [1.0, 1.25, 1.5]  # α above the first that reaches the target are not edited
+    assert list(table["sr_add"]) == [sr[a] for a in table["alpha"]]
     assert table["chosen"].sum() == 1 and table.loc[table["chosen"], "alpha"].item() == 1.5
     assert strength.choose_salient_strength(None, None, None, data, {**params, "strength_target_sr": 0.99}, None, csv,
                                              confidence=0.5) == 2.0
@@ -376,7 +377,7 @@ def test_salient_strength_auto_on_toy_presets_asks_the_oracle_too(monkeypatch, t
     assert strength.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.25  # classifier only
     assert "oracle_sr" not in pd.read_csv(csv)
     assert strength.choose_salient_strength(None, None, None, data, toy, None, csv, confidence=0.5) == 2.0  # the oracle reaches 0.9 at 2
-    assert list(pd.read_csv(csv)["oracle_sr"]) == [oracle[a] for a in strength.STRENGTH_GRID]
+    assert list(pd.read_csv(csv)["oracle_sr"]) == [oracle[a] for a in strength.STRENGTH_GRID if a <= 2.0]
     # none reaches: the smallest α of the best lower SR (1.0 at α 2; the classifier alone is 1.0 there too)
     assert strength.choose_salient_strength(None, None, None, data, {**toy, "strength_target_sr": 1.01}, None, csv,
                                              confidence=0.5) == 2.0

@@ -40,6 +40,8 @@ def test_resume_skips_finished_notebooks_and_reruns_after_the_first_change(tmp_p
     calls.clear()
     reproduce.run_preset("toy-glasses", {**over, "seed": 1}, log=lambda *a: None, resume=True, only=["00"])
     assert calls == ["00_dataset_split.ipynb"]  # other parameters: not the same run
+    ran = load_preset(out / "params.yaml")  # what ran, kept beside the results: the preset, the override, every default
+    assert ran["seed"] == 1 and ran["lambdas"] == {"silence": 30} and ran["kl_temperature"] == 1.0
 
 
 def test_all_toy_expands_to_the_toy_presets():
@@ -61,10 +63,11 @@ def test_a_plain_run_is_the_study_and_the_ablation_runs_on_request(tmp_path, mon
     assert [c[:2] for c in calls] == ["00", "01", "02", "03", "04", "05"]
 
 
-def test_the_runner_shows_cells_and_what_they_print_without_kernel_warnings(tmp_path, capfd):
+def test_the_runner_shows_cells_and_what_they_print_without_kernel_warnings(tmp_path, capfd, caplog):
     logged = []
     reproduce.run_preset("toy-glasses", {"results_root": str(tmp_path / "results"), "data_root": str(tmp_path / "data"),
                                          "scale": "smoke"}, log=logged.append, only=["00"])
+    assert not [r for r in caplog.records if "unknown parameter" in r.getMessage()]  # papermill injects only preset
     cells = [m.groups() for m in map(re.compile(r"\[toy-glasses\] 00 cell (\d+)/(\d+): (.*)").match, logged) if m]
     n = int(cells[0][1])
     assert [int(k) for k, _, _ in cells] == list(range(1, n + 1))  # every code cell, the injected parameters included
