@@ -14,8 +14,7 @@ from .io import save_dataframe, write_text
 from .mapping import ARCHITECTURES
 from .preset_training import image_term_models, train_config, train_preset
 from .quantitative import quantitative_rows
-from .splits import Split, inversion_dir
-from .train import InversionCache
+from .splits import Split, inversion_cache, inversion_dir
 
 
 ABLATION_GRID = dict(t_edit=(400, 0), arch=("a", "b", "c", "d"), depth=(8, 12))
@@ -34,7 +33,7 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
     the long table: one row per configuration and domain."""
     out_dir = Path(out_dir)
     cache_dir = inversion_dir(params)
-    cache = InversionCache(diffusion, params["ddim_steps"], cache_dir)
+    cache = inversion_cache(diffusion, params)
     rows = []
     configs = list(itertools.product(grid["t_edit"], grid["arch"], grid["depth"]))
     for t_edit, arch, depth in tqdm(configs, desc="ablation", disable=not progress):
@@ -45,7 +44,8 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
                  "train_batches": params["ablation_batches"], "validate_every": 0, "ema_decay": 0,
                  "salient_strength": 1.0}  # the paper's swap
             cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, models)
-            net = train_preset(diffusion, data, cfg, run, classifier, cache_dir, lpips, id_embed, progress=False)
+            net = train_preset(diffusion, data, cfg, run, classifier, cache_dir, lpips, id_embed, progress=False,
+                               eval_batch_size=params["eval_batch_size"])
             found = quantitative_rows(diffusion, net, cache, data, p, classifier, models, params["n_ablation_images"])
             write_text(done, json.dumps(found, indent=1))
         rows += [{"t_edit": t_edit, "arch": arch, "depth": depth, **r} for r in json.loads(done.read_text())]

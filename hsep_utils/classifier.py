@@ -114,15 +114,15 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.T
     return torch.cat([model(b.to(dev)).cpu() > 0 for b in x.split(batch_size)])
 
 
-def edit_success(model: nn.Module, original: torch.Tensor, edited: torch.Tensor, original_is_target: bool
-                 ) -> tuple[float, int]:
+def edit_success(model: nn.Module, original: torch.Tensor, edited: torch.Tensor, original_is_target: bool,
+                 batch_size: int = 256) -> tuple[float, int]:
     """Eq. 14 for one direction, counted like the paper's code: only images whose original is
     classified correctly count; an edit succeeds when the edited image is predicted as the other
     class. Returns (success rate, images counted); the rate is nan when none counts."""
-    counted = predict(model, original) == original_is_target
+    counted = predict(model, original, batch_size) == original_is_target
     if not counted.any():
         return float("nan"), 0
-    return (predict(model, edited)[counted] != original_is_target).float().mean().item(), int(counted.sum())
+    return (predict(model, edited, batch_size)[counted] != original_is_target).float().mean().item(), int(counted.sum())
 
 
 def swap_success(model: nn.Module, original_bg, original_tg, added, removed) -> dict:

@@ -1,4 +1,4 @@
-"""Edits with a trained mapping network (Eq. 4), batched.
+"""Edits with a trained mapping network (Eq. 4), in chunks of ``batch_size`` images.
 
 At every step t ≥ t_edit the edited images use h̃ = f(C, α·S′): C from their own h, S′ their own S
 (reconstruct), zero (remove) or a donor's S at the same timestep (swap). Donors are generated in
@@ -29,17 +29,24 @@ def check_compatible(net_config: dict, diffusion: Diffusion, fix: str = "use the
 @torch.no_grad()
 def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target: torch.Tensor, n_steps: int,
          mode: str = "reconstruct", t_edit: int = 0, donor_xT: torch.Tensor | None = None,
-         donor_is_target: torch.Tensor | None = None, alpha: float = 1.0, asymmetric: bool = True) -> torch.Tensor:
+         donor_is_target: torch.Tensor | None = None, alpha: float = 1.0, asymmetric: bool = True,
+         batch_size: int | None = None) -> torch.Tensor:
     """Generate edited images from inverted latents ``xT`` (N, 3, H, W); returns (N, 3, H, W).
-    ``asymmetric``: the reverse process of ``Diffusion.generate`` (the paper's Eq. 4 by default)."""
+    ``asymmetric``: the reverse process of ``Diffusion.generate`` (the paper's Eq. 4 by default).
+    ``batch_size``: images per generation (a swap's donors ride along with their images); None: all."""
     if mode not in MODES:
         raise ValueError(f"unknown edit mode {mode!r}; known: {', '.join(MODES)}")
     check_compatible(net.config(), diffusion)
     n = len(xT)
+    if mode == "swap" and (donor_xT is None or donor_is_target is None or len(donor_xT) != n):
+        raise ValueError("swap needs donor_xT and donor_is_target, one donor per image")
+    if batch_size is not None and n > batch_size:
+        return torch.cat([edit(diffusion, net, xT[i:i + batch_size], is_target[i:i + batch_size], n_steps, mode, t_edit,
+                               None if donor_xT is None else donor_xT[i:i + batch_size],
+                               None if donor_is_target is None else donor_is_target[i:i + batch_size], alpha,
+                               asymmetric) for i in range(0, n, batch_size)])
     cls = is_target.to(torch.bool).to(xT.device)
     if mode == "swap":
-        if donor_xT is None or donor_is_target is None or len(donor_xT) != n:
-            raise ValueError("swap needs donor_xT and donor_is_target, one donor per image")
         xT = torch.cat([xT, donor_xT.to(xT.device)])
         cls = torch.cat([cls, donor_is_target.to(torch.bool).to(xT.device)])
 
@@ -54,14 +61,15 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
 
 @torch.no_grad()
 def swap_salient(diffusion: Diffusion, net: MappingNetwork, xT_bg: torch.Tensor, xT_tg: torch.Tensor, n_steps: int,
-                 t_edit: int = 0, alpha: float = 1.0, asymmetric: bool = True,
-                 remove: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 t_edit: int = 0, alpha: float = 1.0, asymmetric: bool = True, remove: bool = True,
+                 batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The paper's swap: background images take the paired target's S (attribute added); target
     images take S = 0 (attribute removed). Returns (edited backgrounds, edited targets); with
     ``remove`` False the targets are only donors and the second is None."""
     bg, tg = torch.zeros(len(xT_bg), dtype=torch.bool), torch.ones(len(xT_tg), dtype=torch.bool)
-    added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, xT_tg, tg, alpha, asymmetric)
+    added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, xT_tg, tg, alpha, asymmetric, batch_size)
     removed = None
     if remove:
-        removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=alpha, asymmetric=asymmetric)
+        removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=alpha, asymmetric=asymmetric,
+                       batch_size=batch_size)
     return added, removed

@@ -182,13 +182,14 @@ def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, op
                    classifier: nn.Module, original_is_target: bool, lpips: nn.Module | Unavailable | None = None,
                    id_embed: Callable | Unavailable | None = None, inception: nn.Module | Unavailable | None = None,
                    counterfactual: torch.Tensor | None = None,
-                   regions: list[tuple[int, int, int, int]] | None = None) -> dict:
+                   regions: list[tuple[int, int, int, int]] | None = None, batch_size: int = 64) -> dict:
     """One table row for one domain (``"x"``: backgrounds given the attribute, ``original_is_target``
     False; ``"y"``: targets stripped of it, True). ``opposite_real`` are real images of the class
     the edits aim at (FID, fd_toy). Passing ``counterfactual`` (toy presets; one per image or a set,
     ``toy_counterfactual_set``) adds ``oracle_sr``, ``cf_mse_ratio`` and ``fd_toy``; ``regions``
     (``toy_regions``) confines oracle SR to a local attribute's box. A network that is
-    ``Unavailable`` (or not given) makes its cell ``unavailable`` with the reason in ``row["reasons"]``."""
+    ``Unavailable`` (or not given) makes its cell ``unavailable`` with the reason in ``row["reasons"]``.
+    Every network sees ``batch_size`` images at a time."""
     if not len(original) == len(edited) > 0:
         raise ValueError(f"{domain}: {len(original)} originals and {len(edited)} edited images; need equal, non-zero")
     row: dict = dict(domain=domain)
@@ -202,17 +203,17 @@ def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, op
         else:
             row[name] = float(value)
 
-    put("lpips", _with(lpips, lambda m: lpips_per_image(m, edited, original).mean()))
+    put("lpips", _with(lpips, lambda m: lpips_per_image(m, edited, original, batch_size).mean()))
     put("mse", mse_per_image(edited, original).mean())
     put("psnr", psnr_per_image(edited, original).mean())
-    put("id", _with(id_embed, lambda f: identity_similarity(f, edited, original).mean()))
-    put("fid", _with(inception, lambda m: fid(edited, opposite_real, m)))
-    row["sr"], row["sr_counted"] = edit_success(classifier, original, edited, original_is_target)
+    put("id", _with(id_embed, lambda f: identity_similarity(f, edited, original, batch_size).mean()))
+    put("fid", _with(inception, lambda m: fid(edited, opposite_real, m, batch_size)))
+    row["sr"], row["sr_counted"] = edit_success(classifier, original, edited, original_is_target, batch_size)
     if counterfactual is not None:
         put("oracle_sr", oracle_success(edited, original, counterfactual, regions).float().mean())
         put("cf_mse_ratio", cf_mse_ratio(edited, original, counterfactual))
-        put("fd_toy", frechet_distance(classifier_features(classifier, edited),
-                                       classifier_features(classifier, opposite_real)))
+        put("fd_toy", frechet_distance(classifier_features(classifier, edited, batch_size),
+                                       classifier_features(classifier, opposite_real, batch_size)))
     row["n"] = len(edited)
     row["reasons"] = reasons
     return row

@@ -68,6 +68,8 @@ PARAMETERS: dict[str, Parameter] = {
     "scales": Parameter(None, "a preset's own sizes at one scale, {scale: {key: value}}, e.g. {default: {ddim_steps: "
                         "50}}: they replace that scale's values there only (a key set outright still wins)", dict),
     "device": Parameter("auto", "cpu | cuda | auto (cuda when available)", str),
+    "eval_batch_size": Parameter(64, "images per DDIM pass outside the training step: inversion, h trajectories, "
+                                 "edits (with their donors), validation, reconstruction, the metrics' networks", int),
     # sizes
     "n_train_per_class": _size("training images per class"),
     "n_test_per_class": _size("test images per class"),

@@ -12,7 +12,7 @@ from .evaluation import preset_metric_models
 from .losses import LOSS_TERMS
 from .mapping import MappingNetwork
 from .metrics import Unavailable
-from .parameters import is_asymmetric
+from .parameters import DEFAULTS, is_asymmetric
 from .split_edits import edit_pairs, reconstruction_psnr
 from .splits import Split
 from .train import InversionCache, TrainConfig, train_mapping
@@ -51,9 +51,9 @@ def image_term_models(cfg: TrainConfig, device, params: dict | None = None,
 
 def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig, out_dir: str | Path,
                  classifier, inversion_dir: Path | None = None, lpips=None, id_embed=None,
-                 progress: bool = True) -> MappingNetwork:
+                 progress: bool = True, eval_batch_size: int = DEFAULTS["eval_batch_size"]) -> MappingNetwork:
     """Train on ``train_*``; each validation measures swap success and reconstruction PSNR on ``val_*``."""
-    cache = InversionCache(diffusion, cfg.n_steps, inversion_dir)
+    cache = InversionCache(diffusion, cfg.n_steps, inversion_dir, eval_batch_size)
 
     def validate(net: MappingNetwork) -> dict:
         val_bg, val_tg = data["val_bg"], data["val_tg"]
@@ -65,4 +65,4 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
 
     return train_mapping(diffusion, data["train_bg"].x, data["train_tg"].x, data["train_bg"].keys,
                          data["train_tg"].keys, cfg, out_dir, validate=validate, id_embed=id_embed, lpips=lpips,
-                         inversion_dir=inversion_dir, progress=progress)
+                         inversion_dir=inversion_dir, progress=progress, eval_batch_size=eval_batch_size)

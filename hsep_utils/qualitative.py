@@ -28,10 +28,12 @@ def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     bg, tg = data["test_bg"], data["test_tg"]
     xT_bg, xT_tg = cache(bg.keys[:n], bg.x[:n]), cache(tg.keys[:n], tg.x[:n])
     is_bg, is_tg = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
-    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, steps, t_edit, salient_strength(params), asym)
+    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, steps, t_edit, salient_strength(params), asym,
+                                  batch_size=cache.batch_size)
     grids = {}
     for name, split, xT, cls, edited in (("add", bg, xT_bg, is_bg, added), ("remove", tg, xT_tg, is_tg, removed)):
-        rows = [split.x[:n], edit(diffusion, net, xT, cls, steps, "reconstruct", t_edit, asymmetric=asym).cpu(), edited.cpu()]
+        rows = [split.x[:n], edit(diffusion, net, xT, cls, steps, "reconstruct", t_edit, asymmetric=asym,
+                                  batch_size=cache.batch_size).cpu(), edited.cpu()]
         if params["dataset_kind"] == "toy":
             rows.append(toy_counterfactuals(split.rows.head(n), params["attribute"], split.x.shape[-1]))
         grids[name] = save_grid(rows, out_dir / f"qualitative_{name}.png", scale=4)

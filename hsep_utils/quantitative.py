@@ -42,5 +42,6 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
             toy = dict(counterfactual=toy_counterfactual_set(head, params["attribute"], split.x.shape[-1]),
                        regions=toy_regions(head, params["attribute"], split.x.shape[-1]))
         rows.append(domain_metrics(domain, split.x[:n], edited, opposite.x, classifier, is_target,
-                                   models["lpips"], models["id_embed"], models["inception"], **toy))
+                                   models["lpips"], models["id_embed"], models["inception"], **toy,
+                                   batch_size=cache.batch_size))
     return rows

@@ -1,6 +1,7 @@
 """Edits of a preset's splits, image i of one class paired with image i of the other: what
 validation, the choice of α and the tables all measure. Under data parallelism each process edits
-its share and every process gets all edits back."""
+its share and every process gets all edits back; each generates ``cache.batch_size`` images at a
+time (the preset's ``eval_batch_size``)."""
 from __future__ import annotations
 
 import torch
@@ -28,7 +29,8 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
         return r.gather(bg.x[:0]), r.gather(tg.x[:0]) if remove else None
     keys_bg, keys_tg = bg.keys[:n][part], tg.keys[:n][part]
     xT_bg, xT_tg = cache(keys_bg, bg.x[:n][part]), cache(keys_tg, tg.x[:n][part])
-    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit, alpha, asymmetric, remove)
+    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit, alpha, asymmetric, remove,
+                                  cache.batch_size)
     return r.gather(added.cpu()), r.gather(removed.cpu()) if remove else None
 
 
@@ -43,5 +45,5 @@ def reconstruction_psnr(diffusion: Diffusion, net: MappingNetwork, cache: Invers
     rec = x[:0]
     if part.start < part.stop:
         rec = edit(diffusion, net.eval(), cache(keys[part], x[part]), is_target[part], n_steps, "reconstruct",
-                   t_edit, asymmetric=asymmetric).cpu()
+                   t_edit, asymmetric=asymmetric, batch_size=cache.batch_size).cpu()
     return psnr_per_image(r.gather(rec), x).mean().item()

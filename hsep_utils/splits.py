@@ -58,6 +58,14 @@ def load_preset_data(params: dict, image_size: int, n_val_per_class: int = 32) -
     return out
 
 
+def inversion_cache(diffusion, params: dict):
+    """The preset's ``InversionCache``: its DDIM steps, its folder (``inversion_dir``), ``eval_batch_size``
+    images per inversion and per edit of the splits."""
+    from .train import InversionCache
+
+    return InversionCache(diffusion, params["ddim_steps"], inversion_dir(params), params["eval_batch_size"])
+
+
 def inversion_dir(params: dict) -> Path:
     """Where inversions of this preset's images by this base model are cached (``cache/inversions``)."""
     from .diffusion import model_fingerprint

@@ -87,24 +87,25 @@ LEGACY_DEFAULTS = {"asymmetric": False}
 
 
 class InversionCache:
-    """DDIM inversions xT keyed by (model, image key, n_steps), in memory and optionally on disk."""
+    """DDIM inversions xT keyed by (model, image key, n_steps), in memory and optionally on disk;
+    what is missing is inverted ``batch_size`` images at a time."""
 
-    def __init__(self, diffusion: Diffusion, n_steps: int, directory: Path | None = None) -> None:
-        self.diffusion, self.n_steps, self.dir = diffusion, n_steps, directory
+    def __init__(self, diffusion: Diffusion, n_steps: int, directory: Path | None = None, batch_size: int = 64) -> None:
+        self.diffusion, self.n_steps, self.dir, self.batch_size = diffusion, n_steps, directory, batch_size
         self.mem: dict[str, torch.Tensor] = {}
 
     def __call__(self, keys: list[str], x0: torch.Tensor) -> torch.Tensor:
         missing = [i for i, k in enumerate(keys) if k not in self.mem and not self._load(k)]
-        if missing:
-            xT = self.diffusion.invert(x0[missing], self.n_steps).cpu()
-            for i, x in zip(missing, xT):
+        for part in range(0, len(missing), self.batch_size):
+            idx = missing[part:part + self.batch_size]
+            for i, x in zip(idx, self.diffusion.invert(x0[idx], self.n_steps).cpu()):
                 self.mem[keys[i]] = x
                 if self.dir is not None:
                     save_torch(x.clone(), self._path(keys[i]))
         return torch.stack([self.mem[k] for k in keys]).to(self.diffusion.device)
 
     @torch.no_grad()
-    def h_trajectories(self, keys: list[str], x0: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    def h_trajectories(self, keys: list[str], x0: torch.Tensor) -> torch.Tensor:
         """h at every step of each image's unedited generation from its inversion (the trajectory a
         perfect h̃ = h would follow), in generation order (t descending): (N, n_steps, C, H, W),
         float16 on the CPU (h needs no more precision here). Kept on disk beside the inversions when
@@ -112,8 +113,8 @@ class InversionCache:
         found = {k: torch.load(self._path(k, "h"), weights_only=True) for k in keys
                  if self.dir is not None and self._path(k, "h").exists()}
         missing = [i for i, k in enumerate(keys) if k not in found]
-        for part in range(0, len(missing), chunk):
-            idx = missing[part:part + chunk]
+        for part in range(0, len(missing), self.batch_size):
+            idx = missing[part:part + self.batch_size]
             _, traj = self.diffusion.generate(self([keys[i] for i in idx], x0[idx]), self.n_steps,
                                               return_trajectory=True)
             for i, h in zip(idx, torch.stack(traj.h, 1).to("cpu", torch.float16)):
@@ -250,16 +251,17 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
                   keys_tg: list[str], cfg: TrainConfig, out_dir: str | Path,
                   validate: Callable[[MappingNetwork], dict] | None = None, id_embed: Callable | None = None,
                   lpips=None, inversion_dir: Path | None = None, checkpoint_every: int = 10,
-                  progress: bool = True) -> MappingNetwork:
+                  progress: bool = True, eval_batch_size: int = DEFAULTS["eval_batch_size"]) -> MappingNetwork:
     """Train (or resume) a mapping network; writes ``last.pt``, ``best.pt``, ``train_log.csv`` and
     ``val_log.csv`` in ``out_dir``. ``validate(net)`` returns metrics with an ``sr`` key (and
     optionally ``sr_min``, ``psnr_rec``) that pick the best checkpoint (``selection_key``); without
-    it the last one is also the best."""
+    it the last one is also the best. ``eval_batch_size``: images per inversion and per generation
+    of the warm-up's h trajectories."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev, r = diffusion.device, ranks()
     r.even_share(cfg.batch_per_class, "batch_per_class")  # fail before any work
-    cache = InversionCache(diffusion, cfg.n_steps, None if inversion_dir is None else Path(inversion_dir))
+    cache = InversionCache(diffusion, cfg.n_steps, None if inversion_dir is None else Path(inversion_dir), eval_batch_size)
     seq = diffusion.timesteps(cfg.n_steps)
     pairs = [(t, tn) for t, tn in zip(reversed(seq), reversed([-1] + seq[:-1])) if t >= cfg.t_edit]
     n_batches = min(len(x_bg), len(x_tg)) // cfg.batch_per_class

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if r.is_main:
         print(f"attribute classifier test accuracy {accuracy:.3f}; {r.world} process(es); {cfg}", flush=True)
     train_preset(diffusion, data, cfg, out / "mapping", classifier, inversion_dir(params), lpips=lpips,
-                 id_embed=id_embed)
+                 id_embed=id_embed, eval_batch_size=params["eval_batch_size"])
     if r.is_main:
         plot_training(out / "mapping", params["preset"])
         print(f"wrote {out / 'mapping'}")

@@ -325,8 +325,8 @@ def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_res
     x_bg, x_tg = _data(4, seed=5), _data(4, seed=6)
     keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
     # the pool: h of each image's unedited generation from its inversion, step by step, in float16
-    cache = T.InversionCache(tiny_diffusion, 4, tmp_path / "inv")
-    pool = cache.h_trajectories(keys_bg, x_bg, chunk=3)
+    cache = T.InversionCache(tiny_diffusion, 4, tmp_path / "inv", batch_size=3)
+    pool = cache.h_trajectories(keys_bg, x_bg)
     _, traj = tiny_diffusion.generate(tiny_diffusion.invert(x_bg, 4), 4, return_trajectory=True)
     assert pool.shape == (4, 4, *traj.h[0].shape[1:]) and pool.dtype == torch.float16
     for k in range(4):
@@ -361,3 +361,36 @@ def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_res
     assert len(pd.read_csv(tmp_path / "train_log.csv")) == 2 * 2  # both batches, at t = 999 and 666 (≥ t_edit)
     with pytest.raises(ValueError, match="latent_warmup_steps"):
         TrainConfig(latent_warmup_steps=-1)
+
+
+def test_chunked_paths_equal_unchunked(tiny_diffusion):
+    """``eval_batch_size`` only splits the work: inversions, h trajectories, every edit mode (a
+    swap's donors ride with their images) and the metrics come out as from one batch, up to the
+    float32 round-off by which a CPU's kernels differ between batch sizes (~1e-5 relative)."""
+    from hsep_utils.classifier import SmallCNN
+    from hsep_utils.evaluation import domain_metrics
+    from hsep_utils.train import InversionCache
+
+    x = _data(6, seed=11)
+    keys = [f"k{i}" for i in range(6)]
+    whole, chunked = InversionCache(tiny_diffusion, 4, batch_size=64), InversionCache(tiny_diffusion, 4, batch_size=4)
+    xT = whole(keys, x)
+    torch.testing.assert_close(chunked(keys, x), xT, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(chunked.h_trajectories(keys, x).float(), whole.h_trajectories(keys, x).float(),
+                               atol=1e-2, rtol=0)  # float16 storage
+    net = MappingNetwork(32, "a", depth=1).eval()
+    cls = torch.tensor([False, True] * 3)
+    for mode in ("reconstruct", "remove", "swap"):
+        donors = dict(donor_xT=xT.flip(0), donor_is_target=~cls) if mode == "swap" else {}
+        one = edit(tiny_diffusion, net, xT, cls, 4, mode, alpha=1.5, **donors)
+        torch.testing.assert_close(edit(tiny_diffusion, net, xT, cls, 4, mode, alpha=1.5, batch_size=4, **donors), one,
+                                   atol=1e-3, rtol=1e-4)
+    added, removed = swap_salient(tiny_diffusion, net, xT[:3], xT[3:], 4)
+    added2, removed2 = swap_salient(tiny_diffusion, net, xT[:3], xT[3:], 4, batch_size=2)
+    torch.testing.assert_close(added2, added, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(removed2, removed, atol=1e-3, rtol=1e-4)
+    classifier = SmallCNN().eval()
+    rows = [domain_metrics("x", x, x.flip(0), x, classifier, False, batch_size=b) for b in (64, 2)]
+    assert rows[0].keys() == rows[1].keys()
+    for k in ("mse", "psnr", "sr", "sr_counted"):
+        assert rows[0][k] == pytest.approx(rows[1][k], nan_ok=True), k

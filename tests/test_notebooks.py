@@ -19,7 +19,8 @@ def smoke(tmp_path_factory):
     tiny_unet(32).save_pretrained(root / "model" / "unet")
     build_scheduler().save_pretrained(root / "model" / "scheduler")
     params = dict(scale="smoke", data_root=str(root / "data"), results_root=str(root / "results"),
-                  base_model=str(root / "model"), device="cpu", salient_strength="auto")
+                  base_model=str(root / "model"), device="cpu", salient_strength="auto",
+                  eval_batch_size=3)  # fewer than the smoke split's 4 test images per class: chunked paths split
     return root, params
 
 

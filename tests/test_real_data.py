@@ -289,7 +289,8 @@ def test_real_preset_notebooks_run_on_fixture(tmp_path, tiny_model, monkeypatch)
     jdir, idir = make_ffhq(tmp_path / "ffhq")
     params = {**load_preset("ffhq-glasses"), "scale": "smoke", "image_size": 32, "ddim_steps": None,
               "batch_per_class": None, "annotations": str(jdir), "images": str(idir), "base_model": str(tiny_model),
-              "data_root": str(tmp_path / "data"), "results_root": str(tmp_path / "results"), "device": "cpu"}
+              "data_root": str(tmp_path / "data"), "results_root": str(tmp_path / "results"), "device": "cpu",
+              "eval_batch_size": 3}  # fewer than the smoke split's 4 test images per class: every chunked path splits
     for nb in ("00_dataset_split.ipynb", "01_hspace_reconstruction_steps.ipynb", "02_train_mapping_network.ipynb",
                "03_qualitative_grids.ipynb"):
         run(nb, tmp_path, params)
