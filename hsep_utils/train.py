@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -87,22 +88,34 @@ LEGACY_DEFAULTS = {"asymmetric": False}
 
 
 class InversionCache:
-    """DDIM inversions xT keyed by (model, image key, n_steps), in memory and optionally on disk;
-    what is missing is inverted ``batch_size`` images at a time."""
+    """DDIM inversions xT keyed by (model, image key, n_steps), on disk when given a directory, and
+    in memory: all of them without one, with one at most ``in_memory`` (the most recently used; a
+    run over 20k images at 256 px would otherwise hold 16 GB). What is missing is inverted
+    ``batch_size`` images at a time."""
 
-    def __init__(self, diffusion: Diffusion, n_steps: int, directory: Path | None = None, batch_size: int = 64) -> None:
+    def __init__(self, diffusion: Diffusion, n_steps: int, directory: Path | None = None, batch_size: int = 64,
+                 in_memory: int = 256) -> None:
         self.diffusion, self.n_steps, self.dir, self.batch_size = diffusion, n_steps, directory, batch_size
-        self.mem: dict[str, torch.Tensor] = {}
+        self.in_memory = in_memory
+        self.mem: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def __call__(self, keys: list[str], x0: torch.Tensor) -> torch.Tensor:
-        missing = [i for i, k in enumerate(keys) if k not in self.mem and not self._load(k)]
+        found = {k: self.mem[k] for k in keys if k in self.mem}
+        found |= {k: torch.load(self._path(k), weights_only=True) for k in keys
+                  if k not in found and self.dir is not None and self._path(k).exists()}
+        missing = [i for i, k in enumerate(keys) if k not in found]
         for part in range(0, len(missing), self.batch_size):
             idx = missing[part:part + self.batch_size]
             for i, x in zip(idx, self.diffusion.invert(x0[idx], self.n_steps).cpu()):
-                self.mem[keys[i]] = x
+                found[keys[i]] = x
                 if self.dir is not None:
                     save_torch(x.clone(), self._path(keys[i]))
-        return torch.stack([self.mem[k] for k in keys]).to(self.diffusion.device)
+        for k in keys:
+            self.mem[k] = found[k]
+            self.mem.move_to_end(k)
+        while self.dir is not None and len(self.mem) > self.in_memory:
+            self.mem.popitem(last=False)  # on disk: read back when asked again
+        return torch.stack([found[k] for k in keys]).to(self.diffusion.device)
 
     @torch.no_grad()
     def h_trajectories(self, keys: list[str], x0: torch.Tensor) -> torch.Tensor:
@@ -127,11 +140,6 @@ class InversionCache:
         safe = key.replace("/", "__")
         return self.dir / f"{safe}.n{self.n_steps}{'.' + kind if kind else ''}.pt"
 
-    def _load(self, key: str) -> bool:
-        if self.dir is None or not self._path(key).exists():
-            return False
-        self.mem[key] = torch.load(self._path(key), weights_only=True)
-        return True
 
 
 def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.Tensor, cfg: TrainConfig,

@@ -394,3 +394,21 @@ def test_chunked_paths_equal_unchunked(tiny_diffusion):
     assert rows[0].keys() == rows[1].keys()
     for k in ("mse", "psnr", "sr", "sr_counted"):
         assert rows[0][k] == pytest.approx(rows[1][k], nan_ok=True), k
+
+
+def test_inversion_cache_keeps_a_bounded_working_set_beside_its_folder(tiny_diffusion, tmp_path, monkeypatch):
+    """With a folder, at most ``in_memory`` inversions stay in memory; the rest are read back from
+    disk, identical, without inverting again. Without a folder every inversion stays in memory."""
+    from hsep_utils.train import InversionCache
+
+    x = _data(5, seed=12)
+    keys = [f"k{i}" for i in range(5)]
+    bounded = InversionCache(tiny_diffusion, 3, tmp_path / "inv", batch_size=2, in_memory=2)
+    first = bounded(keys, x)
+    assert len(bounded.mem) == 2 and list(bounded.mem) == keys[-2:]
+    monkeypatch.setattr(tiny_diffusion, "invert", lambda *a, **k: pytest.fail("inverted again"))
+    assert torch.equal(bounded(keys[::-1], x.flip(0)), first.flip(0)) and len(bounded.mem) == 2
+    monkeypatch.undo()
+    unbounded = InversionCache(tiny_diffusion, 3, batch_size=2, in_memory=2)
+    unbounded(keys, x)
+    assert len(unbounded.mem) == 5
