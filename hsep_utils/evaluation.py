@@ -2,7 +2,8 @@
 
 Domain x: background test images given the attribute (S from a target); domain y: target test
 images stripped of it (S = 0). MSE, PSNR, LPIPS and ID compare each edited image with its own
-original; FID compares the edited images with real images of the opposite class; SR is Eq. 14
+original; FID and KID compare the edited images with real images of the opposite class (the table
+says how many of each: FID is biased upwards on few images, KID is not); SR is Eq. 14
 counted like the paper's code. Toy presets add what only a world with known factors allows:
 oracle SR and the counterfactual MSE ratio against the exact counterfactual, and a Fréchet
 distance on the toy attribute classifier's features (``fd_toy``; not FID: not Inception).
@@ -27,14 +28,14 @@ from .toy import ATTRIBUTES, ToyFactors, attribute_region
 
 UNAVAILABLE = "unavailable"
 LOCAL_ATTRIBUTES = ("glasses", "smile")  # the toy attributes with a pixel region (toy.attribute_region)
-COLUMNS = ("domain", "lpips", "mse", "psnr", "id", "fid", "sr")
+COLUMNS = ("domain", "lpips", "mse", "psnr", "id", "fid", "kid", "sr")
 TOY_COLUMNS = ("oracle_sr", "cf_mse_ratio", "fd_toy")
-COUNT_COLUMNS = ("n", "sr_counted")
+COUNT_COLUMNS = ("n", "sr_counted", "n_reference")
 HEADERS = {  # Markdown header: better-direction arrow and name
-    "lpips": "↓ LPIPS", "mse": "↓ MSE", "psnr": "↑ PSNR (dB)", "id": "↑ ID", "fid": "↓ FID", "sr": "↑ SR",
+    "lpips": "↓ LPIPS", "mse": "↓ MSE", "psnr": "↑ PSNR (dB)", "id": "↑ ID", "fid": "↓ FID", "kid": "↓ KID", "sr": "↑ SR",
     "oracle_sr": "↑ oracle SR", "cf_mse_ratio": "↓ CF MSE ratio", "fd_toy": "↓ FD (toy classifier features)",
 }
-FORMATS = {"lpips": ".3f", "mse": ".4f", "psnr": ".2f", "id": ".3f", "fid": ".2f", "sr": ".3f", "oracle_sr": ".3f",
+FORMATS = {"lpips": ".3f", "mse": ".4f", "psnr": ".2f", "id": ".3f", "fid": ".2f", "kid": ".4f", "sr": ".3f", "oracle_sr": ".3f",
            "cf_mse_ratio": ".3f", "fd_toy": ".3f"}
 DOMAINS = {"x": "x (background + attribute)", "y": "y (target − attribute)"}
 
@@ -144,14 +145,33 @@ def inception_features(x: torch.Tensor, extractor: nn.Module, batch_size: int = 
     return np.concatenate(out)
 
 
-def fid(edited: torch.Tensor, reference: torch.Tensor, extractor: nn.Module | Unavailable,
-        batch_size: int = 32) -> float | Unavailable:
-    """FID (clean-fid's Inception features, our Fréchet distance) between edited images and real
-    images of the opposite class; an absent Inception passes its ``Unavailable`` through."""
+def kernel_distance(feats_a: np.ndarray, feats_b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
+                    seed: int = 0) -> float:
+    """KID: the unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³, averaged
+    over ``subsets`` random subsets of min(``subset_size``, both set sizes) rows of each (as
+    clean-fid's ``kernel_distance``, but with its own seeded generator: the same sets give the same
+    number). Unbiased, unlike FID, so it stays comparable on small sets."""
+    a, b = (np.asarray(f, np.float64).reshape(len(f), -1) for f in (feats_a, feats_b))
+    m, d = min(len(a), len(b), subset_size), a.shape[1]
+    if m < 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"need ≥ 2 samples of equal dimension in each set, got {a.shape} and {b.shape}")
+    rng, total = np.random.default_rng(seed), 0.0
+    for _ in range(subsets):
+        x, y = a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]
+        kxx, kyy, kxy = ((p @ q.T / d + 1) ** 3 for p, q in ((x, x), (y, y), (x, y)))
+        total += ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * kxy.mean()
+    return float(total / subsets)
+
+
+def inception_distances(edited: torch.Tensor, reference: torch.Tensor, extractor: nn.Module | Unavailable,
+                        batch_size: int = 32) -> dict | Unavailable:
+    """FID and KID (clean-fid's Inception features, our Fréchet and kernel distances) between edited
+    images and real images of the opposite class; an absent Inception passes its ``Unavailable``
+    through."""
     if isinstance(extractor, Unavailable):
         return extractor
-    return frechet_distance(inception_features(edited, extractor, batch_size),
-                            inception_features(reference, extractor, batch_size))
+    a, b = inception_features(edited, extractor, batch_size), inception_features(reference, extractor, batch_size)
+    return dict(fid=frechet_distance(a, b), kid=kernel_distance(a, b))
 
 
 @torch.no_grad()
@@ -207,14 +227,16 @@ def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, op
     put("mse", mse_per_image(edited, original).mean())
     put("psnr", psnr_per_image(edited, original).mean())
     put("id", _with(id_embed, lambda f: identity_similarity(f, edited, original, batch_size).mean()))
-    put("fid", _with(inception, lambda m: fid(edited, opposite_real, m, batch_size)))
+    distances = _with(inception, lambda m: inception_distances(edited, opposite_real, m, batch_size))
+    for name in ("fid", "kid"):
+        put(name, distances if distances is None or isinstance(distances, Unavailable) else distances[name])
     row["sr"], row["sr_counted"] = edit_success(classifier, original, edited, original_is_target, batch_size)
     if counterfactual is not None:
         put("oracle_sr", oracle_success(edited, original, counterfactual, regions).float().mean())
         put("cf_mse_ratio", cf_mse_ratio(edited, original, counterfactual))
         put("fd_toy", frechet_distance(classifier_features(classifier, edited, batch_size),
                                        classifier_features(classifier, opposite_real, batch_size)))
-    row["n"] = len(edited)
+    row["n"], row["n_reference"] = len(edited), len(opposite_real)
     row["reasons"] = reasons
     return row
 
@@ -231,10 +253,11 @@ def write_table(rows: list[dict], csv_path: str | Path, md_path: str | Path, tit
     (one row per domain, arrows for the better direction, footnotes for unavailable metrics and
     their reasons); returns the Markdown.
 
-    CSV columns: domain; lpips, mse, psnr, id, fid, sr (MSE/PSNR/LPIPS/ID: edited vs its original,
-    pixels in [0, 1]; FID: edited vs real images of the opposite class; SR: Eq. 14 over the
-    ``sr_counted`` images whose original the classifier gets right); on toy presets oracle_sr,
-    cf_mse_ratio, fd_toy; n (edited images); sr_counted; unavailable_reasons (``metric: reason; …``).
+    CSV columns: domain; lpips, mse, psnr, id, fid, kid, sr (MSE/PSNR/LPIPS/ID: edited vs its
+    original, pixels in [0, 1]; FID, KID: edited vs the ``n_reference`` real images of the opposite
+    class; SR: Eq. 14 over the ``sr_counted`` images whose original the classifier gets right); on toy
+    presets oracle_sr, cf_mse_ratio, fd_toy; n (edited images); sr_counted; n_reference;
+    unavailable_reasons (``metric: reason; …``).
     A metric that could not be computed holds the string ``unavailable``."""
     save_dataframe(results_frame(rows), csv_path)
     md = markdown_table(rows, title, notes)
@@ -274,8 +297,10 @@ def markdown_table(rows: list[dict], title: str, notes: list[str] | tuple[str, .
         lines.append(f"| {DOMAINS.get(r['domain'], r['domain'])} | " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"[{k}] {text}" for text, k in footnotes.items()]
-    lines += ["", "Images: " + "; ".join(f"{r['domain']} {r['n']} (SR over the {r['sr_counted']} whose original the "
-                                         f"classifier gets right)" for r in rows) + "."]
+    lines += ["", "Images: " + "; ".join(
+        f"{r['domain']} {r['n']} (SR over the {r['sr_counted']} whose original the classifier gets right"
+        + (f"; FID, KID and FD against {r['n_reference']} real images of the other class" if "n_reference" in r else "")
+        + ")" for r in rows) + "."]
     lines += [f"- {n}" for n in notes]
     md = "\n".join(lines).rstrip() + "\n"
     return md

@@ -8,9 +8,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hsep_utils.classifier import swap_success
-from hsep_utils.evaluation import (UNAVAILABLE, cf_mse_ratio, domain_metrics, fid, frechet_distance,
-                                   identity_similarity, nearest_counterfactual, oracle_success, toy_regions,
-                                   write_table)
+from hsep_utils.evaluation import (UNAVAILABLE, cf_mse_ratio, domain_metrics, frechet_distance, identity_similarity,
+                                   inception_distances, kernel_distance, nearest_counterfactual, oracle_success,
+                                   toy_regions, write_table)
 from hsep_utils.identity import DEFAULT_FILE, default_encoder_file, toy_identity_embedder, train
 from hsep_utils.metrics import Unavailable
 from hsep_utils.toy import ATTRIBUTES, attribute_region, render, sample_factors
@@ -155,13 +155,30 @@ class StubInception(nn.Module):
         return x.mean((2, 3)) + self.bias
 
 
-def test_fid_uses_the_extractor_features_and_passes_unavailable_through():
+def test_fid_and_kid_use_the_extractor_features_and_pass_unavailable_through():
     a, b = unit_images(0.0, 0.2, 0.4, size=8), unit_images(1.0, 0.6, size=8)
     feats = lambda u: 255 * np.repeat(np.array(u)[:, None], 3, 1)  # noqa: E731  constant images keep their value
-    assert fid(a, b, StubInception()) == pytest.approx(frechet_distance(feats([0, .2, .4]), feats([1, .6])), rel=1e-4)
-    assert fid(a, a, StubInception()) == pytest.approx(0.0, abs=1e-3)
+    found = inception_distances(a, b, StubInception())
+    assert found["fid"] == pytest.approx(frechet_distance(feats([0, .2, .4]), feats([1, .6])), rel=1e-4)
+    assert found["kid"] == pytest.approx(kernel_distance(feats([0, .2, .4]), feats([1, .6])), rel=1e-4)
+    assert inception_distances(a, a, StubInception())["fid"] == pytest.approx(0.0, abs=1e-3)
     missing = Unavailable("FID needs a file")
-    assert fid(a, b, missing) is missing
+    assert inception_distances(a, b, missing) is missing
+
+
+def test_kernel_distance_is_clean_fids_kid_seeded():
+    from cleanfid.fid import kernel_distance as clean_kid
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(40, 16)), rng.normal(0.5, 1.0, size=(30, 16))
+    # one subset holding every row of the smaller set: no sampling left, the two must agree
+    np.random.seed(0)
+    ours, theirs = kernel_distance(a[:30], b, subsets=1), clean_kid(a[:30], b, num_subsets=1)
+    assert ours == pytest.approx(theirs, rel=1e-9)
+    assert kernel_distance(a, b) == kernel_distance(a, b)  # seeded: the same sets, the same number
+    assert kernel_distance(a, b) > 10 * abs(kernel_distance(a[:20], a[20:]))  # shifted set vs same distribution
+    with pytest.raises(ValueError, match="≥ 2 samples"):
+        kernel_distance(a[:1], b)
 
 
 def test_missing_weights_give_the_reason_and_no_number(tmp_path, monkeypatch):
@@ -218,7 +235,7 @@ def test_write_table_layout(tmp_path):
     assert "| 0.750 |" in lines[5] and md.count("[1] FID needs inception-2015-12-05.pt") == 1
     assert (tmp_path / "t.md").read_text() == md
     csv = pd.read_csv(tmp_path / "t.csv")
-    assert list(csv.columns) == ["domain", "lpips", "mse", "psnr", "id", "fid", "sr", "n", "sr_counted",
+    assert list(csv.columns) == ["domain", "lpips", "mse", "psnr", "id", "fid", "sr", "n", "sr_counted", "n_reference",
                                  "unavailable_reasons"]
 
 
@@ -251,7 +268,7 @@ def test_toy_domain_row_has_the_toy_columns():
     row = domain_metrics("x", bg, cf, cf, StubClassifier(), False, id_embed=toy_identity_embedder(),
                          counterfactual=cf, regions=toy_regions(rows, "glasses", 32))
     assert row["oracle_sr"] == 1.0 and row["cf_mse_ratio"] == 0.0 and row["fd_toy"] == pytest.approx(0, abs=1e-6)
-    assert 0 < row["id"] < 1 and row["reasons"].keys() == {"lpips", "fid"}
+    assert 0 < row["id"] < 1 and row["reasons"].keys() == {"lpips", "fid", "kid"}
 
 
 def test_identity_training_is_deterministic(tmp_path):
