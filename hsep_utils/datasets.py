@@ -188,6 +188,15 @@ def toy_counterfactuals(rows: pd.DataFrame, attribute: str, size: int) -> torch.
     return toy_counterfactual_set(rows, attribute, size)[0]
 
 
+def toy_donor_counterfactuals(rows: pd.DataFrame, donor_rows: pd.DataFrame, attribute: str, size: int) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1]: row i's counterfactual with donor row i's own salient sub-factors
+    (``ToyFactors.with_salient_of``): what adding by swap should give, if S carries them."""
+    if len(rows) != len(donor_rows):
+        raise ValueError(f"{len(rows)} images and {len(donor_rows)} donors: one donor per image")
+    return from_uint8(np.stack([render(ToyFactors.from_mapping(r).with_salient_of(ToyFactors.from_mapping(d), attribute),
+                                       size) for (_, r), (_, d) in zip(rows.iterrows(), donor_rows.iterrows())]))
+
+
 def toy_counterfactual_set(rows: pd.DataFrame, attribute: str, size: int) -> torch.Tensor:
     """(K, N, 3, H, W) in [-1, 1]: every counterfactual each toy manifest row allows
     (``ToyFactors.counterfactuals``: adding glasses, one per frame colour), ``toy_counterfactuals``'

@@ -29,14 +29,15 @@ from .toy import ATTRIBUTES, ToyFactors, attribute_region
 UNAVAILABLE = "unavailable"
 LOCAL_ATTRIBUTES = ("glasses", "smile")  # the toy attributes with a pixel region (toy.attribute_region)
 COLUMNS = ("domain", "lpips", "mse", "psnr", "id", "fid", "kid", "sr")
-TOY_COLUMNS = ("oracle_sr", "cf_mse_ratio", "fd_toy")
+TOY_COLUMNS = ("oracle_sr", "cf_mse_ratio", "fd_toy", "oracle_sr_donor", "donor_match", "psnr_outside")
 COUNT_COLUMNS = ("n", "sr_counted", "n_reference")
 HEADERS = {  # Markdown header: better-direction arrow and name
     "lpips": "↓ LPIPS", "mse": "↓ MSE", "psnr": "↑ PSNR (dB)", "id": "↑ ID", "fid": "↓ FID", "kid": "↓ KID", "sr": "↑ SR",
     "oracle_sr": "↑ oracle SR", "cf_mse_ratio": "↓ CF MSE ratio", "fd_toy": "↓ FD (toy classifier features)",
+    "oracle_sr_donor": "↑ oracle SR (donor's)", "donor_match": "↑ donor match", "psnr_outside": "↑ PSNR outside (dB)",
 }
 FORMATS = {"lpips": ".3f", "mse": ".4f", "psnr": ".2f", "id": ".3f", "fid": ".2f", "kid": ".4f", "sr": ".3f", "oracle_sr": ".3f",
-           "cf_mse_ratio": ".3f", "fd_toy": ".3f"}
+           "cf_mse_ratio": ".3f", "fd_toy": ".3f", "oracle_sr_donor": ".3f", "donor_match": ".3f", "psnr_outside": ".2f"}
 DOMAINS = {"x": "x (background + attribute)", "y": "y (target − attribute)"}
 
 
@@ -95,6 +96,27 @@ def _region_mse(a: torch.Tensor, b: torch.Tensor, regions) -> torch.Tensor:
         m[:, y0:y1, x0:x1] = 1
     err = (to_unit(a) - to_unit(b)).pow(2) * mask
     return err.flatten(1).sum(1) / (mask.flatten(1).sum(1) * a.shape[1])
+
+
+def psnr_outside(a: torch.Tensor, b: torch.Tensor, regions: list[tuple[int, int, int, int]]) -> torch.Tensor:
+    """Per-image PSNR (dB, pixels in [0, 1]) outside each image's box: what an edit of a local
+    attribute keeps of the rest of the image."""
+    if len(regions) != len(a):
+        raise ValueError(f"{len(regions)} regions for {len(a)} images")
+    keep = torch.ones(len(a), 1, *a.shape[-2:], device=a.device)
+    for m, (x0, y0, x1, y1) in zip(keep, regions):
+        m[:, y0:y1, x0:x1] = 0
+    mse = ((to_unit(a) - to_unit(b)).pow(2) * keep).flatten(1).sum(1) / (keep.flatten(1).sum(1) * a.shape[1])
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+def donor_transfer(edited: torch.Tensor, original: torch.Tensor, counterfactual: torch.Tensor,
+                   donor_counterfactual: torch.Tensor, regions=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image (bool), for adding by swap: ``match`` — the edit's nearest counterfactual of the set
+    is the one with the donor's own salient sub-factors (the glasses' frame colour), i.e. S carried
+    them; ``success`` — the donor's oracle: the attribute was added (``oracle_success``) and matches."""
+    match = (nearest_counterfactual(edited, counterfactual) == donor_counterfactual).flatten(1).all(1)
+    return match, oracle_success(edited, original, counterfactual, regions) & match
 
 
 def nearest_counterfactual(edited: torch.Tensor, counterfactual: torch.Tensor) -> torch.Tensor:
@@ -202,12 +224,16 @@ def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, op
                    classifier: nn.Module, original_is_target: bool, lpips: nn.Module | Unavailable | None = None,
                    id_embed: Callable | Unavailable | None = None, inception: nn.Module | Unavailable | None = None,
                    counterfactual: torch.Tensor | None = None,
-                   regions: list[tuple[int, int, int, int]] | None = None, batch_size: int = 64) -> dict:
+                   regions: list[tuple[int, int, int, int]] | None = None, batch_size: int = 64,
+                   donor_counterfactual: torch.Tensor | None = None) -> dict:
     """One table row for one domain (``"x"``: backgrounds given the attribute, ``original_is_target``
     False; ``"y"``: targets stripped of it, True). ``opposite_real`` are real images of the class
     the edits aim at (FID, fd_toy). Passing ``counterfactual`` (toy presets; one per image or a set,
     ``toy_counterfactual_set``) adds ``oracle_sr``, ``cf_mse_ratio`` and ``fd_toy``; ``regions``
-    (``toy_regions``) confines oracle SR to a local attribute's box. A network that is
+    (``toy_regions``) confines oracle SR to a local attribute's box and adds ``psnr_outside``; with
+    ``donor_counterfactual`` (adding by swap: ``toy_donor_counterfactuals``) and an attribute whose
+    counterfactuals differ in sub-factors, ``donor_match`` and ``oracle_sr_donor``
+    (``donor_transfer``); where these do not apply the cell says why. A network that is
     ``Unavailable`` (or not given) makes its cell ``unavailable`` with the reason in ``row["reasons"]``.
     Every network sees ``batch_size`` images at a time."""
     if not len(original) == len(edited) > 0:
@@ -236,6 +262,17 @@ def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, op
         put("cf_mse_ratio", cf_mse_ratio(edited, original, counterfactual))
         put("fd_toy", frechet_distance(classifier_features(classifier, edited, batch_size),
                                        classifier_features(classifier, opposite_real, batch_size)))
+        if donor_counterfactual is None:
+            why = Unavailable("not applicable: no donor (removal sets S = 0)")
+            put("oracle_sr_donor", why), put("donor_match", why)
+        elif counterfactual.dim() == edited.dim() or len(counterfactual) == 1:
+            why = Unavailable("not applicable: the attribute has no salient sub-factor in this toy world")
+            put("oracle_sr_donor", why), put("donor_match", why)
+        else:
+            match, success = donor_transfer(edited, original, counterfactual, donor_counterfactual, regions)
+            put("oracle_sr_donor", success.float().mean()), put("donor_match", match.float().mean())
+        put("psnr_outside", Unavailable("not applicable: a global attribute has no box") if regions is None
+            else psnr_outside(edited, original, regions).mean())
     row["n"], row["n_reference"] = len(edited), len(opposite_real)
     row["reasons"] = reasons
     return row

@@ -1,7 +1,7 @@
 """Tables 1–4: the rows of notebook 04 (and of each ablation configuration)."""
 from __future__ import annotations
 
-from .datasets import toy_counterfactual_set
+from .datasets import toy_counterfactual_set, toy_donor_counterfactuals
 from .diffusion import Diffusion
 from .evaluation import domain_metrics, toy_regions
 from .mapping import MappingNetwork
@@ -22,8 +22,9 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     """Tables 1–4: one ``evaluation.domain_metrics`` row per domain for the first ``n`` test images of
     each class — x: backgrounds given the paired target's S (times the preset's ``salient_strength``),
     y: targets given S = 0 — with, on toy presets, the true counterfactuals (oracle SR,
-    counterfactual MSE ratio, fd_toy). When that strength is not 1, a third row ``x (α = 1)`` is the
-    paper's own swap."""
+    counterfactual MSE ratio, fd_toy, PSNR outside a local attribute's box) and, adding, the
+    counterfactual with the donor's own sub-factors (donor match, the donor's oracle SR). When that
+    strength is not 1, a third row ``x (α = 1)`` is the paper's own swap."""
     bg, tg = data["test_bg"], data["test_tg"]
     n = min(len(bg.x), len(tg.x)) if n is None else min(n, len(bg.x), len(tg.x))
     alpha = salient_strength(params)
@@ -41,6 +42,9 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
             head = split.rows.head(n)
             toy = dict(counterfactual=toy_counterfactual_set(head, params["attribute"], split.x.shape[-1]),
                        regions=toy_regions(head, params["attribute"], split.x.shape[-1]))
+            if not is_target:  # adding by swap: image i took target i's S
+                toy["donor_counterfactual"] = toy_donor_counterfactuals(head, opposite.rows.head(n), params["attribute"],
+                                                                        split.x.shape[-1])
         rows.append(domain_metrics(domain, split.x[:n], edited, opposite.x, classifier, is_target,
                                    models["lpips"], models["id_embed"], models["inception"], **toy,
                                    batch_size=cache.batch_size))

@@ -72,6 +72,13 @@ class ToyFactors:
         choices = [dict(zip(hidden, values)) for values in itertools.product(*hidden.values())]
         return [first] + [c for c in (replace(first, **v) for v in choices) if c != first]
 
+    def with_salient_of(self, donor: "ToyFactors", attribute: str) -> "ToyFactors":
+        """The counterfactual a swap from ``donor`` should give: ``attribute`` flipped, and the factors
+        only it shows (``SHOWN_ONLY_WITH``: the glasses' frame colour) taken from the donor."""
+        first = self.flipped(attribute)
+        hidden = SHOWN_ONLY_WITH.get(attribute, {}) if getattr(first, attribute) else {}
+        return replace(first, **{k: getattr(donor, k) for k in hidden})
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -268,7 +269,8 @@ def test_toy_domain_row_has_the_toy_columns():
     row = domain_metrics("x", bg, cf, cf, StubClassifier(), False, id_embed=toy_identity_embedder(),
                          counterfactual=cf, regions=toy_regions(rows, "glasses", 32))
     assert row["oracle_sr"] == 1.0 and row["cf_mse_ratio"] == 0.0 and row["fd_toy"] == pytest.approx(0, abs=1e-6)
-    assert 0 < row["id"] < 1 and row["reasons"].keys() == {"lpips", "fid", "kid"}
+    assert 0 < row["id"] < 1 and row["reasons"].keys() == {"lpips", "fid", "kid", "oracle_sr_donor", "donor_match"}
+    assert row["psnr_outside"] > 30  # the counterfactual differs from the input inside the glasses box only
 
 
 def test_identity_training_is_deterministic(tmp_path):
@@ -406,3 +408,50 @@ def test_salient_strength_auto_without_a_reaching_alpha_takes_the_best_and_names
     assert strength.choose_salient_strength(None, None, None, data, params, None, tmp_path / "s.csv", confidence=0.5) == 1.5
     with pytest.raises(FileNotFoundError, match="salient_strength.csv.*run notebook 02"):
         strength.salient_strength({**params, "salient_strength": "auto"})
+
+
+def test_donor_oracle_and_donor_match_ask_for_the_donors_frame_colour():
+    """Adding glasses by swap should take the donor's own frame colour: rendered toy faces with the
+    donor's colour pass both; a right band of another colour passes the any-colour oracle only."""
+    import pandas as pd
+
+    from hsep_utils.datasets import toy_counterfactual_set, toy_donor_counterfactuals
+    from hsep_utils.evaluation import donor_transfer
+    from hsep_utils.plotting import from_uint8
+    from hsep_utils.toy import ToyFactors
+
+    faces = [sample_factors(3, i, glasses=0) for i in range(3)]
+    donors = [replace(sample_factors(4, i, glasses=1), frame_colour=c) for i, c in enumerate((2, 0, 1))]
+    rows, donor_rows = pd.DataFrame([f.as_dict() for f in faces]), pd.DataFrame([d.as_dict() for d in donors])
+    original = from_uint8(np.stack([render(f) for f in faces]))
+    cf_set = toy_counterfactual_set(rows, "glasses", 32)
+    donor_cf = toy_donor_counterfactuals(rows, donor_rows, "glasses", 32)
+    regions = toy_regions(rows, "glasses", 32)
+    right = from_uint8(np.stack([render(replace(f, glasses=1, frame_colour=d.frame_colour)) for f, d in zip(faces, donors)]))
+    wrong = from_uint8(np.stack([render(replace(f, glasses=1, frame_colour=(d.frame_colour + 1) % 3))
+                                 for f, d in zip(faces, donors)]))
+    assert torch.equal(donor_cf, right)
+    match, success = donor_transfer(right, original, cf_set, donor_cf, regions)
+    assert match.all() and success.all()
+    match, success = donor_transfer(wrong, original, cf_set, donor_cf, regions)
+    assert not match.any() and not success.any() and oracle_success(wrong, original, cf_set, regions).all()
+    row = domain_metrics("x", original, wrong, right, StubClassifier(), False, counterfactual=cf_set, regions=regions,
+                         donor_counterfactual=donor_cf)
+    assert row["oracle_sr"] == 1.0 and row["oracle_sr_donor"] == 0.0 and row["donor_match"] == 0.0
+    removal = domain_metrics("y", right, original, original, StubClassifier(), True, counterfactual=cf_set[:1],
+                             regions=regions)
+    assert removal["donor_match"] == UNAVAILABLE and "no donor" in removal["reasons"]["donor_match"]
+    assert ToyFactors.from_mapping(rows.iloc[0]).with_salient_of(donors[0], "smile").frame_colour == faces[0].frame_colour
+
+
+def test_psnr_outside_ignores_the_box():
+    from hsep_utils.evaluation import psnr_outside
+
+    a = unit_images(0.5, 0.5, size=8)
+    b = a.clone()
+    b[:, :, 2:5, 1:6] = 1.0  # a change inside the box only
+    regions = [(1, 2, 6, 5), (1, 2, 6, 5)]
+    assert psnr_outside(b, a, regions).tolist() == pytest.approx([100.0, 100.0])  # identical: the 1e-10 floor
+    b[:, :, 0, 0] = -1.0  # one pixel outside, 0.5 off in [0, 1]: PSNR over the 64 - 15 pixels outside
+    expected = 10 * math.log10(1 / (0.5 ** 2 / (64 - 15)))
+    assert psnr_outside(b, a, regions) == pytest.approx(torch.full((2,), expected), rel=1e-5)

@@ -73,7 +73,8 @@ def test_03_qualitative_grids(smoke):
     assert (out / "qualitative_remove.png").exists() and (out / "salient_strength.png").exists()
 
 
-TABLE_COLUMNS = ["domain", "lpips", "mse", "psnr", "id", "fid", "kid", "sr", "oracle_sr", "cf_mse_ratio", "fd_toy"]
+TABLE_COLUMNS = ["domain", "lpips", "mse", "psnr", "id", "fid", "kid", "sr", "oracle_sr", "cf_mse_ratio", "fd_toy",
+                 "oracle_sr_donor", "donor_match", "psnr_outside"]
 
 
 def test_04_quantitative_tables(smoke):
