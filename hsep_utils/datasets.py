@@ -43,11 +43,38 @@ def build_toy_dataset(data_root: str | Path, attribute: str, n_train_per_class: 
     temporary directory and renamed into place: an interrupted build leaves nothing behind.
     Returns (manifest, dataset folder).
     """
-    if attribute not in ATTRIBUTES:
-        raise ValueError(f"unknown toy attribute {attribute!r}; known: {', '.join(ATTRIBUTES)}")
     config = dict(kind="toy", attribute=attribute, n_train_per_class=n_train_per_class,
                   n_test_per_class=n_test_per_class, size=size, seed=seed, renderer=RENDERER_VERSION)
     root = Path(data_root) / toy_dataset_name(attribute, size, seed, n_train_per_class, n_test_per_class)
+    n_train = 2 * n_train_per_class
+    plan = [("train", seed, i) for i in range(n_train)] + [("test", seed, n_train + i) for i in range(2 * n_test_per_class)]
+    return _toy_dataset(root, config, plan, attribute, size, progress)
+
+
+def build_toy_sealed(data_root: str | Path, attribute: str, n_train_per_class: int, n_test_per_class: int,
+                     size: int, seed: int, test_seed: int, progress: bool = True) -> tuple[pd.DataFrame, Path]:
+    """A sealed test population of ``n_test_per_class`` images per class, beside the dataset of
+    ``build_toy_dataset``: identities numbered after its training and test ones and drawn from
+    ``test_seed``, so they share no identity (and no factor draw) with its splits, and no choice
+    made on those splits has seen them. Split ``test``, files ``sealed<test_seed>/<class>/<i>.png``
+    (the seed in the name keeps inversion-cache keys apart)."""
+    config = dict(kind="toy-sealed", attribute=attribute, n_test_per_class=n_test_per_class, size=size,
+                  test_seed=test_seed, first_identity=2 * (n_train_per_class + n_test_per_class),
+                  renderer=RENDERER_VERSION)
+    root = Path(data_root) / (toy_dataset_name(attribute, size, seed, n_train_per_class, n_test_per_class)
+                              + f"-sealed{test_seed}")
+    first = config["first_identity"]
+    plan = [("test", test_seed, first + i) for i in range(2 * n_test_per_class)]
+    return _toy_dataset(root, config, plan, attribute, size, progress, folder=f"sealed{test_seed}")
+
+
+def _toy_dataset(root: Path, config: dict, plan: list[tuple[str, int, int]], attribute: str, size: int,
+                 progress: bool, folder: str | None = None) -> tuple[pd.DataFrame, Path]:
+    """Render ``plan`` — (split, seed, identity): identity i is background for even i, target for
+    odd — into ``root`` (under ``folder`` instead of the split's name), or reuse it when its recorded
+    config matches."""
+    if attribute not in ATTRIBUTES:
+        raise ValueError(f"unknown toy attribute {attribute!r}; known: {', '.join(ATTRIBUTES)}")
     if (root / "dataset.json").exists():
         recorded = json.loads((root / "dataset.json").read_text())
         if recorded == config:
@@ -60,15 +87,13 @@ def build_toy_dataset(data_root: str | Path, attribute: str, n_train_per_class: 
                               f"delete {root} or choose another data_root")
 
     rows = []
-    n_train = 2 * n_train_per_class
-    plan = [("train", i) for i in range(n_train)] + [("test", n_train + i) for i in range(2 * n_test_per_class)]
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        for split, i in tqdm(plan, desc=f"render {root.name}", disable=not progress, mininterval=5):
+        for split, seed, i in tqdm(plan, desc=f"render {root.name}", disable=not progress, mininterval=5):
             cls = CLASSES[i % 2]
             f = sample_factors(seed, i, **{attribute: i % 2})
-            rel = f"{split}/{cls}/{i:06d}.png"
+            rel = f"{folder or split}/{cls}/{i:06d}.png"
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(render(f, size)).save(tmp / rel)
             rows.append({"file": rel, "class": cls, "split": split, **f.as_dict()})

@@ -65,6 +65,9 @@ PARAMETERS: dict[str, Parameter] = {
     "data_root": Parameter("data", "where datasets are built / read (relative: to the repository)", str),
     "results_root": Parameter("results", "where results/<preset>/ goes", str),
     "seed": Parameter(0, "every random choice derives from it", int),
+    "test_seed": Parameter(None, "toy presets: notebooks 03–05 score a sealed test population drawn from this seed "
+                           "(identities after the dataset's, datasets.build_toy_sealed) instead of the test split; "
+                           "None: the test split", int),
     "scale": Parameter("default", "fills every size left as None: " + ", ".join(SCALES), str, tuple(SCALES)),
     "scales": Parameter(None, "a preset's own sizes at one scale, {scale: {key: value}}, e.g. {default: {ddim_steps: "
                         "50}}: they replace that scale's values there only (a key set outright still wins)", dict),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .datasets import CLASSES, build_toy_dataset, load_images
+from .datasets import CLASSES, build_toy_dataset, build_toy_sealed, load_images
 from .presets import repo_path
 from .real_data import prepare_real_dataset
 
@@ -39,12 +39,19 @@ class Split:
 
 def load_preset_data(params: dict, image_size: int, n_val_per_class: int = 32) -> dict[str, Split]:
     """``train_bg``, ``train_tg``, ``val_bg``, ``val_tg``, ``test_bg``, ``test_tg``: the last
-    ``n_val_per_class`` training images of each class are held out for validation."""
+    ``n_val_per_class`` training images of each class are held out for validation. A toy preset with
+    ``test_seed`` takes ``test_*`` from its sealed population (``datasets.build_toy_sealed``)."""
     manifest, dataset_dir = prepare_dataset(params, progress=False)
+    test_manifest, test_dir = manifest, dataset_dir
+    if params["dataset_kind"] == "toy" and params.get("test_seed") is not None:
+        test_manifest, test_dir = build_toy_sealed(repo_path(params["data_root"]), params["attribute"],
+                                                   params["n_train_per_class"], params["n_test_per_class"],
+                                                   params["image_size"], params["seed"], params["test_seed"], False)
     out = {}
     for cls, tag in zip(CLASSES, ("bg", "tg")):
         for split in ("train", "test"):
-            rows = manifest[(manifest["split"] == split) & (manifest["class"] == cls)].reset_index(drop=True)
+            m, folder = (manifest, dataset_dir) if split == "train" else (test_manifest, test_dir)
+            rows = m[(m["split"] == split) & (m["class"] == cls)].reset_index(drop=True)
             if split == "train":
                 if len(rows) <= n_val_per_class:
                     raise ValueError(f"{dataset_dir}: {len(rows)} {cls} training images, need more than "
@@ -54,7 +61,7 @@ def load_preset_data(params: dict, image_size: int, n_val_per_class: int = 32) -
                 parts = {"test": rows}
             for name, r in parts.items():
                 r = r.reset_index(drop=True)
-                out[f"{name}_{tag}"] = Split(r, load_images(dataset_dir, r["file"], image_size))
+                out[f"{name}_{tag}"] = Split(r, load_images(folder, r["file"], image_size))
     return out
 
 

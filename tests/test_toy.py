@@ -144,3 +144,29 @@ def test_uint8_conversion_by_hand_and_round_trip():
     assert x.shape == (1, 3, 1, 1)
     assert x.flatten().tolist() == pytest.approx([-1.0, 1.0, 51 / 127.5 - 1])
     assert (to_uint8(x) == arr).all()
+
+
+def test_sealed_population_shares_no_identity_with_the_dataset(tmp_path):
+    """test_seed's population: new identities drawn from another seed, balanced, rebuilt byte for
+    byte, and what load_preset_data scores as test_* when a toy preset names it."""
+    from hsep_utils.datasets import build_toy_sealed
+    from hsep_utils.presets import resolve
+    from hsep_utils.splits import load_preset_data
+
+    manifest, _ = build_toy_dataset(tmp_path, "glasses", 6, 3, seed=0, progress=False)
+    sealed, root = build_toy_sealed(tmp_path, "glasses", 6, 3, 32, 0, test_seed=5, progress=False)
+    again, root2 = build_toy_sealed(tmp_path / "again", "glasses", 6, 3, 32, 0, test_seed=5, progress=False)
+    assert _tree_digest(root) == _tree_digest(root2) and root.name.endswith("-sealed5")
+    assert set(sealed["split"]) == {"test"} and sealed["class"].value_counts().to_dict() == {"background": 3, "target": 3}
+    assert not set(sealed["identity"]) & set(manifest["identity"])
+    factor_cols = [c for c in manifest.columns if c not in ("file", "class", "split", "identity")]
+    assert not set(map(tuple, sealed[factor_cols].values)) & set(map(tuple, manifest[factor_cols].values))
+    assert all(f.startswith("sealed5/") for f in sealed["file"])
+
+    params = resolve("toy-glasses", {"data_root": str(tmp_path), "scale": "smoke", "n_train_per_class": 6,
+                                     "n_test_per_class": 3, "test_seed": 5})
+    data = load_preset_data(params, 32, n_val_per_class=2)
+    assert list(data["test_bg"].rows["file"]) == list(sealed.loc[sealed["class"] == "background", "file"])
+    assert set(data["val_bg"].rows["identity"]) <= set(manifest.loc[manifest["split"] == "train", "identity"])
+    plain = load_preset_data({**params, "test_seed": None}, 32, n_val_per_class=2)
+    assert set(plain["test_tg"].rows["split"]) == {"test"} and plain["test_tg"].keys != data["test_tg"].keys
