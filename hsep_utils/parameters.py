@@ -107,6 +107,13 @@ PARAMETERS: dict[str, Parameter] = {
     "epochs": Parameter(1, "passes over the training images (train_batches caps the total)", int),
     "lambdas": Parameter(None, "loss weights {term: value}; terms left out weigh 1 (None: every term 1)", dict),
     "kl_temperature": Parameter(1.0, "softmax temperature of the KL term", NUMBER),
+    "kl_head": Parameter("learned", "what the KL term (Eq. 8) compares: learned — softmax of a trainable 1×1 head on C "
+                         "(which can make the classes alike by itself); none — softmax over pooled C's own channels",
+                         str, ("learned", "none")),
+    "background_salient": Parameter("own", "how backgrounds are recombined in training: own — Fused(C, S_bg), Eq. 7 as "
+                                    "written; zero — Fused(C, 0), Fig. 4 (what removal feeds)", str, ("own", "zero")),
+    "consistency_scale": Parameter("raw", "the consistency term's scale: raw — h̃ against h; normalised — both "
+                                   "divided by h_scale, as the other latent terms", str, ("raw", "normalised")),
     "common_adversary": Parameter(0.0, "beyond the paper: weight of a gradient-reversal class adversary on C (0: off)",
                                   NUMBER),
     "image_loss_every": Parameter(1, "beyond the paper (faster): image losses (ID, pixel, LPIPS) on every k-th step "

@@ -9,7 +9,6 @@ from pathlib import Path
 from .diffusion import Diffusion
 from .classifier import swap_success
 from .evaluation import preset_metric_models
-from .losses import LOSS_TERMS
 from .mapping import MappingNetwork
 from .metrics import Unavailable
 from .parameters import DEFAULTS, is_asymmetric
@@ -19,17 +18,15 @@ from .train import InversionCache, TrainConfig, train_mapping
 
 
 def train_config(params: dict) -> TrainConfig:
-    """The TrainConfig a preset's parameters describe. Loss terms the preset's ``lambdas`` leaves out
-    weigh 1 (the paper's), unlike ``TrainConfig(lambdas=...)``, where they weigh 0."""
+    """The TrainConfig a preset's parameters (``presets.resolve``: every one present) describe."""
     return TrainConfig(arch=params["arch"], depth=params["depth"], t_edit=params["t_edit"], n_steps=params["ddim_steps"],
                        lr=params["lr"], epochs=params["epochs"], max_batches=params["train_batches"],
                        batch_per_class=params["batch_per_class"], kl_temperature=params["kl_temperature"],
                        validate_every=params["validate_every"], common_adversary=params["common_adversary"],
-                       image_loss_every=params.get("image_loss_every", TrainConfig.image_loss_every),
-                       asymmetric=is_asymmetric(params),
-                       latent_warmup_steps=params.get("latent_warmup_steps", TrainConfig.latent_warmup_steps),
-                       ema_decay=float(params.get("ema_decay") or TrainConfig.ema_decay),
-                       lambdas={**{t: 1.0 for t in LOSS_TERMS}, **(params["lambdas"] or {})}, seed=params["seed"])
+                       image_loss_every=params["image_loss_every"], asymmetric=is_asymmetric(params),
+                       latent_warmup_steps=params["latent_warmup_steps"], ema_decay=float(params["ema_decay"]),
+                       lambdas=params["lambdas"] or {}, seed=params["seed"], kl_head=params["kl_head"],
+                       background_salient=params["background_salient"], consistency_scale=params["consistency_scale"])
 
 
 def image_term_models(cfg: TrainConfig, device, params: dict | None = None,

@@ -59,6 +59,9 @@ class TrainConfig:
     latent_warmup_steps: int = 0  # beyond the paper (faster): latent-term updates on cached h first (``latent_warmup``)
     latent_warmup_pool: int = 1024  # images per class whose h trajectories the warm-up draws from
     ema_decay: float = 0.0  # beyond the paper: validate, select and save an EMA of the weights (0: off, the raw weights)
+    kl_head: str = DEFAULTS["kl_head"]  # learned: Eq. 8 through the network's 1×1 head; none: over pooled C's own channels
+    background_salient: str = DEFAULTS["background_salient"]  # own: Eq. 7's Fused(C, S_bg); zero: Fig. 4's Fused(C, 0)
+    consistency_scale: str = DEFAULTS["consistency_scale"]  # raw: h̃ vs h as they are; normalised: both / h_scale
     lambdas: dict = field(default_factory=dict)  # {term: weight}; a term left out weighs 1 (as the parameter lambdas)
     seed: int = DEFAULTS["seed"]
 
@@ -71,6 +74,10 @@ class TrainConfig:
             raise ValueError(f"image_loss_every must be ≥ 1, got {self.image_loss_every}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name, allowed in (("kl_head", ("learned", "none")), ("background_salient", ("own", "zero")),
+                              ("consistency_scale", ("raw", "normalised"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if int(self.latent_warmup_steps) < 0 or int(self.latent_warmup_pool) < 1:
             raise ValueError(f"latent_warmup_steps must be ≥ 0 and latent_warmup_pool ≥ 1, got "
                              f"{self.latent_warmup_steps} and {self.latent_warmup_pool}")
@@ -145,13 +152,21 @@ class InversionCache:
 def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.Tensor, cfg: TrainConfig,
                  r: Ranks = Ranks()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The latent terms (Eq. 6–10, and the optional common-class adversary) of a batch of h at
-    timestep t: they need h only, not the image. Returns (h̃, {term: tensor})."""
+    timestep t: they need h only, not the image. Returns (h̃, {term: tensor}). ``cfg.background_salient``
+    zero recombines backgrounds with S = 0 (Fig. 4), so h̃ and the terms on it see what removal feeds;
+    ``cfg.kl_head`` none takes the KL over pooled C's own channels, which no head can make alike;
+    ``cfg.consistency_scale`` normalised compares h̃ and h on the network's scale, as the other terms."""
     h_tilde, c, s = net(h, t, is_target)
     bg, tg = ~is_target, is_target
+    if cfg.background_salient == "zero":
+        h_tilde = torch.where(bg.view(-1, 1, 1, 1), net.combine(c, torch.zeros_like(s)), h_tilde)
+    scale = net.h_scale if cfg.consistency_scale == "normalised" else 1.0
+    kl_logits = net.kl_logits if cfg.kl_head == "learned" else (lambda code: code.mean((2, 3)))
     terms = {
         "silence": L.silence(s[bg]),
-        "consistency": L.consistency(h_tilde[bg], h[bg]) + L.consistency(h_tilde[tg], h[tg]),
-        "kl": L.bidirectional_kl(net.kl_logits(c[bg]), net.kl_logits(c[tg]), cfg.kl_temperature, r.batch_mean),
+        "consistency": L.consistency(h_tilde[bg] / scale, h[bg] / scale) + L.consistency(h_tilde[tg] / scale,
+                                                                                         h[tg] / scale),
+        "kl": L.bidirectional_kl(kl_logits(c[bg]), kl_logits(c[tg]), cfg.kl_temperature, r.batch_mean),
         "orthogonal": L.orthogonal(c, s),
         "classification": L.classification(net.class_logit(c[bg]), net.class_logit(s[bg]),
                                            net.class_logit(c[tg]), net.class_logit(s[tg])),

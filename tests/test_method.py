@@ -9,6 +9,7 @@ from hsep_utils.edit import edit, swap_salient
 from hsep_utils.ema import ema_update
 from hsep_utils.mapping import ARCHITECTURES, MappingNetwork
 from hsep_utils.train import TrainConfig, load_mapping, step_losses, train_mapping
+from hsep_utils.train import latent_terms as T_latent_terms
 
 LATENT_ONLY = {**{t: 0.0 for t in L.LOSS_TERMS}, "consistency": 1.0}  # no image term: no decoder backward
 
@@ -412,3 +413,49 @@ def test_inversion_cache_keeps_a_bounded_working_set_beside_its_folder(tiny_diff
     unbounded = InversionCache(tiny_diffusion, 3, batch_size=2, in_memory=2)
     unbounded(keys, x)
     assert len(unbounded.mem) == 5
+
+
+def test_a_learned_kl_head_satisfies_the_kl_alone_the_channels_do_not():
+    """The frozen-C experiment of issue 26: C of the two classes apart by a shift of 2 along one
+    direction, fixed. Training only the learned head drives Eq. 8's KL to ~0; over C's own pooled
+    channels (``kl_head: none``) nothing but C can lower it."""
+    g = torch.Generator().manual_seed(0)
+    direction = torch.randn(8, 1, 1, generator=g)
+    c_bg = torch.randn(32, 8, 4, 4, generator=g)
+    c_tg = torch.randn(32, 8, 4, 4, generator=g) + 2 * direction / direction.norm()
+    net = MappingNetwork(8, "a", depth=1)
+    opt = torch.optim.Adam(net.kl_head.parameters(), lr=1e-2)
+    start = L.bidirectional_kl(net.kl_logits(c_bg), net.kl_logits(c_tg)).item()
+    for _ in range(300):
+        opt.zero_grad()
+        kl = L.bidirectional_kl(net.kl_logits(c_bg), net.kl_logits(c_tg))
+        kl.backward()
+        opt.step()
+    assert kl.item() < 0.01 and kl.item() < start  # the head alone made the classes alike
+    channels = L.bidirectional_kl(c_bg.mean((2, 3)), c_tg.mean((2, 3)))
+    assert channels.item() > 0.1  # nothing to train there: only moving C lowers it
+
+    cfg = TrainConfig(kl_head="none")
+    net.zero_grad(set_to_none=True)
+    h = torch.randn(4, 8, 4, 4, generator=g, requires_grad=True)
+    is_target = torch.tensor([False, False, True, True])
+    _, terms = T_latent_terms(net, h, 500, is_target, cfg)
+    terms["kl"].backward()
+    assert net.kl_head.weight.grad is None and h.grad.abs().sum() > 0  # the gradient reaches C, not the head
+    with pytest.raises(ValueError, match="kl_head must be one of"):
+        TrainConfig(kl_head="pooled")
+
+
+def test_background_salient_zero_recombines_backgrounds_with_s_zero():
+    net = MappingNetwork(8, "a", depth=2, h_scale=2.0)
+    h = torch.randn(4, 8, 4, 4)
+    is_target = torch.tensor([False, True, False, True])
+    own, _ = T_latent_terms(net, h, 500, is_target, TrainConfig())
+    zero, terms = T_latent_terms(net, h, 500, is_target, TrainConfig(background_salient="zero"))
+    c, s = net.split(h, 500, is_target)
+    torch.testing.assert_close(zero[~is_target], net.combine(c, torch.zeros_like(s))[~is_target])
+    torch.testing.assert_close(zero[is_target], own[is_target])  # targets keep their own S
+    assert not torch.allclose(zero[~is_target], own[~is_target])
+    _, raw = T_latent_terms(net, h, 500, is_target, TrainConfig())
+    _, normalised = T_latent_terms(net, h, 500, is_target, TrainConfig(consistency_scale="normalised"))
+    torch.testing.assert_close(normalised["consistency"], raw["consistency"] / 4.0)  # h_scale² = 4

@@ -439,7 +439,7 @@ def test_every_checkpoint_load_is_safe():
 
 def test_smoke_path_runs_with_the_network_unavailable(tmp_path, model_dir, monkeypatch):
     """Dataset build, model loading, the image-term models, training and an edit, with every socket refused."""
-    from hsep_utils.parameters import with_scale
+    from hsep_utils.parameters import complete
     from hsep_utils.preset_training import image_term_models, train_config
     from hsep_utils.splits import load_preset_data
 
@@ -451,7 +451,7 @@ def test_smoke_path_runs_with_the_network_unavailable(tmp_path, model_dir, monke
     monkeypatch.setattr(socket, "socket", NoNetwork)
     with pytest.raises(OSError, match="network access attempted"):
         socket.create_connection(("127.0.0.1", 9))  # the patch is in force
-    params = with_scale({**load_preset("toy-glasses"), "scale": "smoke", "n_train_per_class": 3, "n_test_per_class": 1,
+    params = complete({**load_preset("toy-glasses"), "scale": "smoke", "n_train_per_class": 3, "n_test_per_class": 1,
                          "image_size": 16, "data_root": str(tmp_path / "data"), "base_model": str(model_dir),
                          "ddim_steps": 3, "batch_per_class": 2, "train_batches": 1, "arch": "a", "depth": 1,
                          "t_edit": 0, "lr": 1e-4, "epochs": 1, "kl_temperature": 1.0, "common_adversary": 0.0,
