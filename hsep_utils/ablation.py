@@ -22,13 +22,14 @@ ABLATION_GRID = dict(t_edit=(400, 0), arch=("a", "b", "c", "d"), depth=(8, 12))
 
 
 
-def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, classifier, models: dict,
+def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, classifier, judge, models: dict,
                    out_dir: str | Path, grid: dict = ABLATION_GRID, progress: bool = True) -> pd.DataFrame:
     """Train and evaluate one mapping network per (t_edit, arch, depth) of ``grid`` with the
     preset's ablation budget (``ablation_batches`` batches, ``n_ablation_images`` test images per
     domain), without the weights' average (``ema_decay`` 0: these runs are shorter than its horizon,
     and the paper has none), edited with the paper's swap (salient strength 1). Every configuration reuses the preset's cached inversions; a finished configuration
-    (its ``rows.json``) is read back instead of retrained, an interrupted one resumes. ``models``:
+    (its ``rows.json``) is read back instead of retrained, an interrupted one resumes. ``classifier``
+    validates (picks each configuration's checkpoint), ``judge`` scores the rows. ``models``:
     ``evaluation.metric_models`` (the metrics' networks, also the LPIPS / ID loss terms'). Returns
     the long table: one row per configuration and domain."""
     out_dir = Path(out_dir)
@@ -46,7 +47,7 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
             cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, models)
             net = train_preset(diffusion, data, cfg, run, classifier, cache_dir, lpips, id_embed, progress=False,
                                eval_batch_size=params["eval_batch_size"])
-            found = quantitative_rows(diffusion, net, cache, data, p, classifier, models, params["n_ablation_images"])
+            found = quantitative_rows(diffusion, net, cache, data, p, judge, models, params["n_ablation_images"])
             write_text(done, json.dumps(found, indent=1))
         rows += [{"t_edit": t_edit, "arch": arch, "depth": depth, **r} for r in json.loads(done.read_text())]
     return pd.DataFrame(rows)

@@ -14,16 +14,14 @@ from .io import save_torch
 
 
 class SmallCNN(nn.Module):
-    """Three strided conv blocks, global pooling, one logit ("has the target attribute")."""
+    """``blocks`` strided conv blocks (widths doubling up to 4 × ``width``), global pooling, one
+    logit ("has the target attribute")."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, blocks: int = 3) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, 2, 1), nn.SiLU(),
-            nn.Conv2d(width, 2 * width, 3, 2, 1), nn.SiLU(),
-            nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.SiLU(),
-        )
-        self.head = nn.Linear(4 * width, 1)
+        widths = [3] + [width * min(2 ** i, 4) for i in range(blocks)]
+        self.features = nn.Sequential(*[m for a, b in zip(widths, widths[1:]) for m in (nn.Conv2d(a, b, 3, 2, 1), nn.SiLU())])
+        self.head = nn.Linear(widths[-1], 1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean((2, 3))
@@ -60,19 +58,25 @@ class ResNetClassifier(nn.Module):
 
 SMALL_CNN_RECORD = dict(kind="small-cnn", init="scratch")
 """What a SmallCNN is (also assumed for classifier files saved before records existed)."""
+ROLES = {"selection": dict(half=0, seed_offset=0, width=32, blocks=3),
+         "judge": dict(half=1, seed_offset=1, width=48, blocks=4)}
+"""Two attribute classifiers, apart in training images, seed and (toy) architecture: ``selection``
+picks the checkpoint and α; ``judge`` scores the tables. A network chosen against one classifier is
+not judged by it."""
 
 RESNET_MIN_SIZE = 64
 """Images at least this large (the real presets, 256 px) get the ResNet-18; smaller ones the SmallCNN."""
 
 
-def build_classifier(image_size: int, imagenet_weights=None) -> tuple[nn.Module, dict]:
+def build_classifier(image_size: int, imagenet_weights=None, width: int = 32, blocks: int = 3) -> tuple[nn.Module, dict]:
     """The attribute classifier for an image size and a record of what it is (saved beside its
-    weights): ``kind`` small-cnn | resnet18, ``init`` scratch | imagenet (with the file used)."""
+    weights): ``kind`` small-cnn (of ``width`` and ``blocks``) | resnet18, ``init`` scratch |
+    imagenet (with the file used)."""
     from .metrics import Unavailable
     from .weights import resnet18_file
 
     if image_size < RESNET_MIN_SIZE:
-        return SmallCNN(), dict(SMALL_CNN_RECORD)
+        return SmallCNN(width, blocks), dict(SMALL_CNN_RECORD, width=width, blocks=blocks)
     found = resnet18_file(imagenet_weights)
     if isinstance(found, Unavailable):
         return ResNetClassifier(), dict(kind="resnet18", init="scratch", why=found.reason)
@@ -82,7 +86,7 @@ def build_classifier(image_size: int, imagenet_weights=None) -> tuple[nn.Module,
 def describe(record: dict) -> str:
     """One line for notebooks and tables: which classifier, and from what start."""
     if record["kind"] == "small-cnn":
-        return "SmallCNN trained from scratch"
+        return f"SmallCNN (width {record.get('width', 32)}, {record.get('blocks', 3)} blocks) trained from scratch"
     if record["init"] == "imagenet":
         return f"ResNet-18 fine-tuned from ImageNet ({record['weights']})"
     return f"ResNet-18 trained from scratch ({record.get('why', 'no ImageNet weights')})"
@@ -136,15 +140,19 @@ def swap_success(model: nn.Module, original_bg, original_tg, added, removed) -> 
                 n_counted=n_add + n_rem)
 
 
-def fit_attribute_classifier(data: dict, seed: int = 0, progress: bool = True, device=None):
-    """The SR classifier on the training images (``classifier.build_classifier``: SmallCNN below
-    64 px, ResNet-18 above, from ImageNet weights when present; says which); on CUDA when available.
-    Returns (model, test accuracy); ``model.record`` says what it is."""
-    x = torch.cat([data["train_bg"].x, data["train_tg"].x])
-    y = torch.cat([torch.zeros(len(data["train_bg"].x)), torch.ones(len(data["train_tg"].x))])
+def fit_attribute_classifier(data: dict, seed: int = 0, progress: bool = True, device=None, role: str = "selection"):
+    """An SR classifier of ``role`` (``ROLES``): trained on its half of the training images (every
+    other one), with its seed and (below 64 px) its SmallCNN; ResNet-18 above, from ImageNet weights
+    when present (``build_classifier`` says which); on CUDA when available. Returns (model, test
+    accuracy); ``model.record`` says what it is and its role."""
+    r = ROLES[role]
+    x = torch.cat([data["train_bg"].x[r["half"]::2], data["train_tg"].x[r["half"]::2]])
+    y = torch.cat([torch.zeros(len(data["train_bg"].x[r["half"]::2])), torch.ones(len(data["train_tg"].x[r["half"]::2]))])
+    seed = seed + r["seed_offset"]
     torch.manual_seed(seed)
-    model, record = build_classifier(x.shape[-1])
-    print(f"attribute classifier: {describe(record)}")
+    model, record = build_classifier(x.shape[-1], width=r["width"], blocks=r["blocks"])
+    record["role"] = role
+    print(f"attribute classifier ({role}): {describe(record)}, {len(x)} training images")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = train_classifier(model.to(device), x, y, seed=seed, progress=progress)
     model.record = record
@@ -161,7 +169,8 @@ def load_classifier(path: str | Path):
     """(model, test accuracy) from ``save_classifier``'s file; ``model.record`` says what it is."""
     ck = torch.load(path, map_location="cpu", weights_only=True)
     record = ck.get("record", SMALL_CNN_RECORD)  # files from before the ResNet
-    model = SmallCNN() if record["kind"] == "small-cnn" else ResNetClassifier()
+    model = SmallCNN(record.get("width", 32), record.get("blocks", 3)) if record["kind"] == "small-cnn" \
+        else ResNetClassifier()
     model.load_state_dict(ck["state"])
     model.record = record
     return model.eval(), ck["test_accuracy"]

@@ -4,7 +4,7 @@
     python -m hsep_utils.train_cli --preset celebahq-smile                # one process
     accelerate launch --multi_gpu --num_processes 4 -m hsep_utils.train_cli --preset celebahq-smile
 
-Writes what notebook 02 writes (``results/<preset>/classifier.pt``, ``mapping/``); notebooks 03–05
+Writes what notebook 02 writes (``results/<preset>/classifier.pt``, ``judge.pt``, ``mapping/``); notebooks 03–05
 then run as usual. Every process reads the same data and takes its share of each batch
 (``hsep_utils.distributed``); the attribute classifier is fitted once, by the main process, or
 reused when ``classifier.pt`` exists. ``batch_per_class`` is the global batch per class: a multiple
@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     out = presets.results_dir(params)
     diffusion = load_diffusion(presets.repo_path(params["base_model"]), presets.device_of(params))
     data = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
-    if r.is_main and not (out / "classifier.pt").exists():
-        classifier, accuracy = fit_attribute_classifier(data, params["seed"])
-        save_classifier(classifier, accuracy, out / "classifier.pt")
+    if r.is_main and not (out / "classifier.pt").exists():  # as notebook 02: one picks checkpoints, one judges
+        for role, file in (("selection", "classifier.pt"), ("judge", "judge.pt")):
+            save_classifier(*fit_attribute_classifier(data, params["seed"], role=role), out / file)
     r.barrier()
     classifier, accuracy = load_classifier(out / "classifier.pt")
     classifier.to(diffusion.device)

@@ -304,7 +304,7 @@ def test_real_presets_get_a_resnet_from_imagenet_weights_or_from_scratch(tmp_pat
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     small, rec = build_classifier(32)
-    assert isinstance(small, SmallCNN) and rec == dict(kind="small-cnn", init="scratch")
+    assert isinstance(small, SmallCNN) and rec == dict(kind="small-cnn", init="scratch", width=32, blocks=3)
     scratch, rec = build_classifier(64)  # no ImageNet file: from scratch, and the table says why
     assert isinstance(scratch, ResNetClassifier) and rec["init"] == "scratch" and RESNET18_FILE in rec["why"]
     assert "from scratch" in describe(rec) and str(tmp_path / "torch") in describe(rec)
@@ -455,3 +455,31 @@ def test_psnr_outside_ignores_the_box():
     b[:, :, 0, 0] = -1.0  # one pixel outside, 0.5 off in [0, 1]: PSNR over the 64 - 15 pixels outside
     expected = 10 * math.log10(1 / (0.5 ** 2 / (64 - 15)))
     assert psnr_outside(b, a, regions) == pytest.approx(torch.full((2,), expected), rel=1e-5)
+
+
+def test_the_judge_is_trained_apart_from_the_selection_classifier(tmp_path, monkeypatch):
+    """Two classifiers: disjoint halves of the training images, other seeds, other SmallCNNs; each
+    file loads back as what it was."""
+    from hsep_utils import classifier as C
+
+    seen = []
+    real_train = C.train_classifier
+
+    def train(model, x, y, seed, progress):
+        seen.append((x.clone(), seed))
+        return real_train(model, x, y, seed=seed, progress=progress)
+
+    monkeypatch.setattr(C, "train_classifier", train)
+    data = _two_class_data(32, 16)
+    selection, _ = C.fit_attribute_classifier(data, seed=3, progress=False, device="cpu", role="selection")
+    judge, accuracy = C.fit_attribute_classifier(data, seed=3, progress=False, device="cpu", role="judge")
+    (x_sel, seed_sel), (x_judge, seed_judge) = seen[0], seen[1]
+    assert len(x_sel) == len(x_judge) == 16 and seed_sel != seed_judge
+    assert not any(torch.equal(a, b) for a in x_sel for b in x_judge)  # no training image in both
+    assert (selection.record["role"], judge.record["role"]) == ("selection", "judge")
+    assert sum(p.numel() for p in judge.parameters()) != sum(p.numel() for p in selection.parameters())
+    C.save_classifier(judge, accuracy, tmp_path / "judge.pt")
+    loaded, _ = C.load_classifier(tmp_path / "judge.pt")
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(loaded(x), judge(x))
+    assert "width 48, 4 blocks" in C.describe(loaded.record)

@@ -85,6 +85,7 @@ def test_04_quantitative_tables(smoke):
     alpha = strength.loc[strength["chosen"], "alpha"].item()
     assert list(t["domain"]) == ["x", "y"] + (["x (α = 1)"] if alpha != 1 else [])  # the paper's swap beside
     assert f"salient strength α = {alpha}" in (out / "tables" / "quantitative.md").read_text()
+    assert "the judge: SmallCNN (width 48, 4 blocks)" in (out / "tables" / "quantitative.md").read_text()
     assert t["mse"].astype(float).gt(0).all() and t["id"].astype(float).between(-1, 1).all()
     md = (out / "tables" / "quantitative.md").read_text()
     assert "unavailable" in md and "alexnet-owt-7be5be79.pth" in md  # LPIPS weights absent here: named, no number
