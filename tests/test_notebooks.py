@@ -142,3 +142,13 @@ def test_every_parameter_line_parses_for_papermill():
         cell = next(c for c in nbformat.read(path, 4).cells if "parameters" in c.metadata.get("tags", []))
         names = [line.split("=")[0].strip() for line in cell.source.splitlines() if line and not line.startswith("#")]
         assert [p.name for p in PythonTranslator.inspect(cell)] == names, path.name
+
+
+def test_every_cell_has_an_id():
+    """nbformat 4.5 wants an id on every cell (papermill and the runner warn about each missing one)."""
+    import nbformat
+
+    for path in sorted(NB.glob("0*.ipynb")):
+        nb = nbformat.read(path, 4)
+        ids = [c.get("id") for c in nb.cells]
+        assert all(ids) and len(set(ids)) == len(ids), path.name
