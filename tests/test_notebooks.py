@@ -146,9 +146,6 @@ def test_every_parameter_line_parses_for_papermill():
 
 def test_every_cell_has_an_id():
     """nbformat 4.5 wants an id on every cell (papermill and the runner warn about each missing one)."""
-    import nbformat
-
     for path in sorted(NB.glob("0*.ipynb")):
-        nb = nbformat.read(path, 4)
-        ids = [c.get("id") for c in nb.cells]
+        ids = [c.get("id") for c in json.loads(path.read_text())["cells"]]  # nbformat.read would add them
         assert all(ids) and len(set(ids)) == len(ids), path.name
