@@ -64,6 +64,8 @@ PARAMETERS: dict[str, Parameter] = {
                             "once, hsep_utils.adm)", str),
     "data_root": Parameter("data", "where datasets are built / read (relative: to the repository)", str),
     "results_root": Parameter("results", "where results/<preset>/ goes", str),
+    "cache_root": Parameter(None, "where inversions and h trajectories are cached (None: cache/ beside data_root, so "
+                            "the repository's cache/ by default)", str),
     "seed": Parameter(0, "every random choice derives from it", int),
     "test_seed": Parameter(None, "toy presets: notebooks 03–05 score a sealed test population drawn from this seed "
                            "(identities after the dataset's, datasets.build_toy_sealed) instead of the test split; "

@@ -74,11 +74,13 @@ def inversion_cache(diffusion, params: dict):
 
 
 def inversion_dir(params: dict) -> Path:
-    """Where inversions of this preset's images by this base model are cached (``cache/inversions``)."""
+    """Where inversions of this preset's images by this base model are cached: ``<cache_root>/inversions``,
+    ``cache_root`` by default ``cache/`` beside ``data_root`` (a run on other data caches beside it)."""
     from .diffusion import model_fingerprint
 
     _, dataset_dir = prepare_dataset(params, progress=False)
     recorded = (dataset_dir / "dataset.json").read_text() if (dataset_dir / "dataset.json").exists() else ""
     model = model_fingerprint(repo_path(params["base_model"]))
     key = hashlib.sha1(f"{model}|{dataset_dir}|{recorded}".encode()).hexdigest()[:12]
-    return repo_path("cache") / "inversions" / f"{dataset_dir.name}-{key}"
+    root = repo_path(params["cache_root"]) if params.get("cache_root") else repo_path(params["data_root"]).parent / "cache"
+    return root / "inversions" / f"{dataset_dir.name}-{key}"

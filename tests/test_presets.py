@@ -201,3 +201,16 @@ def test_no_import_circle_in_the_library():
 
     circles = [c for m in sorted(graph) if (c := circle_from(m, m, [m]))]
     assert not circles, circles[0]
+
+
+def test_inversions_are_cached_beside_the_data_unless_told(tmp_path):
+    """A run on other data (the tests' temp folders, a user's big disk) caches beside it, not in the
+    repository's cache/; cache_root says where outright."""
+    from hsep_utils.presets import REPO_ROOT, resolve
+    from hsep_utils.splits import inversion_dir
+
+    assert inversion_dir(resolve("toy-glasses")).is_relative_to(REPO_ROOT / "cache" / "inversions")
+    small = {"scale": "smoke", "data_root": str(tmp_path / "data")}
+    assert inversion_dir(resolve("toy-glasses", small)).is_relative_to(tmp_path / "cache" / "inversions")
+    told = inversion_dir(resolve("toy-glasses", {**small, "cache_root": str(tmp_path / "elsewhere")}))
+    assert told.is_relative_to(tmp_path / "elsewhere" / "inversions")
