@@ -68,7 +68,7 @@ def main() -> None:
                       else fit_attribute_classifier(data, params["seed"], progress=False)[0])
         classifier = classifier.to(dev)
         models = preset_metric_models(params, dev)
-        cfg, lpips, id_embed = preset_training.image_term_models(preset_training.train_config(params), dev, params, models)
+        cfg, lpips, id_embed = preset_training.image_term_models(preset_training.train_config(params), dev, params)
         if "floor" in spec:
             cfg = replace(cfg, min_recon_psnr=spec["floor"])
         if "lr" in spec:

@@ -9,7 +9,7 @@ import pandas as pd
 from tqdm import tqdm  # text bars: ipywidgets ones keep only their first state in executed notebooks
 
 from .diffusion import Diffusion
-from .evaluation import markdown_table, results_frame
+from .evaluation import markdown_table, preset_loss_models, results_frame
 from .io import save_dataframe, write_text
 from .mapping import ARCHITECTURES
 from .preset_training import image_term_models, train_config, train_preset
@@ -30,11 +30,12 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
     and the paper has none), edited with the paper's swap (salient strength 1). Every configuration reuses the preset's cached inversions; a finished configuration
     (its ``rows.json``) is read back instead of retrained, an interrupted one resumes. ``classifier``
     validates (picks each configuration's checkpoint), ``judge`` scores the rows. ``models``:
-    ``evaluation.metric_models`` (the metrics' networks, also the LPIPS / ID loss terms'). Returns
+    ``evaluation.metric_models`` (the metrics' networks; the loss terms load their own). Returns
     the long table: one row per configuration and domain."""
     out_dir = Path(out_dir)
     cache_dir = inversion_dir(params)
     cache = inversion_cache(diffusion, params)
+    losses = preset_loss_models(params, diffusion.device)  # the loss terms' networks, loaded once
     rows = []
     configs = list(itertools.product(grid["t_edit"], grid["arch"], grid["depth"]))
     for t_edit, arch, depth in tqdm(configs, desc="ablation", disable=not progress):
@@ -44,7 +45,7 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
             p = {**params, "t_edit": t_edit, "arch": arch, "depth": depth,
                  "train_batches": params["ablation_batches"], "validate_every": 0, "ema_decay": 0,
                  "salient_strength": 1.0}  # the paper's swap
-            cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, models)
+            cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, losses)
             net = train_preset(diffusion, data, cfg, run, classifier, cache_dir, lpips, id_embed, progress=False,
                                eval_batch_size=params["eval_batch_size"])
             found = quantitative_rows(diffusion, net, cache, data, p, judge, models, params["n_ablation_images"])

@@ -206,13 +206,25 @@ def classifier_features(model: nn.Module, x: torch.Tensor, batch_size: int = 256
 def metric_models(dataset_kind: str, device: str | torch.device = "cpu", facenet_weights: str | Path | None = None,
                   inception_weights: str | Path | None = None) -> dict:
     """The pretrained networks ``domain_metrics`` takes (``lpips``, ``id_embed``, ``inception``), each
-    loaded from local files or ``Unavailable``: ID uses the toy identity encoder on toy presets and
-    facenet (VGGFace2) on real ones."""
+    loaded from local files or ``Unavailable``. ID: on toy presets the second toy identity encoder,
+    trained apart from the ID loss's (``identity.JUDGE_OPTIONS``); on real ones facenet (VGGFace2),
+    which is also the loss's network (no ArcFace here yet). LPIPS: AlexNet, the loss's too."""
     from .identity import toy_identity_embedder
     from .weights import facenet_embedder, inception_extractor, lpips_model
 
-    id_embed = toy_identity_embedder(device) if dataset_kind == "toy" else facenet_embedder(device, facenet_weights)
+    id_embed = toy_identity_embedder(device, judge=True) if dataset_kind == "toy" \
+        else facenet_embedder(device, facenet_weights)
     return dict(lpips=lpips_model(device), id_embed=id_embed, inception=inception_extractor(device, inception_weights))
+
+
+def loss_models(dataset_kind: str, device: str | torch.device = "cpu", facenet_weights: str | Path | None = None) -> dict:
+    """The networks the image loss terms use (``lpips``, ``id_embed``): the toy identity encoder of the
+    ID loss (not the metric's) on toy presets, facenet on real ones; ``Unavailable`` when absent."""
+    from .identity import toy_identity_embedder
+    from .weights import facenet_embedder, lpips_model
+
+    id_embed = toy_identity_embedder(device) if dataset_kind == "toy" else facenet_embedder(device, facenet_weights)
+    return dict(lpips=lpips_model(device), id_embed=id_embed)
 
 
 def _with(model, compute: Callable):
@@ -344,8 +356,17 @@ def markdown_table(rows: list[dict], title: str, notes: list[str] | tuple[str, .
 
 
 def preset_metric_models(params: dict, device) -> dict:
-    """``evaluation.metric_models`` for a preset: weight paths in the preset are relative to the repository."""
+    """``metric_models`` for a preset: weight paths in the preset are relative to the repository."""
+    paths = _weight_paths(params)
+    return metric_models(params["dataset_kind"], device, paths["facenet_weights"], paths["inception_weights"])
+
+
+def preset_loss_models(params: dict, device) -> dict:
+    """``loss_models`` for a preset."""
+    return loss_models(params["dataset_kind"], device, _weight_paths(params)["facenet_weights"])
+
+
+def _weight_paths(params: dict) -> dict:
     from .presets import repo_path
 
-    paths = {k: repo_path(params[k]) if params.get(k) else None for k in ("facenet_weights", "inception_weights")}
-    return metric_models(params["dataset_kind"], device, paths["facenet_weights"], paths["inception_weights"])
+    return {k: repo_path(params[k]) if params.get(k) else None for k in ("facenet_weights", "inception_weights")}

@@ -169,14 +169,21 @@ def save_encoder(model: IdentityEncoder, path: str | Path, arch: dict) -> None:
                   metadata={k: str(v) for k, v in arch.items()})
 
 
-def default_encoder_file() -> Path:
-    """The committed weights: ``models/toy-identity/encoder.safetensors`` in the repository."""
+JUDGE_OPTIONS = dict(out="models/toy-identity-judge", seed=1, data_seed=3_000_000, width=48)
+"""The second toy identity encoder, the ID metric's: other identities, seed and width than the loss's,
+so an edit trained against the loss's encoder is not scored by it
+(``python -m hsep_utils.identity --out models/toy-identity-judge --seed 1 --data-seed 3000000 --width 48``)."""
+
+
+def default_encoder_file(judge: bool = False) -> Path:
+    """The committed weights: ``models/toy-identity/encoder.safetensors`` (the ID loss's) or, with
+    ``judge``, ``models/toy-identity-judge/encoder.safetensors`` (the ID metric's)."""
     from .presets import repo_path
 
-    return repo_path(DEFAULTS["out"]) / DEFAULT_FILE
+    return repo_path(JUDGE_OPTIONS["out"] if judge else DEFAULTS["out"]) / DEFAULT_FILE
 
 
-def toy_identity_embedder(device: str | torch.device = "cpu", path: str | Path | None = None
+def toy_identity_embedder(device: str | torch.device = "cpu", path: str | Path | None = None, judge: bool = False
                           ) -> Callable[[torch.Tensor], torch.Tensor] | Unavailable:
     """f_id for toy presets: images in [-1, 1] (any size; resized to the training size) → unit
     embeddings. Frozen, but gradients reach the input, as the ID loss needs. ``Unavailable`` naming
@@ -184,12 +191,14 @@ def toy_identity_embedder(device: str | torch.device = "cpu", path: str | Path |
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    file = default_encoder_file() if path is None else Path(path).expanduser()
+    file = default_encoder_file(judge) if path is None else Path(path).expanduser()
     if file.is_dir() or file.suffix != ".safetensors":  # a folder, existing or not
         file = file / DEFAULT_FILE
     if not file.is_file():
-        return Unavailable(f"ID (toy identity encoder) needs {file}: create it with "
-                           f"`python -m hsep_utils.identity --out {file.parent}` (about 2 minutes on a CPU)")
+        options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in JUDGE_OPTIONS.items() if k != "out") if judge else ""
+        return Unavailable(f"ID (toy identity encoder{', the metric' if judge else ''}) needs {file}: create it with "
+                           f"`python -m hsep_utils.identity --out {file.parent}{' ' + options if options else ''}` "
+                           f"(about 2 minutes on a CPU)")
     with safe_open(str(file), "pt") as f:
         arch = {k: int(v) for k, v in f.metadata().items()}
     net = IdentityEncoder(arch["width"], arch["dim"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .diffusion import Diffusion
 from .classifier import swap_success
-from .evaluation import preset_metric_models
+from .evaluation import preset_loss_models
 from .mapping import MappingNetwork
 from .metrics import Unavailable
 from .parameters import DEFAULTS, is_asymmetric
@@ -31,11 +31,11 @@ def train_config(params: dict) -> TrainConfig:
 
 def image_term_models(cfg: TrainConfig, device, params: dict | None = None,
                       models: dict | None = None) -> tuple[TrainConfig, object, object]:
-    """The LPIPS and identity models the image terms need (identity: the toy identity encoder on toy
-    presets, facenet-pytorch vggface2 on the others); a term whose weights are absent is switched
-    off (λ = 0, recorded in the run's config) with one warning naming the file to place. ``models``:
-    the networks of ``evaluation.metric_models``, when already loaded."""
-    models = models or preset_metric_models(params or {"dataset_kind": "toy"}, device)
+    """The LPIPS and identity models the image terms need (``evaluation.loss_models``: the ID loss's
+    toy identity encoder on toy presets, facenet-pytorch vggface2 on the others); a term whose
+    weights are absent is switched off (λ = 0, recorded in the run's config) with one warning naming
+    the file to place. ``models``: those networks, when already loaded (never the metrics')."""
+    models = models or preset_loss_models(params or {"dataset_kind": "toy"}, device)
     lambdas, found = dict(cfg.lambdas), {}
     for term, key in (("lpips", "lpips"), ("id", "id_embed")):
         model = models[key] if lambdas[term] > 0 else None

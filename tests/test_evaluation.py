@@ -247,9 +247,10 @@ def _identity_views(seed: int, n: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 1, 4, 2, 3).float().div(127.5).sub(1)
 
 
-def test_committed_identity_encoder_separates_identities_not_attributes():
-    assert default_encoder_file().is_file(), "run python -m hsep_utils.identity and commit its output"
-    embed = toy_identity_embedder()
+@pytest.mark.parametrize("judge", [False, True], ids=["loss", "metric"])
+def test_committed_identity_encoder_separates_identities_not_attributes(judge):
+    assert default_encoder_file(judge).is_file(), "run python -m hsep_utils.identity and commit its output"
+    embed = toy_identity_embedder(judge=judge)
     assert not isinstance(embed, Unavailable)
     views = _identity_views(seed=0, n=6)  # the presets' own identities
     e = embed(views.flatten(0, 1)).view(6, 5, -1)
@@ -483,3 +484,17 @@ def test_the_judge_is_trained_apart_from_the_selection_classifier(tmp_path, monk
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     torch.testing.assert_close(loaded(x), judge(x))
     assert "width 48, 4 blocks" in C.describe(loaded.record)
+
+
+def test_the_id_metric_is_not_the_id_loss(tmp_path, monkeypatch):
+    """Toy presets score ID with a second identity encoder (other identities, seed and width) than
+    the one the ID loss trains against; a missing one names the command that makes it."""
+    from hsep_utils import identity
+    from hsep_utils.evaluation import loss_models, metric_models
+
+    metric, loss = metric_models("toy")["id_embed"], loss_models("toy")["id_embed"]
+    x = _identity_views(seed=0, n=2).flatten(0, 1)
+    assert metric(x).shape[0] == loss(x).shape[0] and not torch.allclose(metric(x), loss(x), atol=1e-2)
+    monkeypatch.setitem(identity.JUDGE_OPTIONS, "out", str(tmp_path / "absent"))
+    missing = toy_identity_embedder(judge=True)
+    assert isinstance(missing, Unavailable) and "--seed 1 --data-seed 3000000 --width 48" in missing.reason
