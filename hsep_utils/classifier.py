@@ -146,8 +146,8 @@ def fit_attribute_classifier(data: dict, seed: int = 0, progress: bool = True, d
     when present (``build_classifier`` says which); on CUDA when available. Returns (model, test
     accuracy); ``model.record`` says what it is and its role."""
     r = ROLES[role]
-    x = torch.cat([data["train_bg"].x[r["half"]::2], data["train_tg"].x[r["half"]::2]])
-    y = torch.cat([torch.zeros(len(data["train_bg"].x[r["half"]::2])), torch.ones(len(data["train_tg"].x[r["half"]::2]))])
+    bg, tg = data["train_bg"].x[r["half"]::2], data["train_tg"].x[r["half"]::2]
+    x, y = torch.cat([bg, tg]), torch.cat([torch.zeros(len(bg)), torch.ones(len(tg))])
     seed = seed + r["seed_offset"]
     torch.manual_seed(seed)
     model, record = build_classifier(x.shape[-1], width=r["width"], blocks=r["blocks"])

@@ -85,15 +85,16 @@ def toy_regions(rows: pd.DataFrame, attribute: str, size: int) -> list[tuple[int
     return [attribute_region(ToyFactors.from_mapping(r), attribute, size) for _, r in rows.iterrows()]
 
 
-def _region_mse(a: torch.Tensor, b: torch.Tensor, regions) -> torch.Tensor:
-    """Per-image MSE on pixels in [0, 1], inside each image's box when ``regions`` is given."""
+def _region_mse(a: torch.Tensor, b: torch.Tensor, regions, outside: bool = False) -> torch.Tensor:
+    """Per-image MSE on pixels in [0, 1], inside (or ``outside``) each image's box when ``regions``
+    is given."""
     if regions is None:
         return mse_per_image(a, b)
     if len(regions) != len(a):
         raise ValueError(f"{len(regions)} regions for {len(a)} images")
-    mask = torch.zeros(len(a), 1, *a.shape[-2:], device=a.device)
+    mask = torch.full((len(a), 1, *a.shape[-2:]), float(outside), device=a.device)
     for m, (x0, y0, x1, y1) in zip(mask, regions):
-        m[:, y0:y1, x0:x1] = 1
+        m[:, y0:y1, x0:x1] = float(not outside)
     err = (to_unit(a) - to_unit(b)).pow(2) * mask
     return err.flatten(1).sum(1) / (mask.flatten(1).sum(1) * a.shape[1])
 
@@ -101,13 +102,7 @@ def _region_mse(a: torch.Tensor, b: torch.Tensor, regions) -> torch.Tensor:
 def psnr_outside(a: torch.Tensor, b: torch.Tensor, regions: list[tuple[int, int, int, int]]) -> torch.Tensor:
     """Per-image PSNR (dB, pixels in [0, 1]) outside each image's box: what an edit of a local
     attribute keeps of the rest of the image."""
-    if len(regions) != len(a):
-        raise ValueError(f"{len(regions)} regions for {len(a)} images")
-    keep = torch.ones(len(a), 1, *a.shape[-2:], device=a.device)
-    for m, (x0, y0, x1, y1) in zip(keep, regions):
-        m[:, y0:y1, x0:x1] = 0
-    mse = ((to_unit(a) - to_unit(b)).pow(2) * keep).flatten(1).sum(1) / (keep.flatten(1).sum(1) * a.shape[1])
-    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+    return 10 * torch.log10(1 / _region_mse(a, b, regions, outside=True).clamp_min(1e-10))
 
 
 def donor_transfer(edited: torch.Tensor, original: torch.Tensor, counterfactual: torch.Tensor,
@@ -209,21 +204,25 @@ def metric_models(dataset_kind: str, device: str | torch.device = "cpu", facenet
     loaded from local files or ``Unavailable``. ID: on toy presets the second toy identity encoder,
     trained apart from the ID loss's (``identity.JUDGE_OPTIONS``); on real ones facenet (VGGFace2),
     which is also the loss's network (no ArcFace here yet). LPIPS: AlexNet, the loss's too."""
-    from .identity import toy_identity_embedder
-    from .weights import facenet_embedder, inception_extractor, lpips_model
+    from .weights import inception_extractor
 
-    id_embed = toy_identity_embedder(device, judge=True) if dataset_kind == "toy" \
-        else facenet_embedder(device, facenet_weights)
-    return dict(lpips=lpips_model(device), id_embed=id_embed, inception=inception_extractor(device, inception_weights))
+    return dict(**_image_networks(dataset_kind, device, facenet_weights, judge=True),
+                inception=inception_extractor(device, inception_weights))
 
 
 def loss_models(dataset_kind: str, device: str | torch.device = "cpu", facenet_weights: str | Path | None = None) -> dict:
     """The networks the image loss terms use (``lpips``, ``id_embed``): the toy identity encoder of the
     ID loss (not the metric's) on toy presets, facenet on real ones; ``Unavailable`` when absent."""
+    return _image_networks(dataset_kind, device, facenet_weights, judge=False)
+
+
+def _image_networks(dataset_kind: str, device, facenet_weights, judge: bool) -> dict:
+    """LPIPS and the identity encoder: on toy presets the metric's (``judge``) or the loss's."""
     from .identity import toy_identity_embedder
     from .weights import facenet_embedder, lpips_model
 
-    id_embed = toy_identity_embedder(device) if dataset_kind == "toy" else facenet_embedder(device, facenet_weights)
+    id_embed = toy_identity_embedder(device, judge=judge) if dataset_kind == "toy" \
+        else facenet_embedder(device, facenet_weights)
     return dict(lpips=lpips_model(device), id_embed=id_embed)
 
 
@@ -261,13 +260,16 @@ def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, op
         else:
             row[name] = float(value)
 
+    def put_all(names: tuple[str, ...], values) -> None:
+        """Cells computed together: a dict of them, or one missing network / reason for all."""
+        for name in names:
+            put(name, values if values is None or isinstance(values, Unavailable) else values[name])
+
     put("lpips", _with(lpips, lambda m: lpips_per_image(m, edited, original, batch_size).mean()))
     put("mse", mse_per_image(edited, original).mean())
     put("psnr", psnr_per_image(edited, original).mean())
     put("id", _with(id_embed, lambda f: identity_similarity(f, edited, original, batch_size).mean()))
-    distances = _with(inception, lambda m: inception_distances(edited, opposite_real, m, batch_size))
-    for name in ("fid", "kid"):
-        put(name, distances if distances is None or isinstance(distances, Unavailable) else distances[name])
+    put_all(("fid", "kid"), _with(inception, lambda m: inception_distances(edited, opposite_real, m, batch_size)))
     row["sr"], row["sr_counted"] = edit_success(classifier, original, edited, original_is_target, batch_size)
     if counterfactual is not None:
         put("oracle_sr", oracle_success(edited, original, counterfactual, regions).float().mean())
@@ -275,14 +277,13 @@ def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, op
         put("fd_toy", frechet_distance(classifier_features(classifier, edited, batch_size),
                                        classifier_features(classifier, opposite_real, batch_size)))
         if donor_counterfactual is None:
-            why = Unavailable("not applicable: no donor (removal sets S = 0)")
-            put("oracle_sr_donor", why), put("donor_match", why)
+            transfer = Unavailable("not applicable: no donor (removal sets S = 0)")
         elif counterfactual.dim() == edited.dim() or len(counterfactual) == 1:
-            why = Unavailable("not applicable: the attribute has no salient sub-factor in this toy world")
-            put("oracle_sr_donor", why), put("donor_match", why)
+            transfer = Unavailable("not applicable: the attribute has no salient sub-factor in this toy world")
         else:
             match, success = donor_transfer(edited, original, counterfactual, donor_counterfactual, regions)
-            put("oracle_sr_donor", success.float().mean()), put("donor_match", match.float().mean())
+            transfer = dict(oracle_sr_donor=success.float().mean(), donor_match=match.float().mean())
+        put_all(("oracle_sr_donor", "donor_match"), transfer)
         put("psnr_outside", Unavailable("not applicable: a global attribute has no box") if regions is None
             else psnr_outside(edited, original, regions).mean())
     row["n"], row["n_reference"] = len(edited), len(opposite_real)

@@ -41,16 +41,18 @@ NUMBER = (int, float)
 @dataclass(frozen=True)
 class Parameter:
     """One parameter: ``default`` (``None`` for a size: the scale's), ``meaning``, and what a given
-    value must be: of ``kind`` (``None``: anything) and, with ``choices``, one of them."""
+    value must be: of ``kind`` (``None``: anything) or one of ``words`` (``auto``), and, with
+    ``choices``, one of them."""
 
     default: object
     meaning: str
     kind: type | tuple | None = None
     choices: tuple | None = None
+    words: tuple = ()
 
 
-def _size(meaning: str, kind=int) -> Parameter:
-    return Parameter(None, f"{meaning} (None: the scale's)", kind)
+def _size(meaning: str, kind=int, words: tuple = ()) -> Parameter:
+    return Parameter(None, f"{meaning} (None: the scale's)", kind, words=words)
 
 
 PARAMETERS: dict[str, Parameter] = {
@@ -83,7 +85,7 @@ PARAMETERS: dict[str, Parameter] = {
     "hspace_steps": _size("notebook 01: DDIM step counts of the reconstruction curve", list),
     "n_val_per_class": _size("training images per class held out for validation"),
     "ddim_steps": _size("DDIM steps of inversion, training and editing; auto: the smallest of notebook 01's counts "
-                        "whose reconstructions reach ddim_steps_min_psnr (what data_prep.folders writes)", (int, str)),
+                        "whose reconstructions reach ddim_steps_min_psnr (what data_prep.folders writes)", int, ("auto",)),
     "ddim_steps_min_psnr": Parameter(30.0, "ddim_steps auto: the mean reconstruction PSNR (dB) asked of notebook 01's "
                                      "step counts", NUMBER),
     "batch_per_class": _size("training images per class in a batch (all processes together)"),
@@ -123,7 +125,7 @@ PARAMETERS: dict[str, Parameter] = {
     "salient_strength": Parameter(1.0, "beyond the paper: α of h̃ = f(C, α·S) when adding, notebooks 03–04 (1: the "
                                   "paper; auto: notebook 02 picks the smallest α of 1 … 3 whose validation adding SR "
                                   "reaches strength_target_sr with 90 % confidence, on toy presets the oracle SR too; "
-                                  "notebook 04 also reports α = 1 when the strength differs)", NUMBER + (str,)),
+                                  "notebook 04 also reports α = 1 when the strength differs)", NUMBER, words=("auto",)),
     "strength_target_sr": Parameter(0.9, "salient_strength auto: the validation adding SR asked for", NUMBER),
     # real datasets and bring-your-own folders (hsep_utils/real_data.py); None: the documented default
     "annotations": Parameter(None, "ffhq: ffhq-features-dataset json/ folder; celebahq: "
@@ -172,16 +174,12 @@ def check(params: dict, where: str) -> None:
             continue
         if p.choices is not None and value not in p.choices:
             raise ValueError(f"{where}: {name} {value!r} is not one of {list(p.choices)}")
-        if key == "ddim_steps" and isinstance(value, str) and value != "auto":
-            raise ValueError(f"{where}: {name} must be an integer or auto, got {value!r} ({key}: {p.meaning})")
-        if p.kind is not None and (isinstance(value, bool) or not isinstance(value, p.kind)):
-            kind = {int: "an integer", NUMBER: "a number", list: "a list", dict: "a mapping", str: "a string"}.get(
-                p.kind, " or ".join(t.__name__ for t in p.kind) if isinstance(p.kind, tuple) else p.kind.__name__)
-            raise ValueError(f"{where}: {name} must be {kind}, got {value!r} ({key}: {p.meaning})")
-    strength = params.get("salient_strength")
-    if isinstance(strength, str) and strength != "auto":
-        raise ValueError(f"{where}: salient_strength must be a number or auto "
-                         f"({PARAMETERS['salient_strength'].meaning}), got {strength!r}")
+        if value in p.words or p.kind is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, p.kind):
+            kind = {int: "an integer", NUMBER: "a number", list: "a list", dict: "a mapping", str: "a string"}[p.kind]
+            raise ValueError(f"{where}: {name} must be {' or '.join([kind, *p.words])}, got {value!r} "
+                             f"({key}: {p.meaning})")
 
 
 def with_scale(params: dict) -> dict:

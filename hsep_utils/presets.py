@@ -64,11 +64,16 @@ def resolve(preset: str | Path, overrides: dict | None = None, needs_ddim_steps:
     sizes filled from the scale, and ``ddim_steps: auto`` replaced by notebook 01's choice
     (``chosen_ddim_steps``) unless ``needs_ddim_steps`` is False (notebooks 00–01, which run
     before the choice or make it)."""
-    params = {**load_preset(preset), **(overrides or {})}
-    check_preset(params, f"preset {preset} with {sorted(overrides or {})}")
-    params = complete(smoke_switch(params))
+    params = complete(smoke_switch(with_overrides(preset, overrides)))
     if params["ddim_steps"] == "auto" and needs_ddim_steps:
         params["ddim_steps"] = chosen_ddim_steps(params)
+    return params
+
+
+def with_overrides(preset: str | Path, overrides: dict | None = None) -> dict:
+    """The preset's file with ``overrides`` on top, checked as a whole."""
+    params = {**load_preset(preset), **(overrides or {})}
+    check_preset(params, f"preset {preset} with {sorted(overrides or {})}")
     return params
 
 
@@ -84,14 +89,14 @@ def steps_for_psnr(table, min_psnr: float) -> tuple[int, bool]:
 
 def chosen_ddim_steps(params: dict) -> int:
     """``ddim_steps: auto``: the smallest step count of notebook 01's ``hspace_steps.csv`` whose
-    reconstructions reach ``ddim_steps_min_psnr`` (``reconstruction.steps_for_psnr``)."""
+    reconstructions reach ``ddim_steps_min_psnr`` (``steps_for_psnr``)."""
     import pandas as pd
 
     csv = repo_path(params["results_root"]) / params["preset"] / "hspace_steps.csv"
     if not csv.exists():
         raise FileNotFoundError(f"{csv} is missing: with ddim_steps auto, notebook 01 measures reconstruction per "
-                                    f"step count and the later notebooks take the fewest steps reaching "
-                                    f"{params['ddim_steps_min_psnr']} dB; run notebook 01 first (or set ddim_steps)")
+                                f"step count and the later notebooks take the fewest steps reaching "
+                                f"{params['ddim_steps_min_psnr']} dB; run notebook 01 first (or set ddim_steps)")
     return steps_for_psnr(pd.read_csv(csv), params["ddim_steps_min_psnr"])[0]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .presets import REPO_ROOT, load_preset, preset_path, repo_path
+from .presets import REPO_ROOT, preset_path, repo_path
 
 DEFAULT_PRESET = "toy-glasses"
 STUDY = ["00", "01", "02", "03", "04"]
@@ -82,10 +82,9 @@ def write_run_parameters(preset: str, overrides: dict) -> tuple[dict, Path]:
     only when its content changes, so ``--resume`` can trust its time."""
     from .io import write_text
     from .parameters import DEFAULTS
-    from .presets import check_preset
+    from .presets import with_overrides
 
-    params = {**DEFAULTS, **load_preset(preset), **overrides}
-    check_preset(params, f"preset {preset} with -p {sorted(overrides)}")
+    params = {**DEFAULTS, **with_overrides(preset, overrides)}
     path = repo_path(params["results_root"]) / params["preset"] / "params.yaml"
     text = (f"# what the last python -m hsep_utils.reproduce ran: {shown(preset_path(preset))}, -p {overrides}\n"
             + yaml.safe_dump(params, sort_keys=False, allow_unicode=True))

@@ -31,7 +31,7 @@ from .ema import ema_update
 from .hspace import decode, encode
 from .io import save_dataframe, save_torch, write_text
 from .mapping import MappingNetwork
-from .parameters import DEFAULTS
+from .parameters import DEFAULTS, PARAMETERS
 
 
 @dataclass
@@ -74,10 +74,9 @@ class TrainConfig:
             raise ValueError(f"image_loss_every must be ≥ 1, got {self.image_loss_every}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name, allowed in (("kl_head", ("learned", "none")), ("background_salient", ("own", "zero")),
-                              ("consistency_scale", ("raw", "normalised"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        for name in ("kl_head", "background_salient", "consistency_scale"):
+            if getattr(self, name) not in PARAMETERS[name].choices:
+                raise ValueError(f"{name} must be one of {list(PARAMETERS[name].choices)}, got {getattr(self, name)!r}")
         if int(self.latent_warmup_steps) < 0 or int(self.latent_warmup_pool) < 1:
             raise ValueError(f"latent_warmup_steps must be ≥ 0 and latent_warmup_pool ≥ 1, got "
                              f"{self.latent_warmup_steps} and {self.latent_warmup_pool}")
@@ -148,7 +147,6 @@ class InversionCache:
         return self.dir / f"{safe}.n{self.n_steps}{'.' + kind if kind else ''}.pt"
 
 
-
 def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.Tensor, cfg: TrainConfig,
                  r: Ranks = Ranks()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The latent terms (Eq. 6–10, and the optional common-class adversary) of a batch of h at
@@ -161,11 +159,11 @@ def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.
     if cfg.background_salient == "zero":
         h_tilde = torch.where(bg.view(-1, 1, 1, 1), net.combine(c, torch.zeros_like(s)), h_tilde)
     scale = net.h_scale if cfg.consistency_scale == "normalised" else 1.0
+    ht, hs = h_tilde / scale, h / scale
     kl_logits = net.kl_logits if cfg.kl_head == "learned" else (lambda code: code.mean((2, 3)))
     terms = {
         "silence": L.silence(s[bg]),
-        "consistency": L.consistency(h_tilde[bg] / scale, h[bg] / scale) + L.consistency(h_tilde[tg] / scale,
-                                                                                         h[tg] / scale),
+        "consistency": L.consistency(ht[bg], hs[bg]) + L.consistency(ht[tg], hs[tg]),
         "kl": L.bidirectional_kl(kl_logits(c[bg]), kl_logits(c[tg]), cfg.kl_temperature, r.batch_mean),
         "orthogonal": L.orthogonal(c, s),
         "classification": L.classification(net.class_logit(c[bg]), net.class_logit(s[bg]),
