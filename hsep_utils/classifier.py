@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .images import Images, as_images
 from .io import save_torch
 
 
@@ -92,10 +93,12 @@ def describe(record: dict) -> str:
     return f"ResNet-18 trained from scratch ({record.get('why', 'no ImageNet weights')})"
 
 
-def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 5, batch_size: int = 64,
-                     lr: float | None = None, seed: int = 0, progress: bool = True) -> nn.Module:
-    """Fit ``model`` on images in [-1, 1] with binary labels (1 = target), on the model's device.
-    ``lr`` None: 2e-3 for the SmallCNN, 3e-4 for the ResNet."""
+def train_classifier(model: nn.Module, x: torch.Tensor | Images, y: torch.Tensor, epochs: int = 5,
+                     batch_size: int = 64, lr: float | None = None, seed: int = 0, progress: bool = True) -> nn.Module:
+    """Fit ``model`` on images in [-1, 1] with binary labels (1 = target), on the model's device;
+    ``x`` is read a batch at a time (``Images.batches``). ``lr`` None: 2e-3 for the SmallCNN, 3e-4
+    for the ResNet."""
+    x = as_images(x)
     torch.manual_seed(seed)
     dev = next(model.parameters()).device
     lr = lr if lr is not None else (2e-3 if isinstance(model, SmallCNN) else 3e-4)
@@ -103,8 +106,9 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs:
     g = torch.Generator().manual_seed(seed)
     model.train()
     for _ in tqdm(range(epochs), desc="train attribute classifier", disable=not progress):
-        for idx in torch.randperm(len(x), generator=g).split(batch_size):
-            loss = F.binary_cross_entropy_with_logits(model(x[idx].to(dev)), y[idx].float().to(dev))
+        order = torch.randperm(len(x), generator=g)
+        for xb, idx in zip(x.batches(order, batch_size), order.split(batch_size)):
+            loss = F.binary_cross_entropy_with_logits(model(xb.to(dev)), y[idx].float().to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -112,8 +116,8 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Predicted class (bool: target) per image."""
+def predict(model: nn.Module, x: torch.Tensor | Images, batch_size: int = 256) -> torch.Tensor:
+    """Predicted class (bool: target) per image, ``batch_size`` images read at a time."""
     dev = next(model.parameters()).device
     return torch.cat([model(b.to(dev)).cpu() > 0 for b in x.split(batch_size)])
 
@@ -147,7 +151,7 @@ def fit_attribute_classifier(data: dict, seed: int = 0, progress: bool = True, d
     accuracy); ``model.record`` says what it is and its role."""
     r = ROLES[role]
     bg, tg = data["train_bg"].x[r["half"]::2], data["train_tg"].x[r["half"]::2]
-    x, y = torch.cat([bg, tg]), torch.cat([torch.zeros(len(bg)), torch.ones(len(tg))])
+    x, y = Images.concat([bg, tg]), torch.cat([torch.zeros(len(bg)), torch.ones(len(tg))])
     seed = seed + r["seed_offset"]
     torch.manual_seed(seed)
     model, record = build_classifier(x.shape[-1], width=r["width"], blocks=r["blocks"])

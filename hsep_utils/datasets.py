@@ -20,6 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .io import save_dataframe, write_text
+from .images import read_rgb
 from .plotting import from_uint8
 from .toy import ATTRIBUTES, RENDERER_VERSION, ToyFactors, render, sample_factors
 
@@ -139,31 +140,6 @@ def split_counts(manifest: pd.DataFrame) -> pd.DataFrame:
     return g.size().rename("images").to_frame().join(g["identity"].nunique().rename("identities")).reset_index()
 
 
-def open_rgb(path: Path, fix: str) -> tuple[Image.Image, str | None]:
-    """Read ``path`` as 8-bit RGB (``to_rgb``); an unreadable file raises an error naming it and ``fix``."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return to_rgb(im)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path} is not a readable image ({type(e).__name__}: {e}): {fix}") from None
-
-
-def to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
-    """8-bit RGB, and what the conversion did (None: the image was RGB already). 16-bit images are
-    scaled to 8 bits (PIL's own conversion saturates them to white); alpha is dropped."""
-    if img.mode == "RGB":
-        return img, None
-    if img.mode.startswith("I"):  # 16-bit (I;16, I;16B) or 32-bit integer grayscale
-        arr = np.asarray(img).astype(np.int64)
-        arr = arr >> 8 if img.mode.startswith("I;16") or arr.max() > 255 else arr
-        return Image.fromarray(arr.clip(0, 255).astype(np.uint8)).convert("RGB"), f"{img.mode} (16-bit) scaled to 8-bit RGB"
-    what = {"L": "grayscale", "LA": "grayscale with alpha", "RGBA": "RGBA", "P": "palette", "PA": "palette with alpha",
-            "CMYK": "CMYK", "1": "1-bit"}.get(img.mode, img.mode)
-    note = f"{what} converted to RGB" + (" (alpha dropped)" if "A" in img.mode else "")
-    return img.convert("RGB"), note
-
-
 def square_resize(img: Image.Image, size: int) -> Image.Image:
     """The centred square crop of ``img``, resized to ``size`` × ``size`` (Lanczos)."""
     w, h = img.size
@@ -173,16 +149,15 @@ def square_resize(img: Image.Image, size: int) -> Image.Image:
 
 
 def load_images(dataset_dir: str | Path, files, size: int | None = None) -> torch.Tensor:
-    """Images as a float tensor (N, 3, H, W) in [-1, 1]; resized to ``size`` when given (said once,
-    in one warning, with the number of images concerned)."""
+    """Images as one float tensor (N, 3, H, W) in [-1, 1], read now (``splits`` reads them lazily,
+    ``images.Images``); resized to ``size`` when given (said once, in one warning, with the number
+    of images concerned)."""
+    fix = f"rebuild the dataset (delete {Path(dataset_dir)} and run notebook 00 again)"
     out, resized = [], []
     for f in files:
-        path = Path(dataset_dir) / f
-        img, _ = open_rgb(path, f"rebuild the dataset (delete {Path(dataset_dir)} and run notebook 00 again)")
-        if size is not None and img.size != (size, size):
-            resized.append(f"{path} ({img.size[0]}×{img.size[1]})")
-            img = img.resize((size, size), Image.BICUBIC)
-        out.append(np.asarray(img))
+        arr, note = read_rgb(Path(dataset_dir) / f, size, fix)
+        out.append(arr)
+        resized += [note] if note else []
     if resized:
         warnings.warn(f"{len(resized)} of {len(out)} images in {dataset_dir} are not {size}×{size} px (e.g. "
                       f"{resized[0]}): resized (bicubic)", stacklevel=2)

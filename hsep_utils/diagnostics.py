@@ -48,7 +48,7 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     the reverse process of ``Diffusion.generate`` (``asymmetric``). ``failures``: a PNG to draw the
     images where oracle SR fails (rows: input, h-swapped, true counterfactual; at most 16)."""
     head = split.rows.head(n)
-    x = split.x[:n]
+    x = split.x[:n].load()
     size = x.shape[-1]
     cf_set = toy_counterfactual_set(head, attribute, size)  # the edit is scored against each
     cf = cf_set[0]  # whose h is the ideal edit
@@ -83,7 +83,7 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
     S = 0), ``counterfactual_salient`` (own C, the true counterfactual's S) and
     ``counterfactual_through_net`` (the counterfactual's own C and S); and ``salient_rms_over_h_rms``,
     the RMS of the inputs' S over that of their h along their own generation."""
-    head, x = split.rows.head(n), split.x[:n]
+    head, x = split.rows.head(n), split.x[:n].load()
     n = len(x)
     cf_set = toy_counterfactual_set(head, attribute, x.shape[-1])
     cf = cf_set[0]
@@ -93,7 +93,7 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
     if original_is_target:
         paper = edit(diffusion, net, xT, own, n_steps, "remove", asymmetric=asymmetric)
     else:
-        paper = edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=diffusion.invert(donors.x[:n], n_steps),
+        paper = edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=diffusion.invert(donors.x[:n].load(), n_steps),
                      donor_is_target=other, asymmetric=asymmetric)
     edits = dict(paper=paper,
                  counterfactual_salient=edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=xT_cf,
@@ -110,10 +110,9 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
 
 
 def main(argv=None) -> None:
-    from .diffusion import load_diffusion
     from .classifier import fit_attribute_classifier, load_classifier
     from .parameters import is_asymmetric
-    from .presets import device_of, repo_path, resolve, results_dir
+    from .presets import diffusion_of, resolve, results_dir
     from .splits import load_preset_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,7 +131,7 @@ def main(argv=None) -> None:
     params["reverse_process"] = a.reverse_process or params.get("reverse_process")
     if params["dataset_kind"] != "toy":
         raise SystemExit(f"{a.preset}: the oracle h-swap needs counterfactuals, which only toy presets have")
-    diffusion = load_diffusion(repo_path(a.base_model or params["base_model"]), device_of(params))
+    diffusion = diffusion_of({**params, "base_model": a.base_model or params["base_model"]})
     data = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
     saved = results_dir(params) / "classifier.pt"
     classifier = load_classifier(saved)[0] if saved.exists() else fit_attribute_classifier(data, params["seed"])[0]

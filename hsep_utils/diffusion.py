@@ -181,7 +181,7 @@ _GET_IT = ("Place a diffusers UNet2DModel there (`save_pretrained` layout: confi
 def resolve_model_dir(name_or_path: str | Path) -> Path:
     """A local model directory, the cached snapshot of a Hugging Face id (never downloads), or the
     conversion of a guided-diffusion ``.pt`` checkpoint (``adm.cached_conversion``)."""
-    from .presets import REPO_ROOT
+    from .parameters import REPO_ROOT
 
     p = Path(name_or_path)
     if p.suffix == ".pt":
@@ -233,11 +233,19 @@ def model_fingerprint(name_or_path: str | Path) -> str:
     return h.hexdigest()[:12]
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""The ``unet_dtype`` parameter's words."""
+
+
 def load_diffusion(name_or_path: str | Path, device: str | torch.device = "cpu",
-                   dtype: torch.dtype = torch.float32) -> Diffusion:
-    """Load a frozen UNet2DModel and its noise schedule, strictly offline."""
+                   dtype: torch.dtype | str = torch.float32, compile: bool = False) -> Diffusion:
+    """Load a frozen UNet2DModel and its noise schedule, strictly offline; ``dtype`` (or its
+    ``DTYPES`` word) is the U-Net's only (``hspace.encode``); ``compile`` runs its blocks through
+    ``torch.compile`` (the training step's constant-skip decoder, ``hspace._up_block_constant_skips``,
+    calls their parts and runs uncompiled)."""
     from diffusers import DDPMScheduler, UNet2DModel
 
+    dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
     unet_dir, weights, sched_file = model_files(name_or_path)
     try:
         unet = UNet2DModel.from_pretrained(unet_dir, local_files_only=True, torch_dtype=dtype)
@@ -247,4 +255,7 @@ def load_diffusion(name_or_path: str | Path, device: str | torch.device = "cpu",
                          f"the file is truncated or corrupt, or the weights and the config come from different "
                          f"models; put the config.json and weights saved together there. {_GET_IT}") from None
     sched = DDPMScheduler.from_config(json.loads(sched_file.read_text()))
+    if compile:
+        for block in [*unet.down_blocks, unet.mid_block, *unet.up_blocks]:
+            block.compile()
     return Diffusion(unet.to(device), sched.alphas_cumprod, source=str(name_or_path))

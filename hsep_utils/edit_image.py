@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import yaml
 
-from .datasets import open_rgb, square_resize
+from .datasets import square_resize
+from .images import open_rgb
 from .plotting import from_uint8, to_uint8
 
 
@@ -86,12 +87,11 @@ def load_for_editing(preset: str, overrides: dict | None = None):
     """(params, diffusion, mapping network) of a trained preset (``HSEP_SMOKE_DIR`` switches it to the
     smoke run, as the notebooks)."""
     from . import presets
-    from .diffusion import load_diffusion
     from .train import load_mapping
 
     params = presets.resolve(preset, overrides)
     net_path = mapping_file(params)
-    diffusion = load_diffusion(presets.repo_path(params["base_model"]), presets.device_of(params))
+    diffusion = presets.diffusion_of(params)
     return params, diffusion, load_mapping(net_path, diffusion.device).eval()
 
 

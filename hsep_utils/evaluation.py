@@ -154,10 +154,10 @@ def inception_features(x: torch.Tensor, extractor: nn.Module, batch_size: int = 
     from cleanfid.resize import build_resizer
 
     resize, dev = build_resizer("clean"), _device(extractor)
-    u8 = (to_unit(x) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     out = []
-    for i in range(0, len(u8), batch_size):
-        batch = torch.stack([torch.from_numpy(resize(img)).permute(2, 0, 1) for img in u8[i:i + batch_size]])
+    for chunk in x.split(batch_size):
+        u8 = (to_unit(chunk) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        batch = torch.stack([torch.from_numpy(resize(img)).permute(2, 0, 1) for img in u8])
         out.append(extractor(batch.to(dev)).cpu().numpy())
     return np.concatenate(out)
 

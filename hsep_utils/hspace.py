@@ -30,15 +30,17 @@ CELEBAHQ_256_CONFIG = dict(
 
 @dataclass
 class Encoded:
-    """What the decoder half needs besides h: the time embedding and the skip connections."""
+    """What the decoder half needs besides h: the time embedding and the skip connections (in the
+    U-Net's dtype), and the dtype of the input x, which h and the decoder's ε are given back in."""
 
     h: torch.Tensor
     emb: torch.Tensor
     skips: tuple[torch.Tensor, ...]
+    dtype: torch.dtype = torch.float32
 
     def rows(self, index: torch.Tensor) -> "Encoded":
         """The same for a subset of the batch (boolean mask or indices)."""
-        return Encoded(self.h[index], self.emb[index], tuple(s[index] for s in self.skips))
+        return Encoded(self.h[index], self.emb[index], tuple(s[index] for s in self.skips), self.dtype)
 
 
 def check_supported(unet) -> None:
@@ -65,7 +67,9 @@ def _timesteps(t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
 
 
 def encode(unet, x: torch.Tensor, t: torch.Tensor | int) -> Encoded:
-    """The U-Net up to and including its mid block; ``t`` is a scalar or one timestep per image."""
+    """The U-Net up to and including its mid block; ``t`` is a scalar or one timestep per image. A
+    U-Net of lower precision (``unet_dtype``) runs on x cast to it and gives h back in x's dtype."""
+    dtype, x = x.dtype, x.to(unet.dtype)
     if unet.config.center_input_sample:
         x = 2 * x - 1.0
     t_emb = unet.time_proj(_timesteps(t, x)).to(dtype=unet.dtype)
@@ -75,7 +79,7 @@ def encode(unet, x: torch.Tensor, t: torch.Tensor | int) -> Encoded:
     for block in unet.down_blocks:
         sample, res = block(hidden_states=sample, temb=emb)
         skips += res
-    return Encoded(unet.mid_block(sample, emb), emb, skips)
+    return Encoded(unet.mid_block(sample, emb).to(dtype), emb, skips, dtype)
 
 
 def decode(unet, enc: Encoded, h: torch.Tensor | None = None, constant_skips: bool = True) -> torch.Tensor:
@@ -85,7 +89,7 @@ def decode(unet, enc: Encoded, h: torch.Tensor | None = None, constant_skips: bo
     When a graph is recorded for ``h`` only (the frozen U-Net of training), each up block's resnets
     keep the constant skip connections out of the backward pass (``_resnet_constant_skip``);
     ``constant_skips=False`` runs diffusers' own blocks (the benchmark's reference)."""
-    sample = enc.h if h is None else h
+    sample = (enc.h if h is None else h).to(unet.dtype)
     skips = enc.skips
     split = constant_skips and torch.is_grad_enabled() and sample.requires_grad
     for block in unet.up_blocks:
@@ -95,7 +99,7 @@ def decode(unet, enc: Encoded, h: torch.Tensor | None = None, constant_skips: bo
             sample = _up_block_constant_skips(block, sample, res, enc.emb)
         else:
             sample = block(sample, res, enc.emb)
-    return unet.conv_out(unet.conv_act(unet.conv_norm_out(sample)))[:, :unet.config.in_channels]
+    return unet.conv_out(unet.conv_act(unet.conv_norm_out(sample)))[:, :unet.config.in_channels].to(enc.dtype)
 
 
 def _splittable(block, res: tuple[torch.Tensor, ...]) -> bool:

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""What a relative path among the parameters (data_root, results_root, base_model, ...) is relative to."""
 
 SCALES: dict[str, dict] = {
     # seconds: the notebook tests
@@ -78,6 +82,11 @@ PARAMETERS: dict[str, Parameter] = {
     "device": Parameter("auto", "cpu | cuda | auto (cuda when available)", str),
     "eval_batch_size": Parameter(64, "images per DDIM pass outside the training step: inversion, h trajectories, "
                                  "edits (with their donors), validation, reconstruction, the metrics' networks", int),
+    "unet_dtype": Parameter("fp32", "precision of the frozen base U-Net (bf16 / fp16: about half its GPU memory and "
+                            "time); the DDIM state, h as the mapping network sees it, the mapping network and the "
+                            "losses stay fp32. Inversions are cached per precision", str, ("fp32", "bf16", "fp16")),
+    "compile": Parameter(False, "torch.compile the frozen U-Net's blocks (GPU runs long enough to repay the "
+                         "compilation; the first calls pay it)", bool),
     # sizes
     "n_train_per_class": _size("training images per class"),
     "n_test_per_class": _size("test images per class"),
@@ -176,8 +185,9 @@ def check(params: dict, where: str) -> None:
             raise ValueError(f"{where}: {name} {value!r} is not one of {list(p.choices)}")
         if value in p.words or p.kind is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, p.kind):
-            kind = {int: "an integer", NUMBER: "a number", list: "a list", dict: "a mapping", str: "a string"}[p.kind]
+        if (isinstance(value, bool) and p.kind is not bool) or not isinstance(value, p.kind):
+            kind = {int: "an integer", NUMBER: "a number", list: "a list", dict: "a mapping", str: "a string",
+                    bool: "true or false"}[p.kind]
             raise ValueError(f"{where}: {name} must be {' or '.join([kind, *p.words])}, got {value!r} "
                              f"({key}: {p.meaning})")
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from .parameters import PARAMETERS, SCALES, check, complete
+from .parameters import PARAMETERS, REPO_ROOT, SCALES, check, complete
 from .toy import ATTRIBUTES as TOY_ATTRIBUTES
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_DIR = REPO_ROOT / "params"
+
 
 def known_presets() -> list[str]:
     return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
@@ -136,6 +136,15 @@ def smoke_switch(params: dict) -> dict:
         return params
     params = {k: v for k, v in params.items() if k not in SCALES["smoke"]}
     return {**params, "scale": "smoke", "data_root": f"{smoke}/data", "results_root": f"{smoke}/results"}
+
+
+def diffusion_of(params: dict):
+    """The preset's frozen base model (``base_model``) on its device, at its ``unet_dtype``,
+    compiled when ``compile``: the one way notebooks and tools load it."""
+    from .diffusion import load_diffusion
+
+    return load_diffusion(repo_path(params["base_model"]), device_of(params), params.get("unet_dtype") or "fp32",
+                          bool(params.get("compile")))
 
 
 def device_of(params: dict) -> str:

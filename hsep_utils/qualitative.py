@@ -32,7 +32,7 @@ def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
                                   batch_size=cache.batch_size)
     grids = {}
     for name, split, xT, cls, edited in (("add", bg, xT_bg, is_bg, added), ("remove", tg, xT_tg, is_tg, removed)):
-        rows = [split.x[:n], edit(diffusion, net, xT, cls, steps, "reconstruct", t_edit, asymmetric=asym,
+        rows = [split.x[:n].load(), edit(diffusion, net, xT, cls, steps, "reconstruct", t_edit, asymmetric=asym,
                                   batch_size=cache.batch_size).cpu(), edited.cpu()]
         if params["dataset_kind"] == "toy":
             rows.append(toy_counterfactuals(split.rows.head(n), params["attribute"], split.x.shape[-1]))

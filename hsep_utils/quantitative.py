@@ -45,7 +45,7 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
             if not is_target:  # adding by swap: image i took target i's S
                 toy["donor_counterfactual"] = toy_donor_counterfactuals(head, opposite.rows.head(n), params["attribute"],
                                                                         split.x.shape[-1])
-        rows.append(domain_metrics(domain, split.x[:n], edited, opposite.x, classifier, is_target,
+        rows.append(domain_metrics(domain, split.x[:n].load(), edited, opposite.x, classifier, is_target,
                                    models["lpips"], models["id_embed"], models["inception"], **toy,
                                    batch_size=cache.batch_size))
     return rows

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .datasets import CLASSES, MANIFEST_COLUMNS, SPLITS, open_rgb, read_manifest, split_counts, square_resize
+from .datasets import CLASSES, MANIFEST_COLUMNS, SPLITS, read_manifest, split_counts, square_resize
+from .images import open_rgb
 from .io import save_dataframe, save_image, write_text
 from .parameters import SCALES
 from .presets import repo_path

@@ -9,6 +9,7 @@ import torch
 from .diffusion import Diffusion
 from .distributed import ranks
 from .edit import edit, swap_salient
+from .images import Images
 from .mapping import MappingNetwork
 from .metrics import psnr_per_image
 from .splits import Split
@@ -26,7 +27,8 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
     r = ranks()
     part = r.share(n)
     if part.start == part.stop:  # more processes than images
-        return r.gather(bg.x[:0]), r.gather(tg.x[:0]) if remove else None
+        none = torch.empty(0, *bg.x.shape[1:])
+        return r.gather(none), r.gather(none) if remove else None
     keys_bg, keys_tg = bg.keys[:n][part], tg.keys[:n][part]
     xT_bg, xT_tg = cache(keys_bg, bg.x[:n][part]), cache(keys_tg, tg.x[:n][part])
     added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit, alpha, asymmetric, remove,
@@ -39,11 +41,12 @@ def reconstruction_psnr(diffusion: Diffusion, net: MappingNetwork, cache: Invers
     """Mean PSNR (dB) of both classes' images reconstructed through the mapping network (own C and
     S); split across processes under data parallelism."""
     r = ranks()
-    x, keys = torch.cat([bg.x, tg.x]), bg.keys + tg.keys
+    x, keys = Images.concat([bg.x, tg.x]), bg.keys + tg.keys
     is_target = torch.arange(len(x)) >= len(bg.x)
     part = r.share(len(x))
-    rec = x[:0]
+    psnr = torch.empty(0)
     if part.start < part.stop:
         rec = edit(diffusion, net.eval(), cache(keys[part], x[part]), is_target[part], n_steps, "reconstruct",
                    t_edit, asymmetric=asymmetric, batch_size=cache.batch_size).cpu()
-    return psnr_per_image(r.gather(rec), x).mean().item()
+        psnr = psnr_per_image(rec, x[part].load())
+    return r.gather(psnr).mean().item()

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from .datasets import CLASSES, build_toy_dataset, build_toy_sealed, load_images
+from .datasets import CLASSES, build_toy_dataset, build_toy_sealed
+from .images import Images, as_images
 from .presets import repo_path
 from .real_data import prepare_real_dataset
 
@@ -27,10 +27,14 @@ def prepare_dataset(params: dict, progress: bool = True) -> tuple[pd.DataFrame, 
 
 @dataclass
 class Split:
-    """One class's images of one split, with their manifest rows and cache keys."""
+    """One class's images of one split, with their manifest rows and cache keys. ``x`` decodes
+    images when indexed (``images.Images``); a tensor given here is wrapped, not copied."""
 
     rows: pd.DataFrame
-    x: torch.Tensor
+    x: Images
+
+    def __post_init__(self) -> None:
+        self.x = as_images(self.x)
 
     @property
     def keys(self) -> list[str]:
@@ -39,7 +43,9 @@ class Split:
 
 def load_preset_data(params: dict, image_size: int, n_val_per_class: int = 32) -> dict[str, Split]:
     """``train_bg``, ``train_tg``, ``val_bg``, ``val_tg``, ``test_bg``, ``test_tg``: the last
-    ``n_val_per_class`` training images of each class are held out for validation. A toy preset with
+    ``n_val_per_class`` training images of each class are held out for validation. Nothing is decoded
+    here: each split reads its files when used (``images.Images``), so a notebook that never touches
+    the training images never reads them, and each accelerate process reads only its share. A toy preset with
     ``test_seed`` takes ``test_*`` from its sealed population (``datasets.build_toy_sealed``)."""
     manifest, dataset_dir = prepare_dataset(params, progress=False)
     test_manifest, test_dir = manifest, dataset_dir
@@ -61,7 +67,7 @@ def load_preset_data(params: dict, image_size: int, n_val_per_class: int = 32) -
                 parts = {"test": rows}
             for name, r in parts.items():
                 r = r.reset_index(drop=True)
-                out[f"{name}_{tag}"] = Split(r, load_images(folder, r["file"], image_size))
+                out[f"{name}_{tag}"] = Split(r, Images.files(folder, r["file"], image_size))
     return out
 
 
@@ -74,13 +80,14 @@ def inversion_cache(diffusion, params: dict):
 
 
 def inversion_dir(params: dict) -> Path:
-    """Where inversions of this preset's images by this base model are cached: ``<cache_root>/inversions``,
+    """Where inversions of this preset's images by this base model at its ``unet_dtype`` are cached: ``<cache_root>/inversions``,
     ``cache_root`` by default ``cache/`` beside ``data_root`` (a run on other data caches beside it)."""
     from .diffusion import model_fingerprint
 
     _, dataset_dir = prepare_dataset(params, progress=False)
     recorded = (dataset_dir / "dataset.json").read_text() if (dataset_dir / "dataset.json").exists() else ""
     model = model_fingerprint(repo_path(params["base_model"]))
-    key = hashlib.sha1(f"{model}|{dataset_dir}|{recorded}".encode()).hexdigest()[:12]
+    precision = "" if params.get("unet_dtype", "fp32") in (None, "fp32") else f"|{params['unet_dtype']}"
+    key = hashlib.sha1(f"{model}|{dataset_dir}|{recorded}{precision}".encode()).hexdigest()[:12]
     root = repo_path(params["cache_root"]) if params.get("cache_root") else repo_path(params["data_root"]).parent / "cache"
     return root / "inversions" / f"{dataset_dir.name}-{key}"

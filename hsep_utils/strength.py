@@ -42,6 +42,7 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
     edited) and returns the chosen α."""
     bg, tg = data["val_bg"], data["val_tg"]
     n = min(len(bg.x), len(tg.x))
+    originals = bg.x[:n].load()
     toy = params.get("dataset_kind") == "toy"
     if toy:
         head = bg.rows.head(n)
@@ -53,14 +54,14 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
     for alpha in sorted(grid):  # the first α that reaches the target is the choice: larger ones are not edited
         added, _ = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
                               is_asymmetric(params), alpha, remove=False)
-        sr, counted = edit_success(classifier, bg.x[:n], added, original_is_target=False)
+        sr, counted = edit_success(classifier, originals, added, original_is_target=False)
         row = dict(alpha=alpha, sr_add=sr, sr_counted=counted, sr_add_low=rate_lower_bound(sr, counted, confidence))
         score = row["sr_add_low"]
         if toy:
-            row["oracle_sr"] = oracle_success(added, bg.x[:n], cf, regions).float().mean().item()
+            row["oracle_sr"] = oracle_success(added, originals, cf, regions).float().mean().item()
             row["oracle_sr_low"] = rate_lower_bound(row["oracle_sr"], n, confidence)
             score = min(score, row["oracle_sr_low"])  # NaN (nothing counted) stays NaN
-        rows.append({**row, "psnr": psnr_per_image(added, bg.x[:n]).mean().item(), "score": score})
+        rows.append({**row, "psnr": psnr_per_image(added, originals).mean().item(), "score": score})
         if score >= target:
             break
     table = pd.DataFrame(rows)

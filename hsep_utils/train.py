@@ -29,6 +29,7 @@ from .distributed import Ranks, ranks
 from .edit import check_compatible
 from .ema import ema_update
 from .hspace import decode, encode
+from .images import Images, as_images
 from .io import save_dataframe, save_torch, write_text
 from .mapping import MappingNetwork
 from .parameters import DEFAULTS, PARAMETERS
@@ -105,7 +106,7 @@ class InversionCache:
         self.in_memory = in_memory
         self.mem: OrderedDict[str, torch.Tensor] = OrderedDict()
 
-    def __call__(self, keys: list[str], x0: torch.Tensor) -> torch.Tensor:
+    def __call__(self, keys: list[str], x0: torch.Tensor | Images) -> torch.Tensor:
         found = {k: self.mem[k] for k in keys if k in self.mem}
         found |= {k: torch.load(self._path(k), weights_only=True) for k in keys
                   if k not in found and self.dir is not None and self._path(k).exists()}
@@ -124,7 +125,7 @@ class InversionCache:
         return torch.stack([found[k] for k in keys]).to(self.diffusion.device)
 
     @torch.no_grad()
-    def h_trajectories(self, keys: list[str], x0: torch.Tensor) -> torch.Tensor:
+    def h_trajectories(self, keys: list[str], x0: torch.Tensor | Images) -> torch.Tensor:
         """h at every step of each image's unedited generation from its inversion (the trajectory a
         perfect h̃ = h would follow), in generation order (t descending): (N, n_steps, C, H, W),
         float16 on the CPU (h needs no more precision here). Kept on disk beside the inversions when
@@ -217,7 +218,7 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
 
 
 def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Diffusion, cache: InversionCache,
-                  x_bg: torch.Tensor, x_tg: torch.Tensor, keys_bg: list[str], keys_tg: list[str], cfg: TrainConfig,
+                  x_bg: Images, x_tg: Images, keys_bg: list[str], keys_tg: list[str], cfg: TrainConfig,
                   update: Callable[[torch.Tensor, dict, str], dict], r: Ranks = Ranks(), progress: bool = True) -> list[dict]:
     """Beyond the paper (faster): ``cfg.latent_warmup_steps`` updates of the latent terms alone
     before the per-step training. Those terms need only h, so the h trajectories of up to
@@ -268,7 +269,7 @@ def selection_key(metrics: dict, min_recon_psnr: float) -> list[float]:
     return [1.0, sr] if metrics["psnr_rec"] >= min_recon_psnr else [0.0, metrics["psnr_rec"]]
 
 
-def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, keys_bg: list[str],
+def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch.Tensor | Images, keys_bg: list[str],
                   keys_tg: list[str], cfg: TrainConfig, out_dir: str | Path,
                   validate: Callable[[MappingNetwork], dict] | None = None, id_embed: Callable | None = None,
                   lpips=None, inversion_dir: Path | None = None, checkpoint_every: int = 10,
@@ -277,7 +278,9 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
     ``val_log.csv`` in ``out_dir``. ``validate(net)`` returns metrics with an ``sr`` key (and
     optionally ``sr_min``, ``psnr_rec``) that pick the best checkpoint (``selection_key``); without
     it the last one is also the best. ``eval_batch_size``: images per inversion and per generation
-    of the warm-up's h trajectories."""
+    of the warm-up's h trajectories. ``x_bg`` / ``x_tg`` are read a batch at a time (``images.Images``:
+    a batch whose inversions are cached reads no image at all)."""
+    x_bg, x_tg = as_images(x_bg), as_images(x_tg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev, r = diffusion.device, ranks()
@@ -309,7 +312,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor, x_tg: torch.Tensor, 
     else:
         torch.manual_seed(cfg.seed)
         xT0 = cache(keys_bg[:cfg.batch_per_class] + keys_tg[:cfg.batch_per_class],
-                    torch.cat([x_bg[:cfg.batch_per_class], x_tg[:cfg.batch_per_class]]))
+                    Images.concat([x_bg[:cfg.batch_per_class], x_tg[:cfg.batch_per_class]]))
         net = MappingNetwork(diffusion.unet.config.block_out_channels[-1], cfg.arch, cfg.depth, cfg.kl_bins,
                              cfg.time_input, estimate_h_scale(diffusion, xT0, cfg.n_steps)).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)

@@ -27,7 +27,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import presets
     from .classifier import fit_attribute_classifier, load_classifier, save_classifier
-    from .diffusion import load_diffusion
     from .distributed import ranks
     from .plotting import plot_training
     from .preset_training import image_term_models, train_config, train_preset
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     r = ranks()
     params = presets.resolve(args.preset, {k: yaml.safe_load(v) for k, v in args.param})
     out = presets.results_dir(params)
-    diffusion = load_diffusion(presets.repo_path(params["base_model"]), presets.device_of(params))
+    diffusion = presets.diffusion_of(params)
     data = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
     if r.is_main and not (out / "classifier.pt").exists():  # as notebook 02: one picks checkpoints, one judges
         for role, file in (("selection", "classifier.pt"), ("judge", "judge.pt")):

@@ -42,7 +42,7 @@ def test_the_ceiling_scores_the_counterfactuals_own_reconstruction(tiny_diffusio
     torch.manual_seed(0)
     classifier = SmallCNN().eval()
     found = oracle_hswap(tiny_diffusion, split, "glasses", classifier, False, n=4, n_steps=4)
-    rows, x = split.rows.head(4), split.x[:4]
+    rows, x = split.rows.head(4), split.x[:4].load()
     cf_set = toy_counterfactual_set(rows, "glasses", 16)  # scored against every frame colour
     cf = cf_set[0]
     rec_cf = tiny_diffusion.reconstruct(cf, 4)
@@ -71,10 +71,10 @@ def test_mapping_gap_scores_the_papers_edit_and_the_counterfactuals(tiny_diffusi
     gap = mapping_gap(tiny_diffusion, net, split, donors, "glasses", classifier, False, n=4, n_steps=3)
     assert set(gap) == {"paper", "counterfactual_salient", "counterfactual_through_net", "salient_rms_over_h_rms"}
     assert gap["salient_rms_over_h_rms"] > 0
-    rows, x = split.rows.head(4), split.x[:4]
+    rows, x = split.rows.head(4), split.x[:4].load()
     cf_set = toy_counterfactual_set(rows, "glasses", 16)
     cf, regions = cf_set[0], toy_regions(rows, "glasses", 16)
-    added, _ = swap_salient(tiny_diffusion, net, tiny_diffusion.invert(x, 3), tiny_diffusion.invert(donors.x[:4], 3), 3)
+    added, _ = swap_salient(tiny_diffusion, net, tiny_diffusion.invert(x, 3), tiny_diffusion.invert(donors.x[:4].load(), 3), 3)
     through = edit(tiny_diffusion, net, tiny_diffusion.invert(cf, 3), torch.ones(4, dtype=torch.bool), 3, "reconstruct")
     for name, image in (("paper", added), ("counterfactual_through_net", through)):
         assert gap[name]["oracle_sr"] == pytest.approx(oracle_success(image, x, cf_set, regions).float().mean().item())

@@ -467,7 +467,7 @@ def test_the_judge_is_trained_apart_from_the_selection_classifier(tmp_path, monk
     real_train = C.train_classifier
 
     def train(model, x, y, seed, progress):
-        seen.append((x.clone(), seed))
+        seen.append((x.load(), seed))  # x: the training images, read as batches
         return real_train(model, x, y, seed=seed, progress=progress)
 
     monkeypatch.setattr(C, "train_classifier", train)

@@ -147,7 +147,7 @@ def test_papermill_p_overrides_every_parameter(monkeypatch):
     from hsep_utils.presets import SMOKE_ENV, from_namespace
 
     monkeypatch.delenv(SMOKE_ENV, raising=False)
-    examples = {int: 3, (int, float): 0.5, str: "x", list: [1, 2], dict: {}}
+    examples = {int: 3, (int, float): 0.5, str: "x", list: [1, 2], dict: {}, bool: True}
     for name, p in PARAMETERS.items():
         if name == "preset":
             continue
@@ -214,3 +214,12 @@ def test_inversions_are_cached_beside_the_data_unless_told(tmp_path):
     assert inversion_dir(resolve("toy-glasses", small)).is_relative_to(tmp_path / "cache" / "inversions")
     told = inversion_dir(resolve("toy-glasses", {**small, "cache_root": str(tmp_path / "elsewhere")}))
     assert told.is_relative_to(tmp_path / "elsewhere" / "inversions")
+
+
+def test_a_switch_takes_true_or_false_only():
+    from hsep_utils.presets import from_namespace
+
+    assert from_namespace({"preset": "toy-glasses", "compile": True})["compile"] is True
+    for bad in (1, "yes"):
+        with pytest.raises(ValueError, match="compile must be true or false"):
+            from_namespace({"preset": "toy-glasses", "compile": bad})

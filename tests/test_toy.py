@@ -166,6 +166,7 @@ def test_sealed_population_shares_no_identity_with_the_dataset(tmp_path):
     params = resolve("toy-glasses", {"data_root": str(tmp_path), "scale": "smoke", "n_train_per_class": 6,
                                      "n_test_per_class": 3, "test_seed": 5})
     data = load_preset_data(params, 32, n_val_per_class=2)
+    assert not any(split.x._store.loaded.any() for split in data.values())  # read when used, not here
     assert list(data["test_bg"].rows["file"]) == list(sealed.loc[sealed["class"] == "background", "file"])
     assert set(data["val_bg"].rows["identity"]) <= set(manifest.loc[manifest["split"] == "train", "identity"])
     plain = load_preset_data({**params, "test_seed": None}, 32, n_val_per_class=2)
