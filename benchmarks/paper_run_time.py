@@ -100,7 +100,8 @@ def main(argv=None) -> int:
     print(f"| notebook ({a.preset}, full) | one H200 | {a.gpus} × H200 (ideal) | GPU peak | label |")
     print("|---|---:|---:|---:|---|")
     for name, sec, peak, _ in rows:
-        label = "computed" if name[:2] != "00" else "computed from a CPU measurement"
+        label = {"00": "time computed from a CPU measurement", "02": "time computed, peak measured (batch 16)",
+                 "05": "time computed, peak measured (batch 16)"}.get(name[:2], "computed")
         multi = hours(sec / a.gpus) if name[:2] not in ("00", "03") else hours(sec)
         print(f"| {name} | {hours(sec)} | {multi} | {peak} | {label} |")
     print()

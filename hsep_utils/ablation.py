@@ -34,7 +34,7 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
     the long table: one row per configuration and domain."""
     out_dir = Path(out_dir)
     cache_dir = inversion_dir(params)
-    cache = inversion_cache(diffusion, params)
+    cache = inversion_cache(diffusion, params, data)
     losses = preset_loss_models(params, diffusion.device)  # the loss terms' networks, loaded once
     rows = []
     configs = list(itertools.product(grid["t_edit"], grid["arch"], grid["depth"]))

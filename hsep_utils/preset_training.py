@@ -51,6 +51,8 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
                  progress: bool = True, eval_batch_size: int = DEFAULTS["eval_batch_size"]) -> MappingNetwork:
     """Train on ``train_*``; each validation measures swap success and reconstruction PSNR on ``val_*``."""
     cache = InversionCache(diffusion, cfg.n_steps, inversion_dir, eval_batch_size)
+    for split in (data["val_bg"], data["val_tg"]):
+        cache.register(split.keys, split.x)
 
     def validate(net: MappingNetwork) -> dict:
         val_bg, val_tg = data["val_bg"], data["val_tg"]

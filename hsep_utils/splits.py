@@ -71,12 +71,16 @@ def load_preset_data(params: dict, image_size: int, n_val_per_class: int = 32) -
     return out
 
 
-def inversion_cache(diffusion, params: dict):
+def inversion_cache(diffusion, params: dict, data: dict[str, Split]):
     """The preset's ``InversionCache``: its DDIM steps, its folder (``inversion_dir``), ``eval_batch_size``
-    images per inversion and per edit of the splits."""
+    images per inversion and per edit of the splits, each split of ``data`` inverted in its canonical
+    groups (``InversionCache.register``: the same numbers whatever the cache's history)."""
     from .train import InversionCache
 
-    return InversionCache(diffusion, params["ddim_steps"], inversion_dir(params), params["eval_batch_size"])
+    cache = InversionCache(diffusion, params["ddim_steps"], inversion_dir(params), params["eval_batch_size"])
+    for split in data.values():
+        cache.register(split.keys, split.x)
+    return cache
 
 
 def inversion_dir(params: dict) -> Path:

@@ -97,26 +97,57 @@ LEGACY_DEFAULTS = {"asymmetric": False}
 class InversionCache:
     """DDIM inversions xT keyed by (model, image key, n_steps), on disk when given a directory, and
     in memory: all of them without one, with one at most ``in_memory`` (the most recently used; a
-    run over 20k images at 256 px would otherwise hold 16 GB). What is missing is inverted
-    ``batch_size`` images at a time."""
+    run over 20k images at 256 px would otherwise hold 16 GB).
+
+    A CPU's kernels round differently with the batch an image is inverted in (up to ~2e-5), so a
+    cache filled in another order would give other numbers. Images of a ``register``-ed split are
+    therefore only ever inverted (and their h trajectories generated) in its canonical groups:
+    ``batch_size`` consecutive images in the split's order, the whole group whenever one of them
+    is missing. A cold cache, a warm one and one filled in any order then hold the same bytes.
+    Unregistered keys are inverted ``batch_size`` at a time in the order asked."""
 
     def __init__(self, diffusion: Diffusion, n_steps: int, directory: Path | None = None, batch_size: int = 64,
                  in_memory: int = 256) -> None:
         self.diffusion, self.n_steps, self.dir, self.batch_size = diffusion, n_steps, directory, batch_size
         self.in_memory = in_memory
         self.mem: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.groups: dict[str, tuple[list[str], Images]] = {}
+
+    def register(self, keys: list[str], x0: torch.Tensor | Images) -> None:
+        """Make ``keys`` (a split's images ``x0``, in its order) invert only in canonical groups."""
+        x0 = as_images(x0)
+        for i in range(0, len(keys), self.batch_size):
+            group = (list(keys[i:i + self.batch_size]), x0[i:i + self.batch_size])
+            self.groups.update(dict.fromkeys(group[0], group))
+
+    def _batches(self, keys: list[str], missing: list[int], x0) -> list[tuple[list[str], torch.Tensor]]:
+        """What to compute for the ``missing`` positions of ``keys``: each registered key's whole
+        group (once), then the unregistered ones ``batch_size`` at a time."""
+        out, seen, loose = [], set(), [i for i in missing if keys[i] not in self.groups]
+        for i in missing:
+            if keys[i] in self.groups and id(group := self.groups[keys[i]]) not in seen:
+                seen.add(id(group))
+                out.append((group[0], group[1].load()))
+        for part in range(0, len(loose), self.batch_size):
+            idx = loose[part:part + self.batch_size]
+            out.append(([keys[i] for i in idx], x0[idx]))
+        return out
 
     def __call__(self, keys: list[str], x0: torch.Tensor | Images) -> torch.Tensor:
+        """xT of ``keys``; ``x0`` (their images) is read only for those not cached."""
         found = {k: self.mem[k] for k in keys if k in self.mem}
         found |= {k: torch.load(self._path(k), weights_only=True) for k in keys
                   if k not in found and self.dir is not None and self._path(k).exists()}
         missing = [i for i, k in enumerate(keys) if k not in found]
-        for part in range(0, len(missing), self.batch_size):
-            idx = missing[part:part + self.batch_size]
-            for i, x in zip(idx, self.diffusion.invert(x0[idx], self.n_steps).cpu()):
-                found[keys[i]] = x
+        for batch_keys, x in self._batches(keys, missing, x0):
+            for k, xT in zip(batch_keys, self.diffusion.invert(x, self.n_steps).cpu()):
+                if k in found:  # a group member cached already: the same bytes
+                    continue
+                found[k] = xT
                 if self.dir is not None:
-                    save_torch(x.clone(), self._path(keys[i]))
+                    save_torch(xT.clone(), self._path(k))
+                elif k not in keys:  # without a folder, the group's other members stay in memory
+                    self.mem[k] = xT
         for k in keys:
             self.mem[k] = found[k]
             self.mem.move_to_end(k)
@@ -133,19 +164,21 @@ class InversionCache:
         found = {k: torch.load(self._path(k, "h"), weights_only=True) for k in keys
                  if self.dir is not None and self._path(k, "h").exists()}
         missing = [i for i, k in enumerate(keys) if k not in found]
-        for part in range(0, len(missing), self.batch_size):
-            idx = missing[part:part + self.batch_size]
-            _, traj = self.diffusion.generate(self([keys[i] for i in idx], x0[idx]), self.n_steps,
-                                              return_trajectory=True)
-            for i, h in zip(idx, torch.stack(traj.h, 1).to("cpu", torch.float16)):
-                found[keys[i]] = h
-                if self.dir is not None:
-                    save_torch(h.clone(), self._path(keys[i], "h"))
+        for batch_keys, x in self._batches(keys, missing, x0):
+            _, traj = self.diffusion.generate(self(batch_keys, x), self.n_steps, return_trajectory=True)
+            for k, h in zip(batch_keys, torch.stack(traj.h, 1).to("cpu", torch.float16)):
+                if k not in found:
+                    found[k] = h
+                    if self.dir is not None:
+                        save_torch(h.clone(), self._path(k, "h"))
         return torch.stack([found[k] for k in keys])
 
     def _path(self, key: str, kind: str = "") -> Path:
+        """One file per image (and kind); a registered key's name says its group size, so files
+        inverted in another grouping (or before groups) are not taken for it."""
         safe = key.replace("/", "__")
-        return self.dir / f"{safe}.n{self.n_steps}{'.' + kind if kind else ''}.pt"
+        group = f".g{self.batch_size}" if key in self.groups else ""
+        return self.dir / f"{safe}.n{self.n_steps}{group}{'.' + kind if kind else ''}.pt"
 
 
 def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.Tensor, cfg: TrainConfig,
@@ -286,6 +319,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
     dev, r = diffusion.device, ranks()
     r.even_share(cfg.batch_per_class, "batch_per_class")  # fail before any work
     cache = InversionCache(diffusion, cfg.n_steps, None if inversion_dir is None else Path(inversion_dir), eval_batch_size)
+    cache.register(keys_bg, x_bg)
+    cache.register(keys_tg, x_tg)
     seq = diffusion.timesteps(cfg.n_steps)
     pairs = [(t, tn) for t, tn in zip(reversed(seq), reversed([-1] + seq[:-1])) if t >= cfg.t_edit]
     n_batches = min(len(x_bg), len(x_tg)) // cfg.batch_per_class

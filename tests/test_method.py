@@ -459,3 +459,42 @@ def test_background_salient_zero_recombines_backgrounds_with_s_zero():
     _, raw = T_latent_terms(net, h, 500, is_target, TrainConfig())
     _, normalised = T_latent_terms(net, h, 500, is_target, TrainConfig(consistency_scale="normalised"))
     torch.testing.assert_close(normalised["consistency"], raw["consistency"] / 4.0)  # h_scale² = 4
+
+
+def test_numbers_do_not_depend_on_the_inversion_cache_history(tiny_diffusion, tmp_path):
+    """A cold inversion cache, one filled beforehand one image at a time in reverse order, and the
+    first run's full folder give byte-identical training logs and validations (``val_log.csv``
+    without its wall-clock ``minutes``): registered splits invert only in canonical groups."""
+    import pandas as pd
+
+    from hsep_utils.classifier import SmallCNN
+    from hsep_utils.preset_training import train_preset
+    from hsep_utils.splits import Split
+    from hsep_utils.train import InversionCache
+
+    x = _data(14, seed=21)
+    parts = dict(train_bg=x[:4], train_tg=x[4:8], val_bg=x[8:11], val_tg=x[11:])
+    data = {name: Split(pd.DataFrame({"file": [f"{name}/{i}.png" for i in range(len(v))]}), v)
+            for name, v in parts.items()}
+    cfg = TrainConfig(depth=1, n_steps=4, batch_per_class=2, validate_every=1, max_batches=2, latent_warmup_steps=3,
+                      latent_warmup_pool=3, seed=4)
+    torch.manual_seed(0)
+    classifier = SmallCNN().eval()
+
+    def run(out, inversions):
+        train_preset(tiny_diffusion, data, cfg, tmp_path / out, classifier, inversion_dir=tmp_path / inversions,
+                     progress=False, eval_batch_size=3)
+        val = pd.read_csv(tmp_path / out / "val_log.csv").drop(columns="minutes")
+        return (tmp_path / out / "train_log.csv").read_bytes(), val.to_csv(index=False)
+
+    cold = run("cold", "inv-cold")
+    other = InversionCache(tiny_diffusion, 4, tmp_path / "inv-other", batch_size=3)
+    for split in data.values():
+        other.register(split.keys, split.x)
+    for split in data.values():
+        for i in reversed(range(len(split.keys))):
+            other([split.keys[i]], split.x[i:i + 1])
+    other.h_trajectories(data["train_tg"].keys[-1:], data["train_tg"].x[-1:])
+    assert run("other", "inv-other") == cold
+    assert run("warm", "inv-cold") == cold
+    assert len(list((tmp_path / "inv-cold").glob("*.n4.g3.pt"))) == 14  # every image, in its group

@@ -283,8 +283,9 @@ def tiny_model(tmp_path):
 
 
 def test_real_preset_notebooks_run_on_fixture(tmp_path, tiny_model, monkeypatch):
-    """ffhq-glasses as shipped, with the fixture's files, a tiny random U-Net of the paper's base
-    model layout (a converted guided-diffusion checkpoint) and the smoke sizes."""
+    """ffhq-glasses 00–04 as shipped, with the fixture's files, a tiny random U-Net of the paper's base
+    model layout (a converted guided-diffusion checkpoint) and the smoke sizes, through the streamed
+    splits and chunked passes (3 images a chunk of 4 per class)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
     jdir, idir = make_ffhq(tmp_path / "ffhq")
     params = {**load_preset("ffhq-glasses"), "scale": "smoke", "image_size": 32, "ddim_steps": None,
@@ -292,7 +293,7 @@ def test_real_preset_notebooks_run_on_fixture(tmp_path, tiny_model, monkeypatch)
               "data_root": str(tmp_path / "data"), "results_root": str(tmp_path / "results"), "device": "cpu",
               "eval_batch_size": 3}  # fewer than the smoke split's 4 test images per class: every chunked path splits
     for nb in ("00_dataset_split.ipynb", "01_hspace_reconstruction_steps.ipynb", "02_train_mapping_network.ipynb",
-               "03_qualitative_grids.ipynb"):
+               "03_qualitative_grids.ipynb", "04_quantitative_tables.ipynb"):
         run(nb, tmp_path, params)
     out = tmp_path / "results" / "ffhq-glasses"
     assert set(pd.read_csv(out / "split_counts.csv")["images"]) == {8, 4}
@@ -302,6 +303,9 @@ def test_real_preset_notebooks_run_on_fixture(tmp_path, tiny_model, monkeypatch)
     lambdas = json.loads((out / "mapping" / "train_config.json").read_text())["train"]["lambdas"]
     assert lambdas["lpips"] == 0 and lambdas["id"] == 0
     assert Image.open(out / "qualitative_add.png").height == 4 * (3 * 33 + 1)  # no counterfactual row
+    table = pd.read_csv(out / "tables" / "quantitative.csv").set_index("domain")
+    assert list(table.index) == ["x", "y"] and set(table["n"]) == {4} and set(table["n_reference"]) == {4}
+    assert set(table["lpips"]) == {"unavailable"} and table["mse"].notna().all()  # no weights here, said per cell
 
 
 def test_bring_your_own_end_to_end(tmp_path):
