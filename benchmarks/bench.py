@@ -445,6 +445,8 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
 
     med = {k: statistics.median(v) for k, v in times.items() if v}
     med["unet_floor"] = med["encoder_half"] + med["decoder_half_graph_backward"]
+    # the asymmetric step adds one no-grad decoder half (the direction term's ε): forward − encoder half
+    med["unet_floor_asymmetric"] = med["unet_floor"] + med["forward"] - med["encoder_half"]
     floor = med["forward"]
     return dict(
         shape=shape, model=model_label, params_M=round(n_params / 1e6, 2), image=[3, size, size],
@@ -466,6 +468,7 @@ LABELS = {
     "decoder_half_graph_backward": "  floor: decoder half, graph + backward",
     "decoder_half_diffusers_blocks": "  piece: the same, diffusers' up blocks",
     "unet_floor": "  floor: U-Net part of a train step",
+    "unet_floor_asymmetric": "  floor: the same + a no-grad decoder half",
     "inversion_step": "DDIM inversion, per step",
     "swap_edit_step": "swap edit, per edited image per step",
     "swap_edit_step_symmetric": "  the same, symmetric DDIM step",
@@ -485,7 +488,7 @@ def report(r):
     mem_kind = "CUDA max_memory_allocated" if "cuda" in DEVICE_STR else "peak RSS"
     print(f"   {'figure':40s} {'per image':>12s} {'x forward':>10s} {'min..max per image':>23s}   "
           f"{mem_kind + ' MiB':>24s} {'above start MiB':>16s}")
-    for k in ("forward", "train_step", "train_step_symmetric", "unet_floor", "encoder_half", "decoder_half_graph_backward",
+    for k in ("forward", "train_step", "train_step_symmetric", "unet_floor", "unet_floor_asymmetric", "encoder_half", "decoder_half_graph_backward",
               "decoder_half_diffusers_blocks", "latent_step",
               "inversion_step", "swap_edit_step", "swap_edit_step_symmetric", "id_x_real", "lpips_x_real",
               "extra_specific_encoder"):
@@ -557,6 +560,8 @@ def main(argv=None):
     print()
     for r in results:  # image_loss_every = k (beyond the paper): one step with image terms per k steps
         q = r["ratio"]
+        print(f"{r['shape']}: asymmetric step / its floor = {q['train_step'] / q['unet_floor_asymmetric']:.3f}, "
+              f"symmetric step / its floor = {q['train_step_symmetric'] / q['unet_floor']:.3f}")
         print(f"{r['shape']}: unet_floor_ratio={q['unet_floor']:.2f}  " + "  ".join(
             f"image_loss_every={k}: ratio={(q['train_step'] + (k - 1) * q['latent_step']) / k:.2f}" for k in (2, 4)))
     if "toy" in by and len(by) > 1:

@@ -30,8 +30,8 @@ from hsep_utils.io import write_text
 from hsep_utils.parameters import complete
 from hsep_utils.presets import load_preset, repo_path
 from hsep_utils.quantitative import quantitative_rows
-from hsep_utils.splits import inversion_dir, load_preset_data
-from hsep_utils.train import InversionCache, load_mapping
+from hsep_utils.splits import inversion_cache, inversion_dir, load_preset_data
+from hsep_utils.train import load_mapping
 
 KEYS = dict(steps="ddim_steps", warmup="latent_warmup_steps", batches="train_batches", every="validate_every")
 KEEP = ("sr", "oracle_sr", "cf_mse_ratio", "psnr", "id")
@@ -79,7 +79,7 @@ def main() -> None:
             cfg = replace(cfg, lambdas={**cfg.lambdas, "consistency": spec["cons"]})
         work = Path(os.environ.get("WORK", out))  # checkpoints; OUTDIR gets the JSON
         inv = inversion_dir(params)  # the preset's cache, shared with the notebooks
-        cache = InversionCache(diffusion, params["ddim_steps"], inv)
+        cache = inversion_cache(diffusion, params, data)
         found = dict(recipe=recipe, device_name=torch.cuda.get_device_name() if dev == "cuda" else "cpu",
                      train=dict(cfg.__dict__), curve=[])
 
