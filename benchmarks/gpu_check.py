@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=50, help="DDIM steps")
     ap.add_argument("--eval-batch-size", type=int, default=32, help="images per DDIM pass: several chunks per split")
     ap.add_argument("--notebooks", nargs="+", default=["00", "01", "02", "03", "04"])
+    ap.add_argument("--unet-dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="the unet_dtype parameter")
+    ap.add_argument("--compile", action="store_true", help="the compile parameter")
     a = ap.parse_args(argv)
 
     from hsep_utils.reproduce import run_preset
@@ -122,8 +124,10 @@ def main(argv=None) -> int:
                      n_train_per_class=a.n_train, n_test_per_class=a.n_test, n_val_per_class=n_val,
                      batch_per_class=min(8, (a.n_train - n_val) // 2), train_batches=2, validate_every=1,
                      ddim_steps=a.steps, hspace_steps=[10, a.steps], n_recon_images=min(64, 2 * a.n_test),
-                     n_edit_images=a.n_test, eval_batch_size=a.eval_batch_size, device="auto")
-    found = dict(tiny=a.tiny, size=size, **{k: v for k, v in overrides.items() if isinstance(v, int)}, notebooks={})
+                     n_edit_images=a.n_test, eval_batch_size=a.eval_batch_size, device="auto",
+                     unet_dtype=a.unet_dtype, compile=a.compile)
+    found = dict(tiny=a.tiny, size=size, unet_dtype=a.unet_dtype, compile=a.compile,
+                 **{k: v for k, v in overrides.items() if isinstance(v, int) and not isinstance(v, bool)}, notebooks={})
     for nb in a.notebooks:
         started = time.time()
         with PeakGpuMemory() as peak:
