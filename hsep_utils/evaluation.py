@@ -199,15 +199,34 @@ def classifier_features(model: nn.Module, x: torch.Tensor, batch_size: int = 256
 
 
 def metric_models(dataset_kind: str, device: str | torch.device = "cpu", facenet_weights: str | Path | None = None,
-                  inception_weights: str | Path | None = None) -> dict:
+                  inception_weights: str | Path | None = None, arcface_weights: str | Path | None = None) -> dict:
     """The pretrained networks ``domain_metrics`` takes (``lpips``, ``id_embed``, ``inception``), each
-    loaded from local files or ``Unavailable``. ID: on toy presets the second toy identity encoder,
-    trained apart from the ID loss's (``identity.JUDGE_OPTIONS``); on real ones facenet (VGGFace2),
-    which is also the loss's network (no ArcFace here yet). LPIPS: AlexNet, the loss's too."""
-    from .weights import inception_extractor
+    loaded from local files or ``Unavailable``, and ``judges``: one line per metric saying which
+    network scores it (for the table's notes). Judges apart from the losses where their weights are
+    there: ID on toy presets the second toy identity encoder (``identity.JUDGE_OPTIONS``), on real
+    ones ArcFace IR-SE50 (``arcface``; without ``model_ir_se50.pth``: facenet, the ID loss's own
+    network, and the note says so); LPIPS over VGG (without torchvision's VGG-16: AlexNet, the loss's)."""
+    from .arcface import arcface_embedder
+    from .weights import inception_extractor, lpips_model
 
-    return dict(**_image_networks(dataset_kind, device, facenet_weights, judge=True),
-                inception=inception_extractor(device, inception_weights))
+    networks, judges = _image_networks(dataset_kind, device, facenet_weights, judge=True), []
+    vgg = lpips_model(device, "vgg")
+    if not isinstance(vgg, Unavailable):
+        networks["lpips"] = vgg
+        judges.append("LPIPS: VGG (the loss uses AlexNet)")
+    elif not isinstance(networks["lpips"], Unavailable):
+        judges.append(f"LPIPS: AlexNet, the LPIPS loss's own network ({vgg.reason})")
+    arcface = None if dataset_kind == "toy" else arcface_embedder(device, arcface_weights)
+    if arcface is not None and not isinstance(arcface, Unavailable):
+        networks["id_embed"] = arcface
+        judges.append("ID: ArcFace IR-SE50, as the paper's code (the loss uses facenet)")
+    elif isinstance(networks["id_embed"], Unavailable):
+        judges.append(f"ID: unavailable ({networks['id_embed'].reason})")
+    elif arcface is None:
+        judges.append("ID: the second toy identity encoder (models/toy-identity-judge), not the ID loss's")
+    else:
+        judges.append(f"ID: facenet-pytorch VGGFace2, the ID loss's own network ({arcface.reason})")
+    return dict(**networks, inception=inception_extractor(device, inception_weights), judges=judges)
 
 
 def loss_models(dataset_kind: str, device: str | torch.device = "cpu", facenet_weights: str | Path | None = None) -> dict:
@@ -359,7 +378,8 @@ def markdown_table(rows: list[dict], title: str, notes: list[str] | tuple[str, .
 def preset_metric_models(params: dict, device) -> dict:
     """``metric_models`` for a preset: weight paths in the preset are relative to the repository."""
     paths = _weight_paths(params)
-    return metric_models(params["dataset_kind"], device, paths["facenet_weights"], paths["inception_weights"])
+    return metric_models(params["dataset_kind"], device, paths["facenet_weights"], paths["inception_weights"],
+                         paths["arcface_weights"])
 
 
 def preset_loss_models(params: dict, device) -> dict:
@@ -370,4 +390,5 @@ def preset_loss_models(params: dict, device) -> dict:
 def _weight_paths(params: dict) -> dict:
     from .presets import repo_path
 
-    return {k: repo_path(params[k]) if params.get(k) else None for k in ("facenet_weights", "inception_weights")}
+    return {k: repo_path(params[k]) if params.get(k) else None
+            for k in ("facenet_weights", "inception_weights", "arcface_weights")}

@@ -154,6 +154,9 @@ PARAMETERS: dict[str, Parameter] = {
     "facenet_weights": Parameter(None, "ID: facenet-pytorch vggface2 file or its folder (None: the torch cache)", str),
     "inception_weights": Parameter(None, "FID: clean-fid inception-2015-12-05.pt or its folder (None: clean-fid's "
                                    "cache)", str),
+    "arcface_weights": Parameter(None, "real presets' ID metric: ArcFace IR-SE50 model_ir_se50.pth or its folder (None: "
+                                 "models/model_ir_se50.pth; absent: facenet scores ID, the loss's network, and the "
+                                 "table says so)", str),
 }
 
 DEFAULTS: dict = {k: p.default for k, p in PARAMETERS.items()}

@@ -22,11 +22,15 @@ ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet, LPI
 FACENET_FILE = "20180402-114759-vggface2.pt"  # facenet-pytorch InceptionResnetV1(pretrained="vggface2")
 INCEPTION_FILE = "inception-2015-12-05.pt"  # clean-fid's TorchScript Inception (FID)
 RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ImageNet ResNet-18, start of the real presets' SR classifier
+VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG-16, the LPIPS metric's backbone (the loss's is AlexNet)
+ARCFACE_FILE = "model_ir_se50.pth"  # InsightFace IR-SE50 as pixel2style2pixel ships it: the ID metric of real presets
 URLS = {
     RESNET18_FILE: "https://download.pytorch.org/models/resnet18-f37072fd.pth",
     ALEXNET_FILE: "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     FACENET_FILE: "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
     INCEPTION_FILE: "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
+    VGG16_FILE: "https://download.pytorch.org/models/vgg16-397923af.pth",
+    ARCFACE_FILE: "the IR-SE50 model of the 'Pretrained Models' table in https://github.com/eladrich/pixel2style2pixel",
 }
 
 
@@ -67,14 +71,29 @@ def alexnet_file(path: str | Path | None = None) -> Path | Unavailable:
     return _find(ALEXNET_FILE, torch_hub_file(ALEXNET_FILE), path, "LPIPS (torchvision's AlexNet)")
 
 
-def lpips_model(device: str | torch.device = "cpu"):
-    """LPIPS (alex) when its AlexNet weights are in the torch hub cache, else ``Unavailable``."""
-    path = alexnet_file()
+def vgg16_file(path: str | Path | None = None) -> Path | Unavailable:
+    """The LPIPS metric's VGG-16 backbone; torch hub cache only, as ``alexnet_file``."""
+    return _find(VGG16_FILE, torch_hub_file(VGG16_FILE), path, "the LPIPS metric (VGG, torchvision's VGG-16)")
+
+
+def arcface_file(path: str | Path | None = None) -> Path | Unavailable:
+    """The ID metric of real presets (``arcface``); default ``models/model_ir_se50.pth``."""
+    from .parameters import REPO_ROOT
+
+    return _find(ARCFACE_FILE, REPO_ROOT / "models" / ARCFACE_FILE, path, "the ID metric (ArcFace IR-SE50)")
+
+
+def lpips_model(device: str | torch.device = "cpu", net: str = "alex"):
+    """LPIPS over ``net`` (``alex``: the loss's; ``vgg``: the metric's when its VGG-16 is there)
+    when torchvision's backbone weights are in the torch hub cache, else ``Unavailable``."""
+    path = {"alex": alexnet_file, "vgg": vgg16_file}[net]()
     if isinstance(path, Unavailable):
         return path
     import lpips
 
-    return lpips.LPIPS(net="alex", verbose=False).eval().requires_grad_(False).to(device)
+    model = lpips.LPIPS(net=net, verbose=False).eval().requires_grad_(False).to(device)
+    model.record = f"LPIPS ({net})"
+    return model
 
 
 def resnet18_file(path: str | Path | None = None) -> Path | Unavailable:
@@ -146,9 +165,11 @@ def base_model_status(base_model: str | Path) -> str:
 
 
 def report(facenet: str | Path | None = None, inception: str | Path | None = None,
-           base_model: str | Path | None = None) -> dict[str, str]:
-    """Each weight file: the path found, or why it is unavailable."""
-    found = dict(lpips=alexnet_file(), id=facenet_file(facenet), fid=inception_file(inception))
+           base_model: str | Path | None = None, arcface: str | Path | None = None) -> dict[str, str]:
+    """Each weight file: the path found, or why it is unavailable (``*_metric``: the judges that
+    score instead of the loss's network when present)."""
+    found = dict(lpips=alexnet_file(), lpips_metric=vgg16_file(), id=facenet_file(facenet),
+                 id_metric=arcface_file(arcface), fid=inception_file(inception))
     return ({} if base_model is None else dict(base=base_model_status(base_model))) | {k: str(v) for k, v in found.items()}
 
 
@@ -161,10 +182,12 @@ def main(argv=None) -> None:
     ap.add_argument("--preset", help="take facenet_weights / inception_weights from this preset")
     a = ap.parse_args(argv)
     params = load_preset(a.preset) if a.preset else {}
-    paths = {k: repo_path(params[k]) if params.get(k) else None for k in ("facenet_weights", "inception_weights")}
+    paths = {k: repo_path(params[k]) if params.get(k) else None
+             for k in ("facenet_weights", "inception_weights", "arcface_weights")}
     base = repo_path(params["base_model"]) if params.get("base_model") else None
-    for metric, status in report(paths["facenet_weights"], paths["inception_weights"], base).items():
-        print(f"{metric:6s} {status}")
+    for metric, status in report(paths["facenet_weights"], paths["inception_weights"], base,
+                                 paths["arcface_weights"]).items():
+        print(f"{metric:12s} {status}")
 
 
 if __name__ == "__main__":

@@ -498,3 +498,45 @@ def test_the_id_metric_is_not_the_id_loss(tmp_path, monkeypatch):
     monkeypatch.setitem(identity.JUDGE_OPTIONS, "out", str(tmp_path / "absent"))
     missing = toy_identity_embedder(judge=True)
     assert isinstance(missing, Unavailable) and "--seed 1 --data-seed 3000000 --width 48" in missing.reason
+
+
+def test_arcface_ir_se50_has_the_released_layout_and_judges_real_id(tmp_path, monkeypatch):
+    """IR-SE50 in model_ir_se50.pth's key layout (43.8 M parameters, 24 units, 512·7·7 → 512), unit-norm
+    embeddings of 256 px faces; metric_models scores real presets' ID with it when the file is there and
+    says facenet is the loss's own network when not; a file of another layout is named."""
+    from hsep_utils.arcface import IRSE50, arcface_embedder
+    from hsep_utils.evaluation import metric_models
+    from hsep_utils.metrics import Unavailable
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    torch.manual_seed(0)
+    net = IRSE50()
+    keys = net.state_dict()
+    assert 43.5e6 < sum(p.numel() for p in net.parameters()) < 44.2e6 and len(net.body) == 24
+    assert keys["output_layer.3.weight"].shape == (512, 512 * 7 * 7) and "output_layer.4.running_var" in keys
+    assert "body.3.shortcut_layer.0.weight" in keys and "body.0.shortcut_layer.0.weight" not in keys  # 64 → 128
+    assert keys["body.0.res_layer.5.fc1.weight"].shape == (4, 64, 1, 1) and keys["input_layer.2.weight"].shape == (64,)
+    missing = arcface_embedder("cpu", tmp_path)
+    assert isinstance(missing, Unavailable) and "model_ir_se50.pth" in missing.reason
+    models = metric_models("celebahq", "cpu", arcface_weights=tmp_path)  # no facenet, AlexNet or VGG here either
+    assert isinstance(models["id_embed"], Unavailable) and isinstance(models["lpips"], Unavailable)
+    monkeypatch.setattr("hsep_utils.weights.facenet_embedder", lambda *a: (lambda x: x.flatten(1)))
+    assert any("the ID loss's own network" in j and "model_ir_se50.pth" in j
+               for j in metric_models("celebahq", "cpu", arcface_weights=tmp_path)["judges"])
+
+    torch.save(net.state_dict(), tmp_path / "model_ir_se50.pth")
+    embed = arcface_embedder("cpu", tmp_path)
+    x = torch.rand(3, 3, 256, 256) * 2 - 1
+    e = embed(x)
+    assert e.shape == (3, 512) and torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
+    torch.testing.assert_close(embed(torch.nn.functional.interpolate(x, size=128, mode="bilinear", antialias=True)).shape,
+                               e.shape)
+    models = metric_models("celebahq", "cpu", arcface_weights=tmp_path)
+    assert models["id_embed"].record.startswith("ArcFace") and any("ArcFace IR-SE50" in j for j in models["judges"])
+    vgg = torch.nn.Identity()
+    monkeypatch.setattr("hsep_utils.weights.lpips_model", lambda device, net="alex": vgg if net == "vgg" else None)
+    models = metric_models("toy", "cpu")
+    assert models["lpips"] is vgg and "LPIPS: VGG (the loss uses AlexNet)" in models["judges"]
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "model_ir_se50.pth")
+    with pytest.raises(ValueError, match=r"model_ir_se50\.pth does not load as IR-SE50"):
+        arcface_embedder("cpu", tmp_path)
