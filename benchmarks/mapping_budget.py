@@ -1,15 +1,16 @@
 """How much mapping-network training does toy-glasses need? One run per recipe (DDIM steps, latent
 warm-up updates, training batches, validation interval, best.pt floor), each evaluated on the
-preset's test split like notebook 04 (64 + 64 images) at every validation, not only at best.pt:
-the curve says whether longer training helps and whether ``best.pt`` picks the right checkpoint.
+preset's validation split with notebook 04's table rows at every validation, not only at best.pt:
+the curve says whether longer training helps and whether ``best.pt`` picks the right checkpoint. It
+chooses recipes, so it never reads the test split (earlier runs did: docs/experiments.md).
 
     python benchmarks/mapping_budget.py OUTDIR RECIPE [RECIPE ...]
 
 A recipe is ``name:key=value,...`` with keys ``steps`` (ddim_steps), ``warmup``
 (latent_warmup_steps), ``batches`` (train_batches), ``every`` (validate_every), ``floor``
 (TrainConfig.min_recon_psnr), ``lr``, ``cons`` (λ of the consistency term), ``ema`` (TrainConfig.ema_decay). Missing keys take the
-preset's default scale. Writes ``OUTDIR/<name>.json``: the recipe, the validation log, and one test
-row per validated checkpoint (x / y: classifier SR, oracle SR, CF MSE ratio, PSNR, ID) plus the row
+preset's default scale. Writes ``OUTDIR/<name>.json``: the recipe, the validation log, and one table
+row (on validation) per validated checkpoint (x / y: classifier SR, oracle SR, CF MSE ratio, PSNR, ID) plus the row
 of ``best.pt``; checkpoints go to ``$WORK`` (default OUTDIR), inversions to the preset's cache. Runs on CUDA when available; on a CPU, ``SMOKE=1`` shrinks it to a smoke run.
 """
 import json
@@ -43,8 +44,10 @@ def parse(recipe: str) -> tuple[str, dict]:
                   for k, v in (kv.split("=") for kv in spec.split(",") if kv)}
 
 
-def test_rows(diffusion, net, cache, data, params, classifier, models) -> dict:
-    rows = quantitative_rows(diffusion, net, cache, data, params, classifier, models, params["n_edit_images"])
+def validation_rows(diffusion, net, cache, data, params, classifier, models) -> dict:
+    """Notebook 04's rows, computed on the validation split (``val_*`` as ``test_*``)."""
+    val = {"test_bg": data["val_bg"], "test_tg": data["val_tg"]}
+    rows = quantitative_rows(diffusion, net, cache, val, params, classifier, models, params["n_edit_images"])
     return {r["domain"]: {k: round(r[k], 4) for k in KEEP} for r in rows}
 
 
@@ -58,7 +61,7 @@ def main() -> None:
         params.update({KEYS[k]: v for k, v in spec.items() if k in KEYS})
         if os.environ.get("SMOKE"):
             params.update(scale="smoke", data_root=str(out / "smoke" / "data"), results_root=str(out / "smoke" / "results"),
-                          train_batches=2, validate_every=1, latent_warmup_steps=20, ddim_steps=5)
+                          train_batches=2, validate_every=1, latent_warmup_steps=20, ddim_steps=5, salient_strength=1.0)
         params = complete(params)
         t0 = time.time()
         diffusion = load_diffusion(repo_path(params["base_model"]), dev)
@@ -87,26 +90,26 @@ def main() -> None:
             found["minutes"] = round((time.time() - t0) / 60, 2)
             write_text(out / f"{name}.json", json.dumps(found, indent=1, default=str))
 
-        def validate_and_test(validate):
-            """The preset's validation, then the test rows of the same network (written at once, so
+        def validate_and_tabulate(validate):
+            """The preset's validation, then the table rows of the same network on validation (written at once, so
             a run cut short still reports its curve)."""
             def v(net):
                 metrics = validate(net)
-                test = test_rows(diffusion, net, cache, data, params, classifier, models)
-                found["curve"].append(dict(val={k: round(float(x), 4) for k, x in metrics.items()}, test=test))
+                table = validation_rows(diffusion, net, cache, data, params, classifier, models)
+                found["curve"].append(dict(val={k: round(float(x), 4) for k, x in metrics.items()}, table=table))
                 write()
                 print(name, len(found["curve"]), found["curve"][-1], flush=True)
                 return metrics
             return v
 
         train_mapping = preset_training.train_mapping
-        preset_training.train_mapping = lambda *a, validate=None, **k: train_mapping(*a, validate=validate_and_test(validate),
+        preset_training.train_mapping = lambda *a, validate=None, **k: train_mapping(*a, validate=validate_and_tabulate(validate),
                                                                                       **k)
         run = work / "runs" / name
         preset_training.train_preset(diffusion, data, cfg, run, classifier, inv, lpips=lpips, id_embed=id_embed, progress=False)
         preset_training.train_mapping = train_mapping
         found["val_log"] = pd.read_csv(run / "val_log.csv").round(4).to_dict("records")
-        found["best"] = test_rows(diffusion, load_mapping(run / "best.pt", dev), cache, data, params, classifier, models)
+        found["best"] = validation_rows(diffusion, load_mapping(run / "best.pt", dev), cache, data, params, classifier, models)
         write()
         print(name, "best", json.dumps(found["best"]), flush=True)
 
