@@ -29,15 +29,17 @@ from .toy import ATTRIBUTES, ToyFactors, attribute_region
 UNAVAILABLE = "unavailable"
 LOCAL_ATTRIBUTES = ("glasses", "smile")  # the toy attributes with a pixel region (toy.attribute_region)
 COLUMNS = ("domain", "lpips", "mse", "psnr", "id", "fid", "kid", "sr")
-TOY_COLUMNS = ("oracle_sr", "cf_mse_ratio", "fd_toy", "oracle_sr_donor", "donor_match", "psnr_outside")
+TOY_COLUMNS = ("oracle_sr", "cf_mse_ratio", "fd_toy", "oracle_sr_donor", "donor_match", "psnr_outside", "identity_kept")
 COUNT_COLUMNS = ("n", "sr_counted", "n_reference")
 HEADERS = {  # Markdown header: better-direction arrow and name
     "lpips": "↓ LPIPS", "mse": "↓ MSE", "psnr": "↑ PSNR (dB)", "id": "↑ ID", "fid": "↓ FID", "kid": "↓ KID", "sr": "↑ SR",
     "oracle_sr": "↑ oracle SR", "cf_mse_ratio": "↓ CF MSE ratio", "fd_toy": "↓ FD (toy classifier features)",
     "oracle_sr_donor": "↑ oracle SR (donor's)", "donor_match": "↑ donor match", "psnr_outside": "↑ PSNR outside (dB)",
+    "identity_kept": "↑ identity kept",
 }
 FORMATS = {"lpips": ".3f", "mse": ".4f", "psnr": ".2f", "id": ".3f", "fid": ".2f", "kid": ".4f", "sr": ".3f", "oracle_sr": ".3f",
-           "cf_mse_ratio": ".3f", "fd_toy": ".3f", "oracle_sr_donor": ".3f", "donor_match": ".3f", "psnr_outside": ".2f"}
+           "cf_mse_ratio": ".3f", "fd_toy": ".3f", "oracle_sr_donor": ".3f", "donor_match": ".3f", "psnr_outside": ".2f",
+           "identity_kept": ".3f"}
 DOMAINS = {"x": "x (background + attribute)", "y": "y (target − attribute)"}
 
 
@@ -73,6 +75,18 @@ def identity_similarity(embed: Callable[[torch.Tensor], torch.Tensor], a: torch.
     out = [torch.cosine_similarity(embed(x).flatten(1), embed(y).flatten(1), dim=1).cpu()
            for x, y in zip(a.split(batch_size), b.split(batch_size))]
     return torch.cat(out)
+
+
+@torch.no_grad()
+def identity_kept(embed: Callable[[torch.Tensor], torch.Tensor], edited: torch.Tensor, original: torch.Tensor,
+                  batch_size: int = 64) -> torch.Tensor:
+    """Per edit: whether ``embed`` still picks the edit's own original out of all the originals
+    (nearest by cosine). What a global edit (age, gender) keeps of who the face is, where no box
+    separates the attribute from the rest (a local one: ``psnr_outside``)."""
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.nn.functional.normalize(embed(b).flatten(1), dim=1).cpu() for b in x.split(batch_size)])
+
+    return (unit(edited) @ unit(original).T).argmax(1) == torch.arange(len(edited))
 
 
 def toy_regions(rows: pd.DataFrame, attribute: str, size: int) -> list[tuple[int, int, int, int]] | None:
@@ -260,7 +274,8 @@ def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, op
     False; ``"y"``: targets stripped of it, True). ``opposite_real`` are real images of the class
     the edits aim at (FID, fd_toy). Passing ``counterfactual`` (toy presets; one per image or a set,
     ``toy_counterfactual_set``) adds ``oracle_sr``, ``cf_mse_ratio`` and ``fd_toy``; ``regions``
-    (``toy_regions``) confines oracle SR to a local attribute's box and adds ``psnr_outside``; with
+    (``toy_regions``) confines oracle SR to a local attribute's box and adds ``psnr_outside`` (a global
+    attribute: ``identity_kept``, with the ID network); with
     ``donor_counterfactual`` (adding by swap: ``toy_donor_counterfactuals``) and an attribute whose
     counterfactuals differ in sub-factors, ``donor_match`` and ``oracle_sr_donor``
     (``donor_transfer``); where these do not apply the cell says why. A network that is
@@ -305,6 +320,8 @@ def domain_metrics(domain: str, original: torch.Tensor, edited: torch.Tensor, op
         put_all(("oracle_sr_donor", "donor_match"), transfer)
         put("psnr_outside", Unavailable("not applicable: a global attribute has no box") if regions is None
             else psnr_outside(edited, original, regions).mean())
+        put("identity_kept", Unavailable("not applicable: a local attribute (the rest of the image: psnr_outside)")
+            if regions is not None else _with(id_embed, lambda f: identity_kept(f, edited, original, batch_size).float().mean()))
     row["n"], row["n_reference"] = len(edited), len(opposite_real)
     row["reasons"] = reasons
     return row
@@ -325,7 +342,8 @@ def write_table(rows: list[dict], csv_path: str | Path, md_path: str | Path, tit
     CSV columns: domain; lpips, mse, psnr, id, fid, kid, sr (MSE/PSNR/LPIPS/ID: edited vs its
     original, pixels in [0, 1]; FID, KID: edited vs the ``n_reference`` real images of the opposite
     class; SR: Eq. 14 over the ``sr_counted`` images whose original the classifier gets right); on toy
-    presets oracle_sr, cf_mse_ratio, fd_toy; n (edited images); sr_counted; n_reference;
+    presets oracle_sr, cf_mse_ratio, fd_toy, oracle_sr_donor, donor_match, psnr_outside (local attributes),
+    identity_kept (global ones); n (edited images); sr_counted; n_reference;
     unavailable_reasons (``metric: reason; …``).
     A metric that could not be computed holds the string ``unavailable``."""
     save_dataframe(results_frame(rows), csv_path)

@@ -270,8 +270,23 @@ def test_toy_domain_row_has_the_toy_columns():
     row = domain_metrics("x", bg, cf, cf, StubClassifier(), False, id_embed=toy_identity_embedder(),
                          counterfactual=cf, regions=toy_regions(rows, "glasses", 32))
     assert row["oracle_sr"] == 1.0 and row["cf_mse_ratio"] == 0.0 and row["fd_toy"] == pytest.approx(0, abs=1e-6)
-    assert 0 < row["id"] < 1 and row["reasons"].keys() == {"lpips", "fid", "kid", "oracle_sr_donor", "donor_match"}
+    assert 0 < row["id"] < 1 and row["reasons"].keys() == {"lpips", "fid", "kid", "oracle_sr_donor", "donor_match",
+                                                             "identity_kept"}
     assert row["psnr_outside"] > 30  # the counterfactual differs from the input inside the glasses box only
+    assert "local attribute" in row["reasons"]["identity_kept"]
+    global_row = domain_metrics("x", bg, cf, cf, StubClassifier(), False, id_embed=toy_identity_embedder(),
+                                counterfactual=cf, regions=None)
+    assert global_row["identity_kept"] == 1.0 and "global attribute" in global_row["reasons"]["psnr_outside"]
+
+
+def test_identity_kept_counts_edits_their_own_original_is_found_for():
+    from hsep_utils.evaluation import identity_kept
+
+    original = torch.rand(5, 3, 8, 8) * 2 - 1
+    flat = lambda x: x.flatten(1)  # noqa: E731 (a stand-in identity network: the pixels themselves)
+    assert identity_kept(flat, original + 0.01 * torch.randn_like(original), original, batch_size=2).all()
+    swapped = original[[1, 0, 2, 3, 4]]  # edits 0 and 1 look like the other's original
+    assert identity_kept(flat, swapped, original).tolist() == [False, False, True, True, True]
 
 
 def test_identity_training_is_deterministic(tmp_path):

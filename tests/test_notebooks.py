@@ -74,7 +74,7 @@ def test_03_qualitative_grids(smoke):
 
 
 TABLE_COLUMNS = ["domain", "lpips", "mse", "psnr", "id", "fid", "kid", "sr", "oracle_sr", "cf_mse_ratio", "fd_toy",
-                 "oracle_sr_donor", "donor_match", "psnr_outside"]
+                 "oracle_sr_donor", "donor_match", "psnr_outside", "identity_kept"]
 
 
 def test_04_quantitative_tables(smoke):
@@ -90,6 +90,7 @@ def test_04_quantitative_tables(smoke):
     md = (out / "tables" / "quantitative.md").read_text()
     assert "unavailable" in md and "alexnet-owt-7be5be79.pth" in md  # LPIPS weights absent here: named, no number
     assert set(t["lpips"]) == {"unavailable"}
+    assert "ID: the second toy identity encoder" in md and "LPIPS" in md  # who scored ID and LPIPS, said
 
 
 def test_05_ablation_tables(smoke):
