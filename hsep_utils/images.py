@@ -149,10 +149,12 @@ class Images(torch.utils.data.Dataset):
         for i in range(0, len(self), batch_size):
             yield self[i:i + batch_size].load()
 
-    def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-        """The images in ``order``, ``batch_size`` at a time; read by ``DataLoader`` workers when they
-        come from disk and a GPU waits (decoding 256 px PNGs would otherwise starve it)."""
-        workers = min(4, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0
+    def batches(self, order: torch.Tensor, batch_size: int, workers: int | None = None) -> Iterator[torch.Tensor]:
+        """The images in ``order``, ``batch_size`` at a time; read by ``workers`` ``DataLoader``
+        processes when they come from disk (None: up to 4 when a GPU waits, since decoding 256 px PNGs
+        would otherwise starve it; none on a CPU, where they would take the cores the model uses)."""
+        if workers is None:
+            workers = min(4, (os.cpu_count() or 1) - 1) if torch.cuda.is_available() else 0
         if workers <= 0 or not isinstance(self._store, _Files) or self._store.held is not None:
             for idx in order.split(batch_size):
                 yield self[idx]

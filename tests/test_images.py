@@ -37,6 +37,7 @@ def test_images_index_like_the_tensor_they_stand_for(tmp_path, hold):
     assert torch.equal(both.load(), torch.cat([whole[:2], whole[5:]]))
     order = torch.tensor([3, 1, 0])
     assert torch.equal(torch.cat(list(both.batches(order, 2))), both[order])
+    assert torch.equal(torch.cat(list(both.batches(order, 2, workers=2))), both[order])  # workers when read from disk
     assert x._store.loaded.any() == hold  # held pixels are kept as uint8; otherwise read again when asked
     if hold:
         assert x._store.held.dtype == np.uint8
