@@ -311,8 +311,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
     ``val_log.csv`` in ``out_dir``. ``validate(net)`` returns metrics with an ``sr`` key (and
     optionally ``sr_min``, ``psnr_rec``) that pick the best checkpoint (``selection_key``); without
     it the last one is also the best. ``eval_batch_size``: images per inversion and per generation
-    of the warm-up's h trajectories. ``x_bg`` / ``x_tg`` are read a batch at a time (``images.Images``:
-    a batch whose inversions are cached reads no image at all)."""
+    of the warm-up's h trajectories. ``x_bg`` / ``x_tg`` are read a batch at a time (``images.Images``),
+    and each class is inverted in its canonical groups (``InversionCache.register``)."""
     x_bg, x_tg = as_images(x_bg), as_images(x_tg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
