@@ -2,7 +2,7 @@
 # each with a judge trained by today's code, in empty results folders under /tmp (docs/experiments.md,
 # "the committed network on the sealed population").
 set -e
-cd /work/main
+cd "$(dirname "$0")/.."
 source .venv/bin/activate
 for R in /tmp/sealed /tmp/oldtest; do
   rm -rf $R; mkdir -p $R/toy-glasses/mapping
