@@ -52,14 +52,13 @@ def mapping_file(params: dict) -> Path:
 
 
 def first_test_image(params: dict, cls: str, size: int) -> tuple[torch.Tensor, str]:
-    """The first ``cls`` (background | target) image of the preset's test split, (1, 3, size, size),
-    and its file: adding's default donor, and notebook 06's default image."""
-    from .datasets import load_images
-    from .splits import prepare_dataset
+    """The first ``cls`` (background | target) image of the preset's test split — the sealed
+    population when the preset sets ``test_seed``, as notebooks 03–05 score — (1, 3, size, size), and
+    its file: adding's default donor, and notebook 06's default image."""
+    from .splits import load_preset_data
 
-    manifest, dataset_dir = prepare_dataset(params, progress=False)
-    file = manifest.loc[(manifest["split"] == "test") & (manifest["class"] == cls), "file"].iloc[0]
-    return load_images(dataset_dir, [file], size), file
+    split = load_preset_data(params, size, params["n_val_per_class"])["test_bg" if cls == "background" else "test_tg"]
+    return split.x[[0]], split.keys[0]
 
 
 @torch.no_grad()

@@ -69,3 +69,17 @@ def test_edit_image_names_what_is_missing(trained, tmp_path):
     with pytest.raises(SystemExit):  # --donor with --remove is a usage error
         main([str(face), "--preset", "toy-glasses", "--remove", "--donor", str(face), "--out", str(tmp_path / "o.png")])
     assert not (tmp_path / "o.png").exists()
+
+
+def test_default_image_comes_from_the_split_the_tables_score(tmp_path):
+    """Without ``image`` / ``--donor`` the first test image is used: the sealed population's when the
+    preset sets ``test_seed`` (what notebooks 03–05 score), the test split's otherwise."""
+    from hsep_utils.edit_image import first_test_image
+    from hsep_utils.presets import resolve
+
+    params = resolve("toy-glasses", {"data_root": str(tmp_path), "scale": "smoke", "n_train_per_class": 4,
+                                     "n_test_per_class": 2, "n_val_per_class": 1})
+    x, file = first_test_image(params, "target", 32)
+    assert x.shape == (1, 3, 32, 32) and file.startswith("test/target/")
+    x_sealed, sealed = first_test_image({**params, "test_seed": 7}, "background", 32)
+    assert sealed.startswith("sealed7/background/") and not torch.equal(x_sealed, first_test_image(params, "background", 32)[0])
