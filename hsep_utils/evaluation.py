@@ -221,41 +221,41 @@ def metric_models(dataset_kind: str, device: str | torch.device = "cpu", facenet
     ones ArcFace IR-SE50 (``arcface``; without ``model_ir_se50.pth``: facenet, the ID loss's own
     network, and the note says so); LPIPS over VGG (without torchvision's VGG-16: AlexNet, the loss's)."""
     from .arcface import arcface_embedder
-    from .weights import inception_extractor, lpips_model
+    from .identity import toy_identity_embedder
+    from .weights import facenet_embedder, inception_extractor, lpips_model
 
-    networks, judges = _image_networks(dataset_kind, device, facenet_weights, judge=True), []
-    vgg = lpips_model(device, "vgg")
-    if not isinstance(vgg, Unavailable):
-        networks["lpips"] = vgg
+    judges = []
+    lpips = lpips_model(device, "vgg")  # the loss's AlexNet is loaded only when VGG is absent
+    if not isinstance(lpips, Unavailable):
         judges.append("LPIPS: VGG (the loss uses AlexNet)")
-    elif not isinstance(networks["lpips"], Unavailable):
-        judges.append(f"LPIPS: AlexNet, the LPIPS loss's own network ({vgg.reason})")
-    arcface = None if dataset_kind == "toy" else arcface_embedder(device, arcface_weights)
-    if arcface is not None and not isinstance(arcface, Unavailable):
-        networks["id_embed"] = arcface
-        judges.append("ID: ArcFace IR-SE50, as the paper's code (the loss uses facenet)")
-    elif isinstance(networks["id_embed"], Unavailable):
-        judges.append(f"ID: unavailable ({networks['id_embed'].reason})")
-    elif arcface is None:
-        judges.append("ID: the second toy identity encoder (models/toy-identity-judge), not the ID loss's")
     else:
-        judges.append(f"ID: facenet-pytorch VGGFace2, the ID loss's own network ({arcface.reason})")
-    return dict(**networks, inception=inception_extractor(device, inception_weights), judges=judges)
+        vgg_missing, lpips = lpips.reason, lpips_model(device)
+        if not isinstance(lpips, Unavailable):
+            judges.append(f"LPIPS: AlexNet, the LPIPS loss's own network ({vgg_missing})")
+    if dataset_kind == "toy":
+        id_embed = toy_identity_embedder(device, judge=True)
+        if not isinstance(id_embed, Unavailable):
+            judges.append("ID: the second toy identity encoder (models/toy-identity-judge), not the ID loss's")
+    else:
+        id_embed = arcface_embedder(device, arcface_weights)  # facenet is loaded only when ArcFace is absent
+        if not isinstance(id_embed, Unavailable):
+            judges.append("ID: ArcFace IR-SE50, as the paper's code (the loss uses facenet)")
+        else:
+            arcface_missing, id_embed = id_embed.reason, facenet_embedder(device, facenet_weights)
+            if not isinstance(id_embed, Unavailable):
+                judges.append(f"ID: facenet-pytorch VGGFace2, the ID loss's own network ({arcface_missing})")
+    if isinstance(id_embed, Unavailable):
+        judges.append(f"ID: unavailable ({id_embed.reason})")
+    return dict(lpips=lpips, id_embed=id_embed, inception=inception_extractor(device, inception_weights), judges=judges)
 
 
 def loss_models(dataset_kind: str, device: str | torch.device = "cpu", facenet_weights: str | Path | None = None) -> dict:
     """The networks the image loss terms use (``lpips``, ``id_embed``): the toy identity encoder of the
     ID loss (not the metric's) on toy presets, facenet on real ones; ``Unavailable`` when absent."""
-    return _image_networks(dataset_kind, device, facenet_weights, judge=False)
-
-
-def _image_networks(dataset_kind: str, device, facenet_weights, judge: bool) -> dict:
-    """LPIPS and the identity encoder: on toy presets the metric's (``judge``) or the loss's."""
     from .identity import toy_identity_embedder
     from .weights import facenet_embedder, lpips_model
 
-    id_embed = toy_identity_embedder(device, judge=judge) if dataset_kind == "toy" \
-        else facenet_embedder(device, facenet_weights)
+    id_embed = toy_identity_embedder(device) if dataset_kind == "toy" else facenet_embedder(device, facenet_weights)
     return dict(lpips=lpips_model(device), id_embed=id_embed)
 
 
@@ -395,18 +395,15 @@ def markdown_table(rows: list[dict], title: str, notes: list[str] | tuple[str, .
 
 def preset_metric_models(params: dict, device) -> dict:
     """``metric_models`` for a preset: weight paths in the preset are relative to the repository."""
-    paths = _weight_paths(params)
+    from .weights import preset_weight_paths
+
+    paths = preset_weight_paths(params)
     return metric_models(params["dataset_kind"], device, paths["facenet_weights"], paths["inception_weights"],
                          paths["arcface_weights"])
 
 
 def preset_loss_models(params: dict, device) -> dict:
     """``loss_models`` for a preset."""
-    return loss_models(params["dataset_kind"], device, _weight_paths(params)["facenet_weights"])
+    from .weights import preset_weight_paths
 
-
-def _weight_paths(params: dict) -> dict:
-    from .presets import repo_path
-
-    return {k: repo_path(params[k]) if params.get(k) else None
-            for k in ("facenet_weights", "inception_weights", "arcface_weights")}
+    return loss_models(params["dataset_kind"], device, preset_weight_paths(params)["facenet_weights"])

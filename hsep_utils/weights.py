@@ -91,9 +91,7 @@ def lpips_model(device: str | torch.device = "cpu", net: str = "alex"):
         return path
     import lpips
 
-    model = lpips.LPIPS(net=net, verbose=False).eval().requires_grad_(False).to(device)
-    model.record = f"LPIPS ({net})"
-    return model
+    return lpips.LPIPS(net=net, verbose=False).eval().requires_grad_(False).to(device)
 
 
 def resnet18_file(path: str | Path | None = None) -> Path | Unavailable:
@@ -173,6 +171,15 @@ def report(facenet: str | Path | None = None, inception: str | Path | None = Non
     return ({} if base_model is None else dict(base=base_model_status(base_model))) | {k: str(v) for k, v in found.items()}
 
 
+def preset_weight_paths(params: dict) -> dict:
+    """The preset's ``facenet_weights``, ``inception_weights``, ``arcface_weights`` (relative: to the
+    repository), None where it leaves a file to its default place."""
+    from .presets import repo_path
+
+    return {k: repo_path(params[k]) if params.get(k) else None
+            for k in ("facenet_weights", "inception_weights", "arcface_weights")}
+
+
 def main(argv=None) -> None:
     import argparse
 
@@ -182,8 +189,7 @@ def main(argv=None) -> None:
     ap.add_argument("--preset", help="take facenet_weights / inception_weights from this preset")
     a = ap.parse_args(argv)
     params = load_preset(a.preset) if a.preset else {}
-    paths = {k: repo_path(params[k]) if params.get(k) else None
-             for k in ("facenet_weights", "inception_weights", "arcface_weights")}
+    paths = preset_weight_paths(params)
     base = repo_path(params["base_model"]) if params.get("base_model") else None
     for metric, status in report(paths["facenet_weights"], paths["inception_weights"], base,
                                  paths["arcface_weights"]).items():
