@@ -331,13 +331,13 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         id_real_embedding = id_embed(x_real)
         lpips_real_features = lpips_features(lpips_model, x_real) if hasattr(lpips_model, "scaling_layer") else None
 
-    def train_step(with_image_terms=True, cfg=cfg):  # the body of train_mapping's per-timestep loop
+    def train_step(image_weight=1.0, cfg=cfg):  # the body of train_mapping's per-timestep loop
         t, t_next = current_t()
         net.train()
         with ac():
             total, terms, eps, eps_dir = step_losses(net, diffusion, state["x"], t, x_real, is_target, cfg, id_embed,
                                                      lpips_model, id_real_embedding, lpips_real_features,
-                                                     with_image_terms=with_image_terms)
+                                                     image_weight=image_weight)
         values = torch.stack([total.detach(), *terms.values()]).tolist()  # train_mapping's one sync per step
         if not all(map(math.isfinite, values)):
             raise FloatingPointError(f"non-finite loss at t={t}: {dict(zip(['total', *terms], values))}")
@@ -354,7 +354,7 @@ def bench_shape(shape, device, batch, reps, warmup, pipeline_reps, n_steps, use_
         train_step(cfg=replace(cfg, asymmetric=False))
 
     def latent_step():  # a step without image terms (TrainConfig.image_loss_every > 1): decoder without graph
-        train_step(with_image_terms=False)
+        train_step(image_weight=0.0)
 
     def encoder_half():  # the U-Net's floor inside a train step: encoder half (no grad) ...
         t, _ = current_t()

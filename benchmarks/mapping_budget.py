@@ -8,12 +8,16 @@ chooses recipes, so it never reads the test split (earlier runs did: docs/experi
 
 A recipe is ``name:key=value,...`` with keys ``steps`` (ddim_steps), ``warmup``
 (latent_warmup_steps), ``batches`` (train_batches), ``every`` (validate_every), ``floor``
-(TrainConfig.min_recon_psnr), ``lr``, ``cons`` (λ of the consistency term), ``ema`` (TrainConfig.ema_decay). Missing keys take the
-preset's default scale. Writes ``OUTDIR/<name>.json``: the recipe, the validation log, and one table
+(TrainConfig.min_recon_psnr), ``lr``, ``cons`` (λ of the consistency term), ``sil`` (λ of the silence term),
+``ema`` (TrainConfig.ema_decay), the method's options ``kl`` (kl_head), ``bgs`` (background_salient), ``cs``
+(consistency_scale), ``adv`` (common_adversary), and ``tables`` (tabulate the first that many validations
+only, and not ``best.pt``: e.g. ``batches=1,tables=1`` scores the network right after the latent warm-up).
+Missing keys take the preset's default scale. Writes ``OUTDIR/<name>.json``: the recipe, the validation log, and one table
 row (on validation) per validated checkpoint (x / y: classifier SR, oracle SR, CF MSE ratio, PSNR, ID) plus the row
 of ``best.pt``; checkpoints go to ``$WORK`` (default OUTDIR), inversions to the preset's cache. Runs on CUDA when available; on a CPU, ``SMOKE=1`` shrinks it to a smoke run.
 """
 import json
+import math
 import os
 import sys
 import time
@@ -34,21 +38,26 @@ from hsep_utils.quantitative import quantitative_rows
 from hsep_utils.splits import inversion_cache, inversion_dir, load_preset_data
 from hsep_utils.train import load_mapping
 
-KEYS = dict(steps="ddim_steps", warmup="latent_warmup_steps", batches="train_batches", every="validate_every")
-KEEP = ("sr", "oracle_sr", "cf_mse_ratio", "psnr", "id")
+KEYS = dict(steps="ddim_steps", warmup="latent_warmup_steps", batches="train_batches", every="validate_every",
+            kl="kl_head", bgs="background_salient", cs="consistency_scale", adv="common_adversary")
+KEEP = ("sr", "oracle_sr", "oracle_sr_donor", "donor_match", "cf_mse_ratio", "psnr", "psnr_outside", "id")
 
 
 def parse(recipe: str) -> tuple[str, dict]:
     name, _, spec = recipe.partition(":")
-    return name, {k: float(v) if k in ("floor", "lr", "cons", "ema") else int(v)
-                  for k, v in (kv.split("=") for kv in spec.split(",") if kv)}
+
+    def value(k: str, v: str):
+        if k in ("kl", "bgs", "cs"):
+            return v
+        return float(v) if k in ("floor", "lr", "cons", "sil", "ema", "adv") else int(v)
+    return name, {k: value(k, v) for k, v in (kv.split("=") for kv in spec.split(",") if kv)}
 
 
 def validation_rows(diffusion, net, cache, data, params, classifier, models) -> dict:
     """Notebook 04's rows, computed on the validation split (``val_*`` as ``test_*``)."""
     val = {"test_bg": data["val_bg"], "test_tg": data["val_tg"]}
     rows = quantitative_rows(diffusion, net, cache, val, params, classifier, models, params["n_edit_images"])
-    return {r["domain"]: {k: round(r[k], 4) for k in KEEP} for r in rows}
+    return {r["domain"]: {k: round(r[k], 4) for k in KEEP if isinstance(r.get(k), float)} for r in rows}
 
 
 def main() -> None:
@@ -78,8 +87,9 @@ def main() -> None:
             cfg = replace(cfg, lr=spec["lr"])
         if "ema" in spec:
             cfg = replace(cfg, ema_decay=spec["ema"])
-        if "cons" in spec:
-            cfg = replace(cfg, lambdas={**cfg.lambdas, "consistency": spec["cons"]})
+        for key, term in (("cons", "consistency"), ("sil", "silence")):
+            if key in spec:
+                cfg = replace(cfg, lambdas={**cfg.lambdas, term: spec[key]})
         work = Path(os.environ.get("WORK", out))  # checkpoints; OUTDIR gets the JSON
         inv = inversion_dir(params)  # the preset's cache, shared with the notebooks
         cache = inversion_cache(diffusion, params, data)
@@ -95,8 +105,10 @@ def main() -> None:
             a run cut short still reports its curve)."""
             def v(net):
                 metrics = validate(net)
-                table = validation_rows(diffusion, net, cache, data, params, classifier, models)
-                found["curve"].append(dict(val={k: round(float(x), 4) for k, x in metrics.items()}, table=table))
+                point = dict(val={k: round(float(x), 4) for k, x in metrics.items()})
+                if len(found["curve"]) < spec.get("tables", math.inf):
+                    point["table"] = validation_rows(diffusion, net, cache, data, params, classifier, models)
+                found["curve"].append(point)
                 write()
                 print(name, len(found["curve"]), found["curve"][-1], flush=True)
                 return metrics
@@ -109,9 +121,11 @@ def main() -> None:
         preset_training.train_preset(diffusion, data, cfg, run, classifier, inv, lpips=lpips, id_embed=id_embed, progress=False)
         preset_training.train_mapping = train_mapping
         found["val_log"] = pd.read_csv(run / "val_log.csv").round(4).to_dict("records")
-        found["best"] = validation_rows(diffusion, load_mapping(run / "best.pt", dev), cache, data, params, classifier, models)
+        if "tables" not in spec:
+            found["best"] = validation_rows(diffusion, load_mapping(run / "best.pt", dev), cache, data, params,
+                                            classifier, models)
         write()
-        print(name, "best", json.dumps(found["best"]), flush=True)
+        print(name, "best", json.dumps(found.get("best")), flush=True)
 
 
 if __name__ == "__main__":

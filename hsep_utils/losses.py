@@ -23,12 +23,18 @@ def consistency(h_tilde: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
 
 def bidirectional_kl(logits_bg: torch.Tensor, logits_t: torch.Tensor, temperature: float = 1.0,
-                     batch_mean: Callable[[torch.Tensor], torch.Tensor] = lambda p: p.mean(0)) -> torch.Tensor:
+                     batch_mean: Callable[[torch.Tensor], torch.Tensor] = lambda p: p.mean(0),
+                     pairing: str = "batch") -> torch.Tensor:
     """KL(P‖Q) + KL(Q‖P) between the batch-mean softmax distributions of the pooled Common logits
     of the two classes: Common factors follow one distribution whatever the class (Eq. 8).
-    ``batch_mean``: how the batch mean is taken (across processes under data parallelism)."""
-    p = batch_mean(F.softmax(logits_bg / temperature, dim=1)).clamp_min(1e-8)
-    q = batch_mean(F.softmax(logits_t / temperature, dim=1)).clamp_min(1e-8)
+    ``batch_mean``: how the batch mean is taken (across processes under data parallelism).
+    ``pairing`` pair: the KL of each background/target pair (row i with row i), averaged — the
+    paper's code; it asks every pair to look alike, not only the two classes on average."""
+    p, q = F.softmax(logits_bg / temperature, dim=1), F.softmax(logits_t / temperature, dim=1)
+    if pairing == "pair":
+        p, q = p.clamp_min(1e-8), q.clamp_min(1e-8)
+        return ((p * (p / q).log()).sum(1) + (q * (q / p).log()).sum(1)).mean()
+    p, q = batch_mean(p).clamp_min(1e-8), batch_mean(q).clamp_min(1e-8)
     return (p * (p / q).log()).sum() + (q * (q / p).log()).sum()
 
 
@@ -38,8 +44,16 @@ def orthogonal(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return (cn * sn).sum(1).pow(2).mean()
 
 
-def classification(logit_c_bg, logit_s_bg, logit_c_t, logit_s_t) -> torch.Tensor:
-    """BCE with one shared head: C_bg → 0, S_bg → 0, C_t → 0, S_t → 1 (Eq. 10)."""
+def classification(logit_c_bg, logit_s_bg, logit_c_t, logit_s_t, form: str = "mean") -> torch.Tensor:
+    """BCE with one shared head: C_bg → 0, S_bg → 0, C_t → 0, S_t → 1 (Eq. 10). ``form``
+    halves_pos_weight_2: ½(BCE C_bg + BCE S_bg) + ½(BCE C_t + BCE S_t with ``pos_weight`` 2), as
+    the paper's code: twice the weight of ``mean`` and S_t → 1 counted double."""
+    if form == "halves_pos_weight_2":
+        def bce(logit, label, **kw):
+            return F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, label), **kw)
+        two = torch.tensor(2.0, device=logit_s_t.device, dtype=logit_s_t.dtype)
+        return 0.5 * (bce(logit_c_bg, 0.0) + bce(logit_s_bg, 0.0)) + 0.5 * (
+            bce(logit_c_t, 0.0) + bce(logit_s_t, 1.0, pos_weight=two))
     logits = torch.cat([logit_c_bg, logit_s_bg, logit_c_t, logit_s_t])
     labels = torch.cat([torch.zeros(len(logit_c_bg) + len(logit_s_bg) + len(logit_c_t)), torch.ones(len(logit_s_t))])
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits))

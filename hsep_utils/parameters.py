@@ -127,6 +127,15 @@ PARAMETERS: dict[str, Parameter] = {
                                     "written; zero — Fused(C, 0), Fig. 4 (what removal feeds)", str, ("own", "zero")),
     "consistency_scale": Parameter("raw", "the consistency term's scale: raw — h̃ against h; normalised — both "
                                    "divided by h_scale, as the other latent terms", str, ("raw", "normalised")),
+    "kl_pairing": Parameter("batch", "how the KL term pairs the classes: batch — between the two classes' batch-mean "
+                            "softmax distributions; pair — per background/target pair, then averaged (the paper's code, "
+                            "which also uses kl_temperature 0.5)", str, ("batch", "pair")),
+    "classification_loss": Parameter("mean", "the classification term (Eq. 10): mean — one BCE over C_bg, S_bg, C_t, "
+                                     "S_t; halves_pos_weight_2 — ½(BCE C_bg + BCE S_bg) + ½(BCE C_t + BCE S_t with "
+                                     "pos_weight 2), the paper's code", str, ("mean", "halves_pos_weight_2")),
+    "image_term_weighting": Parameter("constant", "the image terms' weight along the trajectory: constant — 1 at "
+                                      "every step; cosine — cos((1 − i/(n − 1))·π/2) at step i of n from the noisiest, "
+                                      "small where x0 is still a guess (the paper's code)", str, ("constant", "cosine")),
     "common_adversary": Parameter(0.0, "beyond the paper: weight of a gradient-reversal class adversary on C (0: off)",
                                   NUMBER),
     "image_loss_every": Parameter(1, "beyond the paper (faster): image losses (ID, pixel, LPIPS) on every k-th step "

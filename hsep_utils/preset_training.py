@@ -26,7 +26,9 @@ def train_config(params: dict) -> TrainConfig:
                        image_loss_every=params["image_loss_every"], asymmetric=is_asymmetric(params),
                        latent_warmup_steps=params["latent_warmup_steps"], ema_decay=float(params["ema_decay"]),
                        lambdas=params["lambdas"] or {}, seed=params["seed"], kl_head=params["kl_head"],
-                       background_salient=params["background_salient"], consistency_scale=params["consistency_scale"])
+                       background_salient=params["background_salient"], consistency_scale=params["consistency_scale"],
+                       kl_pairing=params["kl_pairing"], classification_loss=params["classification_loss"],
+                       image_term_weighting=params["image_term_weighting"])
 
 
 def image_term_models(cfg: TrainConfig, device, params: dict | None = None,

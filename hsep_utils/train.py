@@ -63,6 +63,9 @@ class TrainConfig:
     kl_head: str = DEFAULTS["kl_head"]  # learned: Eq. 8 through the network's 1×1 head; none: over pooled C's own channels
     background_salient: str = DEFAULTS["background_salient"]  # own: Eq. 7's Fused(C, S_bg); zero: Fig. 4's Fused(C, 0)
     consistency_scale: str = DEFAULTS["consistency_scale"]  # raw: h̃ vs h as they are; normalised: both / h_scale
+    kl_pairing: str = DEFAULTS["kl_pairing"]  # batch: KL of the classes' batch means; pair: per pair (the paper's code)
+    classification_loss: str = DEFAULTS["classification_loss"]  # mean: one BCE; halves_pos_weight_2: the paper's code
+    image_term_weighting: str = DEFAULTS["image_term_weighting"]  # constant | cosine in the step (the paper's code)
     lambdas: dict = field(default_factory=dict)  # {term: weight}; a term left out weighs 1 (as the parameter lambdas)
     seed: int = DEFAULTS["seed"]
 
@@ -75,19 +78,28 @@ class TrainConfig:
             raise ValueError(f"image_loss_every must be ≥ 1, got {self.image_loss_every}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name in ("kl_head", "background_salient", "consistency_scale"):
+        for name in ("kl_head", "background_salient", "consistency_scale", "kl_pairing", "classification_loss",
+                     "image_term_weighting"):
             if getattr(self, name) not in PARAMETERS[name].choices:
                 raise ValueError(f"{name} must be one of {list(PARAMETERS[name].choices)}, got {getattr(self, name)!r}")
         if int(self.latent_warmup_steps) < 0 or int(self.latent_warmup_pool) < 1:
             raise ValueError(f"latent_warmup_steps must be ≥ 0 and latent_warmup_pool ≥ 1, got "
                              f"{self.latent_warmup_steps} and {self.latent_warmup_pool}")
 
-    def image_terms_at(self, i: int, n: int) -> bool:
-        """Whether step ``i`` of a trajectory of ``n`` training steps computes the image terms: every
-        step by default; with ``image_loss_every`` = k every k-th, counted back from the last step
-        (the one closest to x0) so that it always has them. The other steps run the decoder half
-        without graph: no backward through it, the U-Net's dominant cost."""
-        return (n - 1 - i) % self.image_loss_every == 0
+    def image_weight(self, i: int, n: int) -> float:
+        """The image terms' weight at step ``i`` of a trajectory of ``n`` training steps (0: the
+        noisiest), 0 where the step computes none. Every step has them by default; with
+        ``image_loss_every`` = k every k-th, counted back from the last step (the one closest to x0)
+        so that it always has them. Their weight is 1, or with ``image_term_weighting`` cosine
+        cos((1 − i/(n − 1))·π/2), as the paper's code: 0 at the noisiest step, 1 at the last. A step
+        without them runs the decoder half without graph: no backward through it, the U-Net's
+        dominant cost."""
+        if (n - 1 - i) % self.image_loss_every:
+            return 0.0
+        if self.image_term_weighting == "constant" or n == 1:
+            return 1.0
+        w = math.cos((1 - i / (n - 1)) * math.pi / 2)
+        return 0.0 if w < 1e-12 else w
 
 
 LEGACY_DEFAULTS = {"asymmetric": False}
@@ -198,10 +210,10 @@ def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.
     terms = {
         "silence": L.silence(s[bg]),
         "consistency": L.consistency(ht[bg], hs[bg]) + L.consistency(ht[tg], hs[tg]),
-        "kl": L.bidirectional_kl(kl_logits(c[bg]), kl_logits(c[tg]), cfg.kl_temperature, r.batch_mean),
+        "kl": L.bidirectional_kl(kl_logits(c[bg]), kl_logits(c[tg]), cfg.kl_temperature, r.batch_mean, cfg.kl_pairing),
         "orthogonal": L.orthogonal(c, s),
         "classification": L.classification(net.class_logit(c[bg]), net.class_logit(s[bg]),
-                                           net.class_logit(c[tg]), net.class_logit(s[tg])),
+                                           net.class_logit(c[tg]), net.class_logit(s[tg]), cfg.classification_loss),
     }
     if cfg.common_adversary > 0:
         terms["adversary"] = cfg.common_adversary * torch.nn.functional.binary_cross_entropy_with_logits(
@@ -209,26 +221,27 @@ def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.
     return h_tilde, terms
 
 
-def weighted_total(terms: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
-    """Σ λ·term (terms without a λ, the adversary, carry their weight already)."""
-    return sum(cfg.lambdas.get(k, 1.0) * v for k, v in terms.items())
+def weighted_total(terms: dict[str, torch.Tensor], cfg: TrainConfig, image_weight: float = 1.0) -> torch.Tensor:
+    """Σ λ·term (terms without a λ, the adversary, carry their weight already); the image terms are
+    also weighted by ``image_weight`` (``TrainConfig.image_weight``)."""
+    return sum(cfg.lambdas.get(k, 1.0) * (image_weight if k in L.IMAGE_TERMS else 1.0) * v for k, v in terms.items())
 
 
 def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: int, x_real: torch.Tensor,
                 is_target: torch.Tensor, cfg: TrainConfig, id_embed: Callable | None = None, lpips=None,
                 id_real: torch.Tensor | None = None, lpips_real: list[torch.Tensor] | None = None,
-                r: Ranks = Ranks(), with_image_terms: bool = True):
+                r: Ranks = Ranks(), image_weight: float = 1.0):
     """All loss terms of one timestep. Returns (total, {term: tensor}, ε of h̃, ε of the original h)
     for the next x (``ddim_update``; the last is None unless ``cfg.asymmetric``).
     ``id_real`` / ``lpips_real``: the identity embedding / LPIPS features of ``x_real``, when
     computed once per batch; ``r``: the data-parallel ranks (the KL term's batch means are taken
-    over all processes); ``with_image_terms=False``: latent terms only at this step
-    (``TrainConfig.image_terms_at``)."""
+    over all processes); ``image_weight``: the image terms' weight at this step, 0: latent terms
+    only (``TrainConfig.image_weight``)."""
     lam = cfg.lambdas
     with torch.no_grad():
         enc = encode(diffusion.unet, x, t)
     h_tilde, terms = latent_terms(net, enc.h, t, is_target, cfg, r)
-    image_terms = [k for k in L.IMAGE_TERMS if lam[k] > 0] if with_image_terms else []
+    image_terms = [k for k in L.IMAGE_TERMS if lam[k] > 0] if image_weight > 0 else []
     if image_terms:
         eps = decode(diffusion.unet, enc, h_tilde)
         a = diffusion.alpha(t, x)
@@ -247,7 +260,7 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     if cfg.asymmetric:
         with torch.no_grad():
             eps_direction = decode(diffusion.unet, enc)
-    return weighted_total(terms, cfg), terms, eps, eps_direction
+    return weighted_total(terms, cfg, image_weight), terms, eps, eps_direction
 
 
 def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Diffusion, cache: InversionCache,
@@ -434,7 +447,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
                 lpips_real = L.lpips_features(lpips, x_real)
         for i, (t, t_next) in enumerate(pairs):
             total, terms, eps, eps_dir = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips,
-                                                     id_real, lpips_real, r, cfg.image_terms_at(i, len(pairs)))
+                                                     id_real, lpips_real, r, cfg.image_weight(i, len(pairs)))
             values = update(total, terms, f"epoch {epoch}, batch {batch}, t={t}")
             x = ddim_update(x, eps, diffusion.alpha(t, x), diffusion.alpha(t_next, x), eps_direction=eps_dir)[0].detach()
             rows.append(dict(epoch=epoch, batch=batch, t=t, **values))

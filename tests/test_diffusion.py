@@ -13,7 +13,7 @@ from diffusers import UNet2DModel
 import hsep_utils.hspace as hspace
 
 from hsep_utils.base_ddpm import build_scheduler
-from hsep_utils.diffusion import Diffusion, ddim_timesteps, ddim_update, load_diffusion
+from hsep_utils.diffusion import ddim_timesteps, ddim_update, load_diffusion
 from hsep_utils.hspace import CELEBAHQ_256_CONFIG, decode, encode, h_shape
 
 REPO = Path(__file__).resolve().parents[1]

@@ -34,6 +34,19 @@ def test_bidirectional_kl_by_hand():
         pytest.approx(want, rel=1e-5)
 
 
+def test_kl_per_pair_asks_every_pair_to_look_alike():
+    """``kl_pairing`` pair (the paper's code): the KL of row i against row i, averaged. Two pairs
+    whose distributions are swapped have equal batch means (batch KL 0) but a positive per-pair KL."""
+    a, b = torch.tensor([[math.log(3), 0.0]]), torch.zeros(1, 2)
+    one = L.bidirectional_kl(a, b).item()
+    bg, tg = torch.cat([a, b]), torch.cat([b, a])
+    assert L.bidirectional_kl(bg, tg).item() == pytest.approx(0, abs=1e-6)
+    assert L.bidirectional_kl(bg, tg, pairing="pair").item() == pytest.approx(one, rel=1e-5)
+    # identical pairs: 0 either way; the temperature still divides the logits
+    assert L.bidirectional_kl(bg, bg, pairing="pair").item() == pytest.approx(0, abs=1e-6)
+    assert L.bidirectional_kl(2 * bg, 2 * tg, 2.0, pairing="pair").item() == pytest.approx(one, rel=1e-5)
+
+
 def test_orthogonal_by_hand():
     e1, e2 = torch.tensor([1.0, 0]).view(1, 2, 1, 1), torch.tensor([0.0, 3]).view(1, 2, 1, 1)
     assert L.orthogonal(e1, e2).item() == pytest.approx(0)
@@ -48,6 +61,19 @@ def test_classification_by_hand():
     big = torch.full((2,), 30.0)
     assert L.classification(-big, -big, -big, big).item() == pytest.approx(0, abs=1e-6)
     assert L.classification(-big, -big, -big, -big).item() == pytest.approx(30 / 4, rel=1e-4)
+
+
+def test_classification_as_the_papers_code_by_hand():
+    """halves_pos_weight_2: ½(BCE C_bg + BCE S_bg) + ½(BCE C_t + 2·BCE S_t), each BCE a mean."""
+    z = torch.zeros(2)
+    assert L.classification(z, z, z, z, "halves_pos_weight_2").item() == pytest.approx(0.5 * 2 * math.log(2) +
+                                                                                    0.5 * 3 * math.log(2))
+    big = torch.full((2,), 30.0)
+    assert L.classification(-big, -big, -big, big, "halves_pos_weight_2").item() == pytest.approx(0, abs=1e-6)
+    # S_t wrong only: counted twice, with the half in front
+    assert L.classification(-big, -big, -big, -big, "halves_pos_weight_2").item() == pytest.approx(30, rel=1e-4)
+    with pytest.raises(ValueError, match="classification_loss must be one of"):
+        TrainConfig(classification_loss="focal")
 
 
 def test_identity_and_pixel_by_hand():
@@ -294,15 +320,15 @@ def test_best_checkpoint_needs_usable_reconstructions(tiny_diffusion, tmp_path):
 def test_image_losses_every_kth_step_count_back_from_the_last(tiny_diffusion, tmp_path, monkeypatch):
     """``image_loss_every`` = k: image terms (and the decoder's backward) only on every k-th step,
     the step closest to x0 always among them; k = 1 is the paper's every step."""
-    assert [TrainConfig(image_loss_every=1).image_terms_at(i, 5) for i in range(5)] == [True] * 5
-    assert [TrainConfig(image_loss_every=2).image_terms_at(i, 5) for i in range(5)] == [True, False, True, False, True]
-    assert [TrainConfig(image_loss_every=3).image_terms_at(i, 5) for i in range(5)] == [False, True, False, False, True]
+    assert [TrainConfig(image_loss_every=1).image_weight(i, 5) > 0 for i in range(5)] == [True] * 5
+    assert [TrainConfig(image_loss_every=2).image_weight(i, 5) > 0 for i in range(5)] == [True, False, True, False, True]
+    assert [TrainConfig(image_loss_every=3).image_weight(i, 5) > 0 for i in range(5)] == [False, True, False, False, True]
     with pytest.raises(ValueError, match="image_loss_every"):
         TrainConfig(image_loss_every=0)
 
     net = MappingNetwork(32, "a", depth=2)
     x, is_t = torch.randn(4, 3, 16, 16), torch.tensor([0, 0, 1, 1], dtype=torch.bool)
-    total, terms, eps, _ = step_losses(net, tiny_diffusion, x, 500, x, is_t, TrainConfig(), with_image_terms=False)
+    total, terms, eps, _ = step_losses(net, tiny_diffusion, x, 500, x, is_t, TrainConfig(), image_weight=0.0)
     assert set(terms) == set(L.LATENT_TERMS) and not eps.requires_grad
     total.backward()  # the latent terms alone still train the mapping network
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
@@ -444,6 +470,23 @@ def test_a_learned_kl_head_satisfies_the_kl_alone_the_channels_do_not():
     assert net.kl_head.weight.grad is None and h.grad.abs().sum() > 0  # the gradient reaches C, not the head
     with pytest.raises(ValueError, match="kl_head must be one of"):
         TrainConfig(kl_head="pooled")
+
+
+def test_cosine_image_weighting_follows_the_papers_code(tiny_diffusion):
+    """cosine: image terms weigh cos((1 − i/(n − 1))·π/2) at step i of n from the noisiest: none at
+    the noisiest step (not computed), 1 at the last; the latent terms keep weight 1."""
+    cfg = TrainConfig(image_term_weighting="cosine")
+    assert [round(cfg.image_weight(i, 5), 6) for i in range(5)] == \
+        [0.0, round(math.cos(0.75 * math.pi / 2), 6), round(math.sqrt(0.5), 6), round(math.cos(0.25 * math.pi / 2), 6), 1.0]
+    assert [TrainConfig(image_term_weighting="cosine", image_loss_every=2).image_weight(i, 5) > 0
+            for i in range(5)] == [False, False, True, False, True]
+    net = MappingNetwork(32, "a", depth=2)
+    x, is_t = torch.randn(4, 3, 16, 16), torch.tensor([0, 0, 1, 1], dtype=torch.bool)
+    total, terms, _, _ = step_losses(net, tiny_diffusion, x, 500, x, is_t, cfg, image_weight=0.25)
+    latent = sum(terms[k] for k in L.LATENT_TERMS)
+    image = sum(terms[k] for k in terms if k in L.IMAGE_TERMS)
+    assert image.item() > 0
+    torch.testing.assert_close(total, latent + 0.25 * image)
 
 
 def test_background_salient_zero_recombines_backgrounds_with_s_zero():

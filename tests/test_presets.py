@@ -100,7 +100,8 @@ def test_one_source_of_defaults():
 
     # TrainConfig, field by field, against the parameter it stands for
     same_name = ("arch", "depth", "t_edit", "lr", "epochs", "kl_temperature", "common_adversary", "image_loss_every",
-                 "seed", "kl_head", "background_salient", "consistency_scale")
+                 "seed", "kl_head", "background_salient", "consistency_scale", "kl_pairing", "classification_loss",
+                 "image_term_weighting")
     fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for name in same_name:
         assert fields[name] == DEFAULTS[name], name
