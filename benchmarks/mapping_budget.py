@@ -10,7 +10,8 @@ A recipe is ``name:key=value,...`` with keys ``steps`` (ddim_steps), ``warmup``
 (latent_warmup_steps), ``batches`` (train_batches), ``every`` (validate_every), ``floor``
 (TrainConfig.min_recon_psnr), ``lr``, ``cons`` (λ of the consistency term), ``sil`` (λ of the silence term),
 ``ema`` (TrainConfig.ema_decay), the method's options ``kl`` (kl_head), ``bgs`` (background_salient), ``cs``
-(consistency_scale), ``adv`` (common_adversary), and ``tables`` (tabulate the first that many validations
+(consistency_scale), ``adv`` (common_adversary), ``klp`` (kl_pairing), ``klt`` (kl_temperature), ``cls``
+(classification_loss), ``iw`` (image_term_weighting), and ``tables`` (tabulate the first that many validations
 only, and not ``best.pt``: e.g. ``batches=1,tables=1`` scores the network right after the latent warm-up).
 Missing keys take the preset's default scale. Writes ``OUTDIR/<name>.json``: the recipe, the validation log, and one table
 row (on validation) per validated checkpoint (x / y: classifier SR, oracle SR, CF MSE ratio, PSNR, ID) plus the row
@@ -39,7 +40,8 @@ from hsep_utils.splits import inversion_cache, inversion_dir, load_preset_data
 from hsep_utils.train import load_mapping
 
 KEYS = dict(steps="ddim_steps", warmup="latent_warmup_steps", batches="train_batches", every="validate_every",
-            kl="kl_head", bgs="background_salient", cs="consistency_scale", adv="common_adversary")
+            kl="kl_head", bgs="background_salient", cs="consistency_scale", adv="common_adversary", klp="kl_pairing",
+            klt="kl_temperature", cls="classification_loss", iw="image_term_weighting")
 KEEP = ("sr", "oracle_sr", "oracle_sr_donor", "donor_match", "cf_mse_ratio", "psnr", "psnr_outside", "id")
 
 
@@ -47,9 +49,9 @@ def parse(recipe: str) -> tuple[str, dict]:
     name, _, spec = recipe.partition(":")
 
     def value(k: str, v: str):
-        if k in ("kl", "bgs", "cs"):
+        if k in ("kl", "bgs", "cs", "klp", "cls", "iw"):
             return v
-        return float(v) if k in ("floor", "lr", "cons", "sil", "ema", "adv") else int(v)
+        return float(v) if k in ("floor", "lr", "cons", "sil", "ema", "adv", "klt") else int(v)
     return name, {k: value(k, v) for k, v in (kv.split("=") for kv in spec.split(",") if kv)}
 
 
