@@ -37,3 +37,20 @@ def test_check_fails_on_a_changed_csv_and_update_repairs_it(tmp_path):
 def test_missing_markers_are_named(tmp_path):
     with pytest.raises(ValueError, match="results-table:start"):
         readme_tables.update("no markers here", "block")
+
+
+def test_transfer_table_appears_with_its_columns_and_population(tmp_path):
+    """A toy table with the transfer and locality columns adds their table, naming the population
+    the preset scores; tables without them add nothing."""
+    results = tmp_path / "results" / "toy-glasses" / "tables"
+    results.mkdir(parents=True)
+    (results / "quantitative.csv").write_text(
+        "domain,sr,oracle_sr,oracle_sr_donor,donor_match,psnr_outside,cf_mse_ratio\n"
+        "x,0.9,0.8,0.7,0.75,23.456,0.5\ny,0.95,0.9,unavailable,,25.0,0.4\n")
+    block = readme_tables.build_block(tmp_path / "results")
+    population = readme_tables.load_preset("toy-glasses").get("test_seed")
+    population = "test split" if population is None else f"sealed (`test_seed` {population})"
+    assert f"| toy-glasses | {population} | x | 0.900 | 0.800 | 0.700 | 0.750 | 23.46 | 0.500 |" in block
+    assert f"| toy-glasses | {population} | y | 0.950 | 0.900 | unavailable | – | 25.00 | 0.400 |" in block
+    (results / "quantitative.csv").write_text("domain,sr\nx,0.9\n")
+    assert "Transfer and locality" not in readme_tables.build_block(tmp_path / "results")
