@@ -164,16 +164,6 @@ def load_images(dataset_dir: str | Path, files, size: int | None = None) -> torc
     return from_uint8(np.stack(out))
 
 
-def balanced_subset(manifest: pd.DataFrame, split: str, n: int) -> pd.DataFrame:
-    """The first n/2 images of each class in ``split`` (deterministic, balanced)."""
-    per_class = n // 2
-    parts = [manifest[(manifest["split"] == split) & (manifest["class"] == c)].head(per_class) for c in CLASSES]
-    if any(len(p) < per_class for p in parts):
-        raise ValueError(f"asked for {n} {split} images ({per_class} per class) but the split has "
-                         f"{[len(p) for p in parts]} per class")
-    return pd.concat(parts, ignore_index=True)
-
-
 def save_split(manifest: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
     """Write ``split_manifest.csv`` (file, class, split, identity) and ``split_counts.csv``; return the counts."""
     counts = split_counts(manifest)

@@ -90,7 +90,8 @@ PARAMETERS: dict[str, Parameter] = {
     # sizes
     "n_train_per_class": _size("training images per class"),
     "n_test_per_class": _size("test images per class"),
-    "n_recon_images": _size("notebook 01: test images reconstructed"),
+    "n_recon_images": _size("notebook 01: validation images reconstructed, half per class (at most "
+                            "n_val_per_class each)"),
     "hspace_steps": _size("notebook 01: DDIM step counts of the reconstruction curve", list),
     "n_val_per_class": _size("training images per class held out for validation"),
     "ddim_steps": _size("DDIM steps of inversion, training and editing; auto: the smallest of notebook 01's counts "
