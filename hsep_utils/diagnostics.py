@@ -15,6 +15,11 @@ oracle h-swap, its counterfactual MSE ratio, the reconstruction PSNR, the **reco
 at the same step count: what any edit scored against it can reach at that fidelity), and **h influence** = MSE
 between generating with the image's own h and with another image's h, over the MSE between the two
 images — near 0 means the decoder ignores h (the skip connections decide), near 1 means h decides.
+For a local attribute it adds the h-swap's PSNR outside the attribute's box, and when adding an attribute
+with salient sub-factors (glasses: the frame colour) given ``donors``, the **donor h-swap**: h replaced by
+that of the counterfactual with donor i's sub-factors, i.e. what a perfect S of the donor would give, scored
+by ``donor_match`` — whether this base model's h carries the sub-factors at all. It scores the validation
+split: the diagnostic chooses base models and step counts.
 
 With ``--mapping best.pt`` it also splits a trained mapping network's shortfall (``mapping_gap``):
 the paper's edit (add: the paired target's S; remove: S = 0) against the same network given the true
@@ -30,10 +35,10 @@ from pathlib import Path
 import torch
 
 from .classifier import edit_success
-from .datasets import toy_counterfactual_set
+from .datasets import toy_counterfactual_set, toy_donor_counterfactuals
 from .diffusion import Diffusion
 from .edit import edit
-from .evaluation import cf_mse_ratio, oracle_success, toy_regions
+from .evaluation import cf_mse_ratio, donor_transfer, oracle_success, psnr_outside, toy_regions
 from .mapping import MappingNetwork
 from .metrics import mse_per_image, psnr_per_image
 from .splits import Split
@@ -43,10 +48,12 @@ from .plotting import save_grid
 
 @torch.no_grad()
 def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier, original_is_target: bool,
-                 n: int = 64, n_steps: int = 20, asymmetric: bool = True, failures: str | Path | None = None) -> dict:
+                 n: int = 64, n_steps: int = 20, asymmetric: bool = True, failures: str | Path | None = None,
+                 donors: Split | None = None) -> dict:
     """The oracle h-swap on the first ``n`` images of a toy split (see the module docstring), with
     the reverse process of ``Diffusion.generate`` (``asymmetric``). ``failures``: a PNG to draw the
-    images where oracle SR fails (rows: input, h-swapped, true counterfactual; at most 16)."""
+    images where oracle SR fails (rows: input, h-swapped, true counterfactual; at most 16).
+    ``donors`` (adding): target images whose sub-factors the donor h-swap asks for, donor i for image i."""
     head = split.rows.head(n)
     x = split.x[:n].load()
     size = x.shape[-1]
@@ -67,12 +74,23 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     failed = (~success).nonzero().flatten()[:16]
     if failures is not None and len(failed):
         save_grid([x[failed], swapped[failed], cf[failed]], failures, scale=6)
-    return dict(n=len(x), classifier_sr=sr, sr_counted=counted, oracle_sr=success.float().mean().item(),
-                oracle_failures=failed.tolist(),
-                ceiling_classifier_sr=edit_success(classifier, x, rec_cf, original_is_target)[0],
-                ceiling_oracle_sr=oracle_success(rec_cf, x, cf_set, regions).float().mean().item(),
-                cf_mse_ratio=cf_mse_ratio(swapped, x, cf_set), reconstruction_psnr=psnr_per_image(rec, x).mean().item(),
-                h_influence=(mse_per_image(foreign, rec).mean() / mse_per_image(rec[shift], rec).mean()).item())
+    found = dict(n=len(x), classifier_sr=sr, sr_counted=counted, oracle_sr=success.float().mean().item(),
+                 oracle_failures=failed.tolist(),
+                 ceiling_classifier_sr=edit_success(classifier, x, rec_cf, original_is_target)[0],
+                 ceiling_oracle_sr=oracle_success(rec_cf, x, cf_set, regions).float().mean().item(),
+                 cf_mse_ratio=cf_mse_ratio(swapped, x, cf_set), reconstruction_psnr=psnr_per_image(rec, x).mean().item(),
+                 h_influence=(mse_per_image(foreign, rec).mean() / mse_per_image(rec[shift], rec).mean()).item())
+    if regions is not None:
+        found["psnr_outside"] = psnr_outside(swapped, x, regions).mean().item()
+    if donors is not None and not original_is_target and len(cf_set) > 1:  # the attribute has sub-factors
+        donor_cf = toy_donor_counterfactuals(head, donors.rows.head(len(x)), attribute, size)
+        _, donor = diffusion.generate(diffusion.invert(donor_cf, n_steps), n_steps, return_trajectory=True)
+        h_donor = dict(zip(donor.timesteps, donor.h))
+        given = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_donor[t], asymmetric=asymmetric).cpu()
+        match, donor_success = donor_transfer(given, x, cf_set, donor_cf, regions)
+        found.update(donor_hswap_match=match.float().mean().item(),
+                     donor_hswap_oracle_sr=donor_success.float().mean().item())
+    return found
 
 
 @torch.no_grad()
@@ -118,7 +136,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="toy-glasses", help="a toy preset")
     ap.add_argument("--base-model", help="another base model directory (default: the preset's)")
-    ap.add_argument("-n", type=int, default=64, help="test images per direction")
+    ap.add_argument("-n", type=int, default=64, help="validation images per direction")
     ap.add_argument("--steps", type=int, default=20, help="DDIM steps")
     ap.add_argument("--failures", metavar="DIR", help="save the images the oracle h-swap fails on, per direction, "
                     "as DIR/oracle_failures_{add,remove}_<steps>.png (input, h-swapped, counterfactual)")
@@ -132,7 +150,7 @@ def main(argv=None) -> None:
     if params["dataset_kind"] != "toy":
         raise SystemExit(f"{a.preset}: the oracle h-swap needs counterfactuals, which only toy presets have")
     diffusion = diffusion_of({**params, "base_model": a.base_model or params["base_model"]})
-    data = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
+    data = load_preset_data(params, diffusion.sample_size, max(a.n, params["n_val_per_class"]))  # n held out
     saved = results_dir(params) / "classifier.pt"
     classifier = load_classifier(saved)[0] if saved.exists() else fit_attribute_classifier(data, params["seed"])[0]
     classifier = classifier.to(diffusion.device)
@@ -140,13 +158,13 @@ def main(argv=None) -> None:
         from .train import load_mapping
 
         net = load_mapping(a.mapping, diffusion.device)
-    for name, split, is_target in (("add", data["test_bg"], False), ("remove", data["test_tg"], True)):
+    for name, split, is_target in (("add", data["val_bg"], False), ("remove", data["val_tg"], True)):
+        donors = data["val_tg"] if name == "add" else data["val_bg"]
         found = oracle_hswap(diffusion, split, params["attribute"], classifier, is_target, a.n, a.steps,
                              is_asymmetric(params),
-                             a.failures and Path(a.failures) / f"oracle_failures_{name}_{a.steps}.png")
+                             a.failures and Path(a.failures) / f"oracle_failures_{name}_{a.steps}.png", donors)
         print(name, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}))
         if a.mapping:
-            donors = data["test_tg"] if name == "add" else data["test_bg"]
             gap = mapping_gap(diffusion, net, split, donors, params["attribute"], classifier, is_target, a.n, a.steps,
                               is_asymmetric(params))
             print(name, "mapping: RMS of S / RMS of h along the inputs' own generation",

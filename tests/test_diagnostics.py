@@ -4,10 +4,10 @@ import torch
 
 import hsep_utils.diffusion as diffusion_module
 from hsep_utils.classifier import SmallCNN, edit_success
-from hsep_utils.datasets import build_toy_dataset, load_images, toy_counterfactual_set
+from hsep_utils.datasets import build_toy_dataset, load_images, toy_counterfactual_set, toy_donor_counterfactuals
 from hsep_utils.diagnostics import mapping_gap, oracle_hswap
 from hsep_utils.edit import edit, swap_salient
-from hsep_utils.evaluation import oracle_success, toy_regions
+from hsep_utils.evaluation import donor_transfer, oracle_success, toy_regions
 from hsep_utils.mapping import MappingNetwork
 from hsep_utils.splits import Split
 
@@ -28,6 +28,26 @@ def test_oracle_hswap_reports_every_figure(tiny_diffusion, split):
     found = oracle_hswap(tiny_diffusion, split, "glasses", SmallCNN().eval(), False, n=4, n_steps=4)
     assert found["n"] == 4 and 0 <= found["oracle_sr"] <= 1 and found["cf_mse_ratio"] > 0
     assert found["h_influence"] > 0  # a random U-Net's decoder does use h
+
+
+def test_donor_hswap_gives_the_donors_counterfactual_h(tiny_diffusion, split, tmp_path):
+    """Adding with donors: h replaced by that of the counterfactual with donor i's frame colour, scored
+    by donor match; PSNR outside the box is the h-swap's. Removing has no donor figures."""
+    torch.manual_seed(0)
+    donors = _test_split(tmp_path / "donors", "target")
+    found = oracle_hswap(tiny_diffusion, split, "glasses", SmallCNN().eval(), False, n=4, n_steps=3, donors=donors)
+    rows, x = split.rows.head(4), split.x[:4].load()
+    cf_set, regions = toy_counterfactual_set(rows, "glasses", 16), toy_regions(rows, "glasses", 16)
+    donor_cf = toy_donor_counterfactuals(rows, donors.rows.head(4), "glasses", 16)
+    _, traj = tiny_diffusion.generate(tiny_diffusion.invert(donor_cf, 3), 3, return_trajectory=True)
+    h = dict(zip(traj.timesteps, traj.h))
+    given = tiny_diffusion.generate(tiny_diffusion.invert(x, 3), 3, edit_fn=lambda _, t: h[t]).cpu()
+    match, success = donor_transfer(given, x, cf_set, donor_cf, regions)
+    assert found["donor_hswap_match"] == pytest.approx(match.float().mean().item())
+    assert found["donor_hswap_oracle_sr"] == pytest.approx(success.float().mean().item())
+    assert found["psnr_outside"] > 0
+    removing = oracle_hswap(tiny_diffusion, donors, "glasses", SmallCNN().eval(), True, n=4, n_steps=3, donors=split)
+    assert "donor_hswap_match" not in removing
 
 
 def test_oracle_failures_are_listed_and_drawn(tiny_diffusion, split, tmp_path):
