@@ -78,7 +78,7 @@ def test_default_image_comes_from_the_split_the_tables_score(tmp_path):
     from hsep_utils.presets import resolve
 
     params = resolve("toy-glasses", {"data_root": str(tmp_path), "scale": "smoke", "n_train_per_class": 4,
-                                     "n_test_per_class": 2, "n_val_per_class": 1})
+                                     "n_test_per_class": 2, "n_val_per_class": 1, "test_seed": None})
     x, file = first_test_image(params, "target", 32)
     assert x.shape == (1, 3, 32, 32) and file.startswith("test/target/")
     x_sealed, sealed = first_test_image({**params, "test_seed": 7}, "background", 32)
