@@ -61,9 +61,15 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     cf = cf_set[0]  # whose h is the ideal edit
     xT = diffusion.invert(x, n_steps)
     rec, own = diffusion.generate(xT, n_steps, return_trajectory=True)
-    rec_cf, other = diffusion.generate(diffusion.invert(cf, n_steps), n_steps, return_trajectory=True)
-    h_cf, h_own = dict(zip(other.timesteps, other.h)), dict(zip(own.timesteps, own.h))
-    swapped = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_cf[t], asymmetric=asymmetric).cpu()
+    h_own = dict(zip(own.timesteps, own.h))
+
+    def given_h_of(source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source regenerated, x generated with the source's h at every step)."""
+        regenerated, traj = diffusion.generate(diffusion.invert(source, n_steps), n_steps, return_trajectory=True)
+        h = dict(zip(traj.timesteps, traj.h))
+        return regenerated, diffusion.generate(xT, n_steps, edit_fn=lambda _, t: h[t], asymmetric=asymmetric).cpu()
+
+    rec_cf, swapped = given_h_of(cf)
     shift = torch.roll(torch.arange(len(x)), 1)
     foreign = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_own[t][shift.to(h.device)],
                                  asymmetric=asymmetric).cpu()
@@ -84,9 +90,7 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
         found["psnr_outside"] = psnr_outside(swapped, x, regions).mean().item()
     if donors is not None and not original_is_target and len(cf_set) > 1:  # the attribute has sub-factors
         donor_cf = toy_donor_counterfactuals(head, donors.rows.head(len(x)), attribute, size)
-        _, donor = diffusion.generate(diffusion.invert(donor_cf, n_steps), n_steps, return_trajectory=True)
-        h_donor = dict(zip(donor.timesteps, donor.h))
-        given = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_donor[t], asymmetric=asymmetric).cpu()
+        given = given_h_of(donor_cf)[1]
         match, donor_success = donor_transfer(given, x, cf_set, donor_cf, regions)
         found.update(donor_hswap_match=match.float().mean().item(),
                      donor_hswap_oracle_sr=donor_success.float().mean().item())
