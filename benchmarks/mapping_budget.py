@@ -7,7 +7,7 @@ chooses recipes, so it never reads the test split (earlier runs did: docs/experi
     python benchmarks/mapping_budget.py OUTDIR RECIPE [RECIPE ...]
 
 A recipe is ``name:key=value,...`` with keys ``steps`` (ddim_steps), ``warmup``
-(latent_warmup_steps), ``batches`` (train_batches), ``every`` (validate_every), ``floor``
+(latent_warmup_steps), ``pool`` (latent_warmup_pool), ``wlr`` (latent_warmup_lr), ``batches`` (train_batches), ``every`` (validate_every), ``floor``
 (TrainConfig.min_recon_psnr), ``lr``, ``cons`` (λ of the consistency term), ``sil`` (λ of the silence term),
 ``ema`` (TrainConfig.ema_decay), the method's options ``kl`` (kl_head), ``bgs`` (background_salient), ``cs``
 (consistency_scale), ``adv`` (common_adversary), ``klp`` (kl_pairing), ``klt`` (kl_temperature), ``cls``
@@ -39,7 +39,8 @@ from hsep_utils.quantitative import quantitative_rows
 from hsep_utils.splits import inversion_cache, inversion_dir, load_preset_data
 from hsep_utils.train import load_mapping
 
-KEYS = dict(steps="ddim_steps", warmup="latent_warmup_steps", batches="train_batches", every="validate_every",
+KEYS = dict(steps="ddim_steps", warmup="latent_warmup_steps", pool="latent_warmup_pool", wlr="latent_warmup_lr",
+            batches="train_batches", every="validate_every",
             kl="kl_head", bgs="background_salient", cs="consistency_scale", adv="common_adversary", klp="kl_pairing",
             klt="kl_temperature", cls="classification_loss", iw="image_term_weighting")
 KEEP = ("sr", "oracle_sr", "oracle_sr_donor", "donor_match", "cf_mse_ratio", "psnr", "psnr_outside", "id")
@@ -51,7 +52,7 @@ def parse(recipe: str) -> tuple[str, dict]:
     def value(k: str, v: str):
         if k in ("kl", "bgs", "cs", "klp", "cls", "iw"):
             return v
-        return float(v) if k in ("floor", "lr", "cons", "sil", "ema", "adv", "klt") else int(v)
+        return float(v) if k in ("floor", "lr", "wlr", "cons", "sil", "ema", "adv", "klt") else int(v)
     return name, {k: value(k, v) for k, v in (kv.split("=") for kv in spec.split(",") if kv)}
 
 

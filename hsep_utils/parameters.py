@@ -20,7 +20,7 @@ SCALES: dict[str, dict] = {
     # seconds: the notebook tests
     "smoke": dict(n_train_per_class=8, n_test_per_class=4, n_recon_images=4, hspace_steps=[5, 10],
                   n_val_per_class=2, ddim_steps=5, batch_per_class=2, train_batches=2, n_edit_images=4, validate_every=0,
-                  ablation_batches=1, n_ablation_images=2, latent_warmup_steps=20, ema_decay=0.9,
+                  ablation_batches=1, n_ablation_images=2, latent_warmup_steps=20, latent_warmup_pool=8, ema_decay=0.9,
                   ablation_grid=dict(t_edit=[400, 0], arch=["a"], depth=[8])),
     # what the default reproduction affords on a 2-core CPU: 6000 latent warm-up updates, then 120
     # batches of 8 + 8, validated every 20; the weights' average (ema_decay, ~10 batches) is what is
@@ -28,14 +28,16 @@ SCALES: dict[str, dict] = {
     "default": dict(n_train_per_class=1000, n_test_per_class=128, n_recon_images=32,
                     hspace_steps=[10, 20, 50, 100], n_val_per_class=16, ddim_steps=20, batch_per_class=8,
                     train_batches=120, n_edit_images=64, validate_every=20,
-                    ablation_batches=6, n_ablation_images=32, latent_warmup_steps=6000, ema_decay=0.995,
+                    ablation_batches=6, n_ablation_images=32, latent_warmup_steps=6000, latent_warmup_pool=1024,
+                    ema_decay=0.995,
                     ablation_grid=None),
     # the paper's sizes (10k/10k train, 3.5k/3.5k test), one full epoch; every test image edited and
     # scored (FID on 1000 images in 2048 dimensions is rank-deficient and biased upwards)
     "full": dict(n_train_per_class=10000, n_test_per_class=3500, n_recon_images=256,
                  hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=100, ddim_steps=40, batch_per_class=8,
                  train_batches=None, n_edit_images=3500, validate_every=250,
-                 ablation_batches=500, n_ablation_images=256, latent_warmup_steps=6000, ema_decay=0.999,
+                 ablation_batches=500, n_ablation_images=256, latent_warmup_steps=6000, latent_warmup_pool=1024,
+                 ema_decay=0.999,
                  ablation_grid=None),
 }
 
@@ -106,6 +108,8 @@ PARAMETERS: dict[str, Parameter] = {
     "n_ablation_images": _size("notebook 05: test images per domain"),
     "latent_warmup_steps": _size("beyond the paper (faster): updates of the latent terms alone on cached h trajectories "
                                  "before the per-step training (0: off, as in the paper)"),
+    "latent_warmup_pool": _size("latent warm-up: training images per class whose h trajectories it draws from "
+                                "(generated once, cached beside the inversions)"),
     "ema_decay": _size("beyond the paper (steadier): validate, select and keep an exponential moving average of the "
                        "mapping network's weights, per optimiser step (0: off, the raw weights as in the paper)", NUMBER),
     "ablation_grid": _size("notebook 05: {t_edit: [...], arch: [...], depth: [...]}; None at default and full: "
@@ -118,6 +122,8 @@ PARAMETERS: dict[str, Parameter] = {
                                  "direction from h) | symmetric: h̃ for the whole DDIM step", str,
                                  ("asymmetric", "symmetric")),
     "lr": Parameter(1e-4, "Adam learning rate of the mapping network", NUMBER),
+    "latent_warmup_lr": Parameter(None, "beyond the paper: Adam learning rate of the latent warm-up (None: lr); the "
+                                  "per-step training goes on at lr", NUMBER),
     "epochs": Parameter(1, "passes over the training images (train_batches caps the total)", int),
     "lambdas": Parameter(None, "loss weights {term: value}; terms left out weigh 1 (None: every term 1)", dict),
     "kl_temperature": Parameter(1.0, "softmax temperature of the KL term", NUMBER),

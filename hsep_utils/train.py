@@ -59,6 +59,7 @@ class TrainConfig:
     asymmetric: bool = DEFAULTS["reverse_process"] == "asymmetric"  # Eq. 4 as Asyrp: x_{t-1} from P_t(ε of h̃) + D_t(ε of h)
     latent_warmup_steps: int = 0  # beyond the paper (faster): latent-term updates on cached h first (``latent_warmup``)
     latent_warmup_pool: int = 1024  # images per class whose h trajectories the warm-up draws from
+    latent_warmup_lr: float | None = DEFAULTS["latent_warmup_lr"]  # the warm-up's learning rate (None: lr)
     ema_decay: float = 0.0  # beyond the paper: validate, select and save an EMA of the weights (0: off, the raw weights)
     kl_head: str = DEFAULTS["kl_head"]  # learned: Eq. 8 through the network's 1×1 head; none: over pooled C's own channels
     background_salient: str = DEFAULTS["background_salient"]  # own: Eq. 7's Fused(C, S_bg); zero: Fig. 4's Fused(C, 0)
@@ -85,6 +86,8 @@ class TrainConfig:
         if int(self.latent_warmup_steps) < 0 or int(self.latent_warmup_pool) < 1:
             raise ValueError(f"latent_warmup_steps must be ≥ 0 and latent_warmup_pool ≥ 1, got "
                              f"{self.latent_warmup_steps} and {self.latent_warmup_pool}")
+        if self.latent_warmup_lr is not None and not self.latent_warmup_lr > 0:
+            raise ValueError(f"latent_warmup_lr must be > 0 (or None: lr), got {self.latent_warmup_lr}")
 
     def image_weight(self, i: int, n: int) -> float:
         """The image terms' weight at step ``i`` of a trajectory of ``n`` training steps (0: the
@@ -284,6 +287,8 @@ def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Di
         pools.append(r.gather(cache.h_trajectories(keys[:n][part], x[:n][part])))
     g = torch.Generator().manual_seed(cfg.seed)
     mine, dev, rows = r.share(cfg.batch_per_class), diffusion.device, []
+    for group in opt.param_groups:  # the per-step training goes on at cfg.lr (set back below)
+        group["lr"] = cfg.lr if cfg.latent_warmup_lr is None else cfg.latent_warmup_lr
     for step in tqdm(range(cfg.latent_warmup_steps), desc="latent warm-up", disable=not (progress and r.is_main),
                      mininterval=5):
         k = usable[int(torch.randint(len(usable), (1,), generator=g))]
@@ -293,6 +298,8 @@ def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Di
         _, terms = latent_terms(net, h, seq[k], is_target, cfg, r)
         rows.append(dict(step=step, t=seq[k], **update(weighted_total(terms, cfg), terms,
                                                        f"latent warm-up step {step}, t={seq[k]}")))
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr
     return rows
 
 

@@ -390,6 +390,32 @@ def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_res
         TrainConfig(latent_warmup_steps=-1)
 
 
+def test_latent_warmup_runs_at_its_own_learning_rate_and_training_goes_on_at_lr(tiny_diffusion, tmp_path):
+    import pandas as pd
+
+    from hsep_utils.train import train_mapping
+
+    x_bg, x_tg = _data(4, seed=5), _data(4, seed=6)
+    keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
+
+    def run(name: str, **kw) -> tuple[pd.DataFrame, float]:
+        cfg = TrainConfig(depth=1, n_steps=3, batch_per_class=2, max_batches=1, latent_warmup_steps=6,
+                          latent_warmup_pool=2, **kw)
+        train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / name, inversion_dir=tmp_path / "inv",
+                      progress=False)
+        lr = torch.load(tmp_path / name / "last.pt", weights_only=True)["opt"]["param_groups"][0]["lr"]
+        return pd.read_csv(tmp_path / name / "warmup_log.csv"), lr
+
+    fast, lr_after = run("fast", lr=1e-4, latent_warmup_lr=1e-2)
+    same, _ = run("same", lr=1e-2)
+    slow, _ = run("slow", lr=1e-4)
+    pd.testing.assert_frame_equal(fast, same)  # the warm-up ran at latent_warmup_lr ...
+    assert not fast["total"].equals(slow["total"])
+    assert lr_after == 1e-4  # ... and the optimiser is back at lr for the per-step training
+    with pytest.raises(ValueError, match="latent_warmup_lr"):
+        TrainConfig(latent_warmup_lr=0.0)
+
+
 def test_chunked_paths_equal_unchunked(tiny_diffusion):
     """``eval_batch_size`` only splits the work: inversions, h trajectories, every edit mode (a
     swap's donors ride with their images) and the metrics come out as from one batch, up to the
