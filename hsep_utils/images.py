@@ -140,6 +140,11 @@ class Images(torch.utils.data.Dataset):
             idx = np.flatnonzero(idx)
         return self._store.get(self._index[idx.astype(np.int64)]) if len(idx) else torch.empty(0, *self._image_shape)
 
+    def take(self, idx: Sequence[int] | torch.Tensor) -> "Images":
+        """The images at ``idx``, in that order, still unread (indexing with ``[]`` reads them)."""
+        idx = idx.cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx, dtype=np.int64)
+        return Images(self._store, self._index[idx.astype(np.int64)], self._image_shape)
+
     def load(self) -> torch.Tensor:
         """All of them as one float tensor: for sets a caller needs whole (the edited ones' originals)."""
         return self[np.arange(len(self))]

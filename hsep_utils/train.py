@@ -196,6 +196,17 @@ class InversionCache:
         return self.dir / f"{safe}.n{self.n_steps}{group}{'.' + kind if kind else ''}.pt"
 
 
+def epoch_order(n: int, group: int, generator: torch.Generator) -> torch.Tensor:
+    """One epoch's order of ``n`` training images that walks the inversion cache's canonical groups
+    (``group`` consecutive images, ``InversionCache.register``) one at a time: the groups in random
+    order, each group's images in random order. A run that stops inside an epoch then inverts only
+    the groups its batches reach, not every group a uniformly random batch touches (at 8 + 8 images
+    a batch, the first one alone would invert ~16 of the default's 32 groups of 64). The split's order
+    is already random (independent draws), so a group is a random sample of its class."""
+    starts = torch.randperm(-(-n // group), generator=generator).tolist()
+    return torch.cat([s * group + torch.randperm(min(group, n - s * group), generator=generator) for s in starts])
+
+
 def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.Tensor, cfg: TrainConfig,
                  r: Ranks = Ranks()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The latent terms (Eq. 6–10, and the optional common-class adversary) of a batch of h at
@@ -270,8 +281,9 @@ def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Di
                   x_bg: Images, x_tg: Images, keys_bg: list[str], keys_tg: list[str], cfg: TrainConfig,
                   update: Callable[[torch.Tensor, dict, str], dict], r: Ranks = Ranks(), progress: bool = True) -> list[dict]:
     """Beyond the paper (faster): ``cfg.latent_warmup_steps`` updates of the latent terms alone
-    before the per-step training. Those terms need only h, so the h trajectories of up to
-    ``cfg.latent_warmup_pool`` training images per class are generated once
+    before the per-step training. Those terms need only h, so the h trajectories of the first
+    ``cfg.latent_warmup_pool`` of ``x_bg`` and ``x_tg`` (``train_mapping`` passes them in the first epoch's
+    order: the images its first batches reuse the inversions of) are generated once
     (``InversionCache.h_trajectories``, on disk beside the inversions) and each update draws
     ``batch_per_class`` + ``batch_per_class`` of them at one random training timestep (t ≥ t_edit):
     no U-Net call per update. The encoders learn to reproduce h there first, the slowest part of
@@ -341,6 +353,12 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
     cache = InversionCache(diffusion, cfg.n_steps, None if inversion_dir is None else Path(inversion_dir), eval_batch_size)
     cache.register(keys_bg, x_bg)
     cache.register(keys_tg, x_tg)
+
+    def order(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each class's training order in ``epoch`` (``epoch_order``), the same on a resume."""
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
+        return epoch_order(len(x_bg), cache.batch_size, g), epoch_order(len(x_tg), cache.batch_size, g)
+
     seq = diffusion.timesteps(cfg.n_steps)
     pairs = [(t, tn) for t, tn in zip(reversed(seq), reversed([-1] + seq[:-1])) if t >= cfg.t_edit]
     n_batches = min(len(x_bg), len(x_tg)) // cfg.batch_per_class
@@ -366,8 +384,9 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
         elapsed, updates = ck["elapsed"], ck.get("updates", 0)
     else:
         torch.manual_seed(cfg.seed)
-        xT0 = cache(keys_bg[:cfg.batch_per_class] + keys_tg[:cfg.batch_per_class],
-                    Images.concat([x_bg[:cfg.batch_per_class], x_tg[:cfg.batch_per_class]]))
+        first_bg, first_tg = (o[:cfg.batch_per_class] for o in order(0))  # the first batch: no other group inverted
+        xT0 = cache([keys_bg[i] for i in first_bg] + [keys_tg[i] for i in first_tg],
+                    Images.concat([x_bg.take(first_bg), x_tg.take(first_tg)]))
         net = MappingNetwork(diffusion.unet.config.block_out_channels[-1], cfg.arch, cfg.depth, cfg.kl_bins,
                              cfg.time_input, estimate_h_scale(diffusion, xT0, cfg.n_steps)).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -429,7 +448,9 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
     start = done()
     if fresh and cfg.latent_warmup_steps > 0:  # an interrupted warm-up starts again: no checkpoint inside it
         net.train()
-        warm = latent_warmup(net, opt, diffusion, cache, x_bg, x_tg, keys_bg, keys_tg, cfg, update, r, progress)
+        pool_bg, pool_tg = (o[:cfg.latent_warmup_pool] for o in order(0))
+        warm = latent_warmup(net, opt, diffusion, cache, x_bg.take(pool_bg), x_tg.take(pool_tg),
+                             [keys_bg[i] for i in pool_bg], [keys_tg[i] for i in pool_tg], cfg, update, r, progress)
         record_validation()
         save(last)
         if r.is_main:
@@ -438,8 +459,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
     bar = tqdm(total=total_batches, initial=done(), desc="train mapping network", disable=not (progress and r.is_main),
                mininterval=5)
     while done() < total_batches:
-        g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
-        perm_bg, perm_tg = torch.randperm(len(x_bg), generator=g), torch.randperm(len(x_tg), generator=g)
+        perm_bg, perm_tg = order(epoch)
         sl = slice(batch * cfg.batch_per_class, (batch + 1) * cfg.batch_per_class)
         ib, it = perm_bg[sl][r.share(cfg.batch_per_class)], perm_tg[sl][r.share(cfg.batch_per_class)]
         x_real = torch.cat([x_bg[ib], x_tg[it]]).to(dev)

@@ -390,6 +390,24 @@ def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_res
         TrainConfig(latent_warmup_steps=-1)
 
 
+def test_training_walks_the_inversion_groups_one_at_a_time(tiny_diffusion, tmp_path):
+    from hsep_utils.train import epoch_order, train_mapping
+
+    order = epoch_order(10, 4, torch.Generator().manual_seed(0)).tolist()
+    assert sorted(order) == list(range(10))  # every image once an epoch ...
+    groups = [i // 4 for i in order]
+    assert groups == sorted(groups, key=groups.index)  # ... each group's images one after another
+
+    # one batch (and a warm-up pool of as many images) inverts one group per class, not a group per image
+    x_bg, x_tg = _data(12, seed=5), _data(12, seed=6)
+    keys_bg, keys_tg = [f"b{i}" for i in range(12)], [f"t{i}" for i in range(12)]
+    cfg = TrainConfig(depth=1, n_steps=3, batch_per_class=3, max_batches=1, latent_warmup_steps=2, latent_warmup_pool=3)
+    train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "run", inversion_dir=tmp_path / "inv",
+                  progress=False, eval_batch_size=4)
+    inverted = sorted(p.name.split(".")[0] for p in (tmp_path / "inv").glob("*.n3.g4.pt"))
+    assert len(inverted) == 8 and sum(k.startswith("b") for k in inverted) == 4
+
+
 def test_latent_warmup_runs_at_its_own_learning_rate_and_training_goes_on_at_lr(tiny_diffusion, tmp_path):
     import pandas as pd
 
