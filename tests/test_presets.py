@@ -20,8 +20,8 @@ def test_beyond_the_paper_is_on_for_toy_presets_and_off_for_the_papers_datasets(
     for name in known_presets():
         for scale in SCALES:
             value = with_scale({**load_preset(name), "scale": scale})[key]
-            if name.startswith("toy-"):
-                assert value == SCALES[scale][key] > 0
+            if name.startswith("toy-"):  # a toy preset may set its own (toy-glasses: a shorter warm-up)
+                assert value > 0, name
             else:
                 assert value == 0, name
 
