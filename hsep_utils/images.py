@@ -135,15 +135,12 @@ class Images(torch.utils.data.Dataset):
             return Images(self._store, self._index[key], self._image_shape)
         if isinstance(key, (int, np.integer)):
             return self._store.get(self._index[[key]])[0]
-        idx = key.cpu().numpy() if isinstance(key, torch.Tensor) else np.asarray(key, dtype=np.int64)
-        if idx.dtype == bool:
-            idx = np.flatnonzero(idx)
-        return self._store.get(self._index[idx.astype(np.int64)]) if len(idx) else torch.empty(0, *self._image_shape)
+        idx = _positions(key)
+        return self._store.get(self._index[idx]) if len(idx) else torch.empty(0, *self._image_shape)
 
     def take(self, idx: Sequence[int] | torch.Tensor) -> "Images":
         """The images at ``idx``, in that order, still unread (indexing with ``[]`` reads them)."""
-        idx = idx.cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx, dtype=np.int64)
-        return Images(self._store, self._index[idx.astype(np.int64)], self._image_shape)
+        return Images(self._store, self._index[_positions(idx)], self._image_shape)
 
     def load(self) -> torch.Tensor:
         """All of them as one float tensor: for sets a caller needs whole (the edited ones' originals)."""
@@ -166,6 +163,12 @@ class Images(torch.utils.data.Dataset):
             return
         yield from torch.utils.data.DataLoader(torch.utils.data.Subset(self, order.tolist()), batch_size=batch_size,
                                                num_workers=workers)
+
+
+def _positions(key) -> np.ndarray:
+    """Indices (a tensor, a sequence or a boolean mask) as int64 positions."""
+    idx = key.cpu().numpy() if isinstance(key, torch.Tensor) else np.asarray(key, dtype=np.int64)
+    return (np.flatnonzero(idx) if idx.dtype == bool else idx).astype(np.int64)
 
 
 def as_images(x: torch.Tensor | Images) -> Images:

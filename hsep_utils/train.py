@@ -11,6 +11,7 @@ alone are trained first on stored h trajectories (``latent_warmup``).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -354,8 +355,10 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
     cache.register(keys_bg, x_bg)
     cache.register(keys_tg, x_tg)
 
+    @functools.lru_cache(maxsize=1)
     def order(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each class's training order in ``epoch`` (``epoch_order``), the same on a resume."""
+        """Each class's training order in ``epoch`` (``epoch_order``), the same on a resume; made once
+        an epoch, not once a batch."""
         g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
         return epoch_order(len(x_bg), cache.batch_size, g), epoch_order(len(x_tg), cache.batch_size, g)
 
