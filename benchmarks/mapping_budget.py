@@ -121,7 +121,8 @@ def main() -> None:
         preset_training.train_mapping = lambda *a, validate=None, **k: train_mapping(*a, validate=validate_and_tabulate(validate),
                                                                                       **k)
         run = work / "runs" / name
-        preset_training.train_preset(diffusion, data, cfg, run, classifier, inv, lpips=lpips, id_embed=id_embed, progress=False)
+        preset_training.train_preset(diffusion, data, cfg, run, classifier, inv, lpips=lpips, id_embed=id_embed, progress=False,
+                                     n_recon_per_class=params["n_val_recon_per_class"])
         preset_training.train_mapping = train_mapping
         found["val_log"] = pd.read_csv(run / "val_log.csv").round(4).to_dict("records")
         if "tables" not in spec:

@@ -47,7 +47,7 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
                  "salient_strength": 1.0}  # the paper's swap
             cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, losses)
             net = train_preset(diffusion, data, cfg, run, classifier, cache_dir, lpips, id_embed, progress=False,
-                               eval_batch_size=params["eval_batch_size"])
+                               eval_batch_size=params["eval_batch_size"], n_recon_per_class=params["n_val_recon_per_class"])
             found = quantitative_rows(diffusion, net, cache, data, p, judge, models, params["n_ablation_images"])
             write_text(done, json.dumps(found, indent=1))
         rows += [{"t_edit": t_edit, "arch": arch, "depth": depth, **r} for r in json.loads(done.read_text())]

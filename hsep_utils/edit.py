@@ -3,7 +3,8 @@
 At every step t ≥ t_edit the edited images use h̃ = f(C, α·S′): C from their own h, S′ their own S
 (reconstruct), zero (remove) or a donor's S at the same timestep (swap). Donors are generated in
 the same batch from their own inversions, with their original h, so their S at step t comes from
-the trajectory they would follow unedited.
+the trajectory they would follow unedited; or that trajectory's h is given (``donor_h``), stored
+once per donor (``InversionCache.h_trajectories``) instead of generated again for every edit.
 """
 from __future__ import annotations
 
@@ -30,31 +31,40 @@ def check_compatible(net_config: dict, diffusion: Diffusion, fix: str = "use the
 def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target: torch.Tensor, n_steps: int,
          mode: str = "reconstruct", t_edit: int = 0, donor_xT: torch.Tensor | None = None,
          donor_is_target: torch.Tensor | None = None, alpha: float = 1.0, asymmetric: bool = True,
-         batch_size: int | None = None) -> torch.Tensor:
+         batch_size: int | None = None, donor_h: torch.Tensor | None = None) -> torch.Tensor:
     """Generate edited images from inverted latents ``xT`` (N, 3, H, W); returns (N, 3, H, W).
     ``asymmetric``: the reverse process of ``Diffusion.generate`` (the paper's Eq. 4 by default).
-    ``batch_size``: images per generation (a swap's donors ride along with their images); None: all."""
+    ``batch_size``: images per generation (a swap's donors ride along with their images); None: all.
+    ``donor_h`` (swap, instead of ``donor_xT``): the donors' h along their unedited generation,
+    (N, n_steps, C, H, W) in generation order (``InversionCache.h_trajectories``): a swap then
+    generates only its images, half the U-Net passes of generating the donors beside them."""
     if mode not in MODES:
         raise ValueError(f"unknown edit mode {mode!r}; known: {', '.join(MODES)}")
     check_compatible(net.config(), diffusion)
     n = len(xT)
-    if mode == "swap" and (donor_xT is None or donor_is_target is None or len(donor_xT) != n):
-        raise ValueError("swap needs donor_xT and donor_is_target, one donor per image")
+    donors = donor_xT if donor_h is None else donor_h
+    if mode == "swap" and (donors is None or donor_is_target is None or len(donors) != n):
+        raise ValueError("swap needs donor_xT (or donor_h) and donor_is_target, one donor per image")
     if batch_size is not None and n > batch_size:
+        part = lambda v, i: None if v is None else v[i:i + batch_size]  # noqa: E731
         return torch.cat([edit(diffusion, net, xT[i:i + batch_size], is_target[i:i + batch_size], n_steps, mode, t_edit,
-                               None if donor_xT is None else donor_xT[i:i + batch_size],
-                               None if donor_is_target is None else donor_is_target[i:i + batch_size], alpha,
-                               asymmetric) for i in range(0, n, batch_size)])
+                               part(donor_xT, i), part(donor_is_target, i), alpha, asymmetric, None, part(donor_h, i))
+                          for i in range(0, n, batch_size)])
     cls = is_target.to(torch.bool).to(xT.device)
+    riding = mode == "swap" and donor_h is None  # the donors are generated in the same batch
     if mode == "swap":
-        xT = torch.cat([xT, donor_xT.to(xT.device)])
         cls = torch.cat([cls, donor_is_target.to(torch.bool).to(xT.device)])
+    if riding:
+        xT = torch.cat([xT, donor_xT.to(xT.device)])
+    step = {t: i for i, t in enumerate(reversed(diffusion.timesteps(n_steps)))}  # donor_h's order
 
     def edit_fn(h: torch.Tensor, t: int) -> torch.Tensor:
+        if mode == "swap" and not riding:
+            h = torch.cat([h, donor_h[:, step[t]].to(h)])
         c, s = net.split(h, t, cls)
         s_new = {"reconstruct": s[:n], "remove": torch.zeros_like(s[:n]), "swap": s[n:]}[mode]
         mixed = net.combine(c[:n], alpha * s_new)
-        return torch.cat([mixed, h[n:]]) if mode == "swap" else mixed
+        return torch.cat([mixed, h[n:]]) if riding else mixed
 
     return diffusion.generate(xT, n_steps, edit_fn=edit_fn, t_edit=t_edit, asymmetric=asymmetric)[:n]
 
@@ -62,12 +72,15 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
 @torch.no_grad()
 def swap_salient(diffusion: Diffusion, net: MappingNetwork, xT_bg: torch.Tensor, xT_tg: torch.Tensor, n_steps: int,
                  t_edit: int = 0, alpha: float = 1.0, asymmetric: bool = True, remove: bool = True,
-                 batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 batch_size: int | None = None,
+                 h_tg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The paper's swap: background images take the paired target's S (attribute added); target
     images take S = 0 (attribute removed). Returns (edited backgrounds, edited targets); with
-    ``remove`` False the targets are only donors and the second is None."""
+    ``remove`` False the targets are only donors and the second is None. ``h_tg``: the targets' h
+    along their unedited generation (``edit``'s ``donor_h``), when already at hand."""
     bg, tg = torch.zeros(len(xT_bg), dtype=torch.bool), torch.ones(len(xT_tg), dtype=torch.bool)
-    added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, xT_tg, tg, alpha, asymmetric, batch_size)
+    added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, None if h_tg is not None else xT_tg, tg, alpha,
+                 asymmetric, batch_size, h_tg)
     removed = None
     if remove:
         removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=alpha, asymmetric=asymmetric,

@@ -19,14 +19,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCALES: dict[str, dict] = {
     # seconds: the notebook tests
     "smoke": dict(n_train_per_class=8, n_test_per_class=4, n_recon_images=4, hspace_steps=[5, 10],
-                  n_val_per_class=2, ddim_steps=5, batch_per_class=2, train_batches=2, n_edit_images=4, validate_every=0,
+                  n_val_per_class=2, n_val_recon_per_class=2, ddim_steps=5, batch_per_class=2, train_batches=2, n_edit_images=4, validate_every=0,
                   ablation_batches=1, n_ablation_images=2, latent_warmup_steps=20, latent_warmup_pool=8, ema_decay=0.9,
                   ablation_grid=dict(t_edit=[400, 0], arch=["a"], depth=[8])),
     # what the default reproduction affords on a 2-core CPU: 6000 latent warm-up updates, then 120
     # batches of 8 + 8, validated every 20; the weights' average (ema_decay, ~10 batches) is what is
     # validated and kept: single checkpoints swing widely from one validation to the next (docs/method.md)
     "default": dict(n_train_per_class=1000, n_test_per_class=128, n_recon_images=32,
-                    hspace_steps=[10, 20, 50, 100], n_val_per_class=16, ddim_steps=20, batch_per_class=8,
+                    hspace_steps=[10, 20, 50, 100], n_val_per_class=16, n_val_recon_per_class=16, ddim_steps=20, batch_per_class=8,
                     train_batches=120, n_edit_images=64, validate_every=20,
                     ablation_batches=6, n_ablation_images=32, latent_warmup_steps=6000, latent_warmup_pool=1024,
                     ema_decay=0.995,
@@ -34,7 +34,7 @@ SCALES: dict[str, dict] = {
     # the paper's sizes (10k/10k train, 3.5k/3.5k test), one full epoch; every test image edited and
     # scored (FID on 1000 images in 2048 dimensions is rank-deficient and biased upwards)
     "full": dict(n_train_per_class=10000, n_test_per_class=3500, n_recon_images=256,
-                 hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=100, ddim_steps=40, batch_per_class=8,
+                 hspace_steps=[10, 20, 50, 100, 200], n_val_per_class=100, n_val_recon_per_class=100, ddim_steps=40, batch_per_class=8,
                  train_batches=None, n_edit_images=3500, validate_every=250,
                  ablation_batches=500, n_ablation_images=256, latent_warmup_steps=6000, latent_warmup_pool=1024,
                  ema_decay=0.999,
@@ -96,6 +96,9 @@ PARAMETERS: dict[str, Parameter] = {
                             "n_val_per_class each)"),
     "hspace_steps": _size("notebook 01: DDIM step counts of the reconstruction curve", list),
     "n_val_per_class": _size("training images per class held out for validation"),
+    "n_val_recon_per_class": _size("validation images per class (the first; at most n_val_per_class) reconstructed "
+                                   "through the mapping network at each validation for psnr_rec, the floor best.pt "
+                                   "must clear (min_recon_psnr)"),
     "ddim_steps": _size("DDIM steps of inversion, training and editing; auto: the smallest of notebook 01's counts "
                         "whose reconstructions reach ddim_steps_min_psnr (what data_prep.folders writes)", int, ("auto",)),
     "ddim_steps_min_psnr": Parameter(30.0, "ddim_steps auto: the mean reconstruction PSNR (dB) asked of notebook 01's "

@@ -51,8 +51,11 @@ def image_term_models(cfg: TrainConfig, device, params: dict | None = None,
 
 def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig, out_dir: str | Path,
                  classifier, inversion_dir: Path | None = None, lpips=None, id_embed=None,
-                 progress: bool = True, eval_batch_size: int = DEFAULTS["eval_batch_size"]) -> MappingNetwork:
-    """Train on ``train_*``; each validation measures swap success and reconstruction PSNR on ``val_*``."""
+                 progress: bool = True, eval_batch_size: int = DEFAULTS["eval_batch_size"],
+                 n_recon_per_class: int | None = None) -> MappingNetwork:
+    """Train on ``train_*``; each validation measures swap success on ``val_*`` and reconstruction
+    PSNR on its first ``n_recon_per_class`` images per class (None: all; the preset's
+    ``n_val_recon_per_class``)."""
     cache = InversionCache(diffusion, cfg.n_steps, inversion_dir, eval_batch_size)
     for split in (data["val_bg"], data["val_tg"]):
         cache.register(split.keys, split.x)
@@ -63,7 +66,7 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
                                     asymmetric=cfg.asymmetric)
         return {**swap_success(classifier, val_bg.x, val_tg.x, added, removed),
                 "psnr_rec": reconstruction_psnr(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit,
-                                                cfg.asymmetric)}
+                                                cfg.asymmetric, n_recon_per_class)}
 
     return train_mapping(diffusion, data["train_bg"].x, data["train_tg"].x, data["train_bg"].keys,
                          data["train_tg"].keys, cfg, out_dir, validate=validate, id_embed=id_embed, lpips=lpips,

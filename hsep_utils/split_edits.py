@@ -1,7 +1,9 @@
 """Edits of a preset's splits, image i of one class paired with image i of the other: what
 validation, the choice of α and the tables all measure. Under data parallelism each process edits
 its share and every process gets all edits back; each generates ``cache.batch_size`` images at a
-time (the preset's ``eval_batch_size``)."""
+time (the preset's ``eval_batch_size``). The donors' S comes from their h trajectories, which the
+cache keeps beside their inversions: one generation per donor for every later edit, however many
+checkpoints and salient strengths are edited."""
 from __future__ import annotations
 
 import torch
@@ -20,8 +22,8 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
                n_steps: int, t_edit: int, n: int | None = None,
                asymmetric: bool = True, alpha: float = 1.0,
                remove: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Background i takes target i's S (times ``alpha``); target i takes S = 0 (with ``remove``
-    False: only adding, the second is None). Under data parallelism each process edits its share and
+    """Background i takes target i's S (times ``alpha``, from its stored h trajectory); target i
+    takes S = 0 (with ``remove`` False: only adding, the second is None). Under data parallelism each process edits its share and
     every process gets all edits back."""
     n = min(len(bg.x), len(tg.x)) if n is None else n
     r = ranks()
@@ -29,20 +31,26 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
     if part.start == part.stop:  # more processes than images
         none = torch.empty(0, *bg.x.shape[1:])
         return r.gather(none), r.gather(none) if remove else None
-    keys_bg, keys_tg = bg.keys[:n][part], tg.keys[:n][part]
-    xT_bg, xT_tg = cache(keys_bg, bg.x[:n][part]), cache(keys_tg, tg.x[:n][part])
-    added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, n_steps, t_edit, alpha, asymmetric, remove,
-                                  cache.batch_size)
-    return r.gather(added.cpu()), r.gather(removed.cpu()) if remove else None
+    keys_bg, keys_tg, x_bg, x_tg = bg.keys[:n][part], tg.keys[:n][part], bg.x[:n][part], tg.x[:n][part]
+    added, removed, b = [], [], cache.batch_size
+    for i in range(0, len(keys_bg), b):  # a chunk's donor trajectories at a time: bounded memory at any size
+        sl = slice(i, i + b)
+        a, rm = swap_salient(diffusion, net.eval(), cache(keys_bg[sl], x_bg[sl]), cache(keys_tg[sl], x_tg[sl]),
+                             n_steps, t_edit, alpha, asymmetric, remove, b, cache.h_trajectories(keys_tg[sl], x_tg[sl]))
+        added.append(a.cpu())
+        removed.append(rm.cpu() if remove else None)
+    return r.gather(torch.cat(added)), r.gather(torch.cat(removed)) if remove else None
 
 
 def reconstruction_psnr(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
-                        n_steps: int, t_edit: int, asymmetric: bool = True) -> float:
-    """Mean PSNR (dB) of both classes' images reconstructed through the mapping network (own C and
-    S); split across processes under data parallelism."""
+                        n_steps: int, t_edit: int, asymmetric: bool = True, n_per_class: int | None = None) -> float:
+    """Mean PSNR (dB) of both classes' images (the first ``n_per_class`` of each; None: all)
+    reconstructed through the mapping network (own C and S); split across processes under data
+    parallelism."""
     r = ranks()
-    x, keys = Images.concat([bg.x, tg.x]), bg.keys + tg.keys
-    is_target = torch.arange(len(x)) >= len(bg.x)
+    k_bg, k_tg = (len(s.x) if n_per_class is None else min(n_per_class, len(s.x)) for s in (bg, tg))
+    x, keys = Images.concat([bg.x[:k_bg], tg.x[:k_tg]]), bg.keys[:k_bg] + tg.keys[:k_tg]
+    is_target = torch.arange(len(x)) >= k_bg
     part = r.share(len(x))
     psnr = torch.empty(0)
     if part.start < part.stop:

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if r.is_main:
         print(f"attribute classifier test accuracy {accuracy:.3f}; {r.world} process(es); {cfg}", flush=True)
     train_preset(diffusion, data, cfg, out / "mapping", classifier, inversion_dir(params), lpips=lpips,
-                 id_embed=id_embed, eval_batch_size=params["eval_batch_size"])
+                 id_embed=id_embed, eval_batch_size=params["eval_batch_size"],
+                 n_recon_per_class=params["n_val_recon_per_class"])
     if r.is_main:
         plot_training(out / "mapping", params["preset"])
         print(f"wrote {out / 'mapping'}")

@@ -263,6 +263,57 @@ def test_edits_shapes_and_reconstruction_with_additive_identity(tiny_diffusion):
         edit(tiny_diffusion, net, xT, is_t, 5, "swap")
 
 
+def test_swap_from_stored_donor_trajectories_matches_generating_the_donors_with_half_the_passes(tiny_diffusion,
+                                                                                                  monkeypatch):
+    import hsep_utils.diffusion as diffusion_module
+    from hsep_utils.train import InversionCache
+
+    torch.manual_seed(3)
+    net = MappingNetwork(32, "a", depth=1).eval()
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    keys = [f"k{i}" for i in range(4)]
+    cache = InversionCache(tiny_diffusion, 5)
+    xT, stored = cache(keys, x), cache.h_trajectories(keys, x)
+    _, traj = tiny_diffusion.generate(xT, 5, return_trajectory=True)
+    h = torch.stack(traj.h, 1)  # what the cache stores, before its float16 rounding
+    torch.testing.assert_close(stored.float(), h, atol=0, rtol=1e-3)
+    bg, tg = torch.zeros(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool)
+    encoded, encode = [], diffusion_module.encode
+    monkeypatch.setattr(diffusion_module, "encode", lambda unet, x, t: encoded.append(len(x)) or encode(unet, x, t))
+    swaps = {}
+    for name, donors in (("riding", dict(donor_xT=xT[2:])), ("stored", dict(donor_h=h[2:]))):
+        encoded.clear()
+        swaps[name] = edit(tiny_diffusion, net, xT[:2], bg, 5, "swap", t_edit=200, donor_is_target=tg, alpha=1.5,
+                           **donors)
+        swaps[name + " passes"] = sum(encoded)
+    torch.testing.assert_close(swaps["stored"], swaps["riding"], atol=1e-3, rtol=0)
+    assert (swaps["riding passes"], swaps["stored passes"]) == (20, 10)  # 2 images (+ 2 donors) x 5 steps
+    with pytest.raises(ValueError, match="donor"):
+        edit(tiny_diffusion, net, xT[:2], bg, 5, "swap", donor_h=h[2:3], donor_is_target=tg)
+    added, removed = swap_salient(tiny_diffusion, net, xT[:2], xT[2:], 5, h_tg=h[2:])
+    added_riding, removed_riding = swap_salient(tiny_diffusion, net, xT[:2], xT[2:], 5)
+    torch.testing.assert_close(added, added_riding, atol=1e-3, rtol=0)
+    assert torch.equal(removed, removed_riding)
+
+
+def test_validation_reconstructs_only_its_first_images_per_class_when_asked(tiny_diffusion):
+    import pandas as pd
+
+    from hsep_utils.split_edits import reconstruction_psnr
+    from hsep_utils.splits import Split
+    from hsep_utils.train import InversionCache
+
+    torch.manual_seed(4)
+    net = MappingNetwork(32, "a", depth=1).eval()
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    split = lambda lo, hi: Split(rows=pd.DataFrame({"file": [f"k{i}" for i in range(lo, hi)]}), x=x[lo:hi])  # noqa: E731
+    bg, tg, cache = split(0, 3), split(3, 6), InversionCache(tiny_diffusion, 4)
+    first = reconstruction_psnr(tiny_diffusion, net, cache, split(0, 1), split(3, 4), 4, 0)
+    assert reconstruction_psnr(tiny_diffusion, net, cache, bg, tg, 4, 0, n_per_class=1) == pytest.approx(first, abs=1e-4)
+    assert reconstruction_psnr(tiny_diffusion, net, cache, bg, tg, 4, 0, n_per_class=9) == pytest.approx(
+        reconstruction_psnr(tiny_diffusion, net, cache, bg, tg, 4, 0), abs=1e-4)
+
+
 def test_common_adversary_reverses_gradients_into_c():
     torch.manual_seed(0)
     net = MappingNetwork(4, "a", depth=1)
