@@ -31,6 +31,11 @@ then per attribute fits a toy classifier (4000 + 4000 images of their own seed, 
 h-swap (``hsep_utils.diagnostics.oracle_hswap``, with donors when adding) on n + n fresh identities,
 writing OUTDIR/found.json after each attribute (a rerun skips those done). ``--grid-only`` writes
 OUTDIR/world.png (rows: each attribute off / on, sub-factors cycling) and stops.
+
+Result (2026-12-02, 2-core AMD EPYC, 63 min of base-model training, 11 min of screen;
+``benchmarks/raw/world_v3/``, with the model): only gender passes; h carries where things are drawn
+(long hair against short) far better than what colour they are (grey hair, lens tint), so v3 is not
+the toy world's renderer (docs/experiments.md "a toy world for every attribute: renderer v3").
 """
 from __future__ import annotations
 
@@ -215,6 +220,8 @@ def main(argv=None) -> None:
     ap.add_argument("-n", type=int, default=64, help="images per direction in the oracle h-swap")
     ap.add_argument("--ddim", type=int, default=50, help="DDIM steps of the oracle h-swap")
     ap.add_argument("--n-classifier", type=int, default=4000, help="training images per class of each classifier")
+    ap.add_argument("--model", type=Path, help="screen this exported base model instead of training one (e.g. "
+                    "benchmarks/raw/world_v3/model, the screen's of 2026-12-02)")
     ap.add_argument("--grid-only", action="store_true")
     a = ap.parse_args(argv)
     install()
@@ -224,14 +231,16 @@ def main(argv=None) -> None:
         return
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.time()
-    _, pool = images(1_000_000, 20_000)
-    base_ddpm.train(data=pool, out=str(a.out / "model"), device=dev, steps=a.steps)
+    if a.model is None:
+        _, pool = images(1_000_000, 20_000)
+        base_ddpm.train(data=pool, out=str(a.out / "model"), device=dev, steps=a.steps)
     from hsep_utils.diffusion import load_diffusion
 
-    diffusion = load_diffusion(a.out / "model", dev)
+    diffusion = load_diffusion(a.model or a.out / "model", dev)
     found_path = a.out / "found.json"
     found = json.loads(found_path.read_text()) if found_path.exists() else {}
-    found.setdefault("base_model", dict(steps=a.steps, train_s=round(time.time() - t0, 1)))
+    found.setdefault("base_model", dict(model=str(a.model)) if a.model else dict(steps=a.steps,
+                                                                                train_s=round(time.time() - t0, 1)))
     for k, attribute in enumerate(toy.ATTRIBUTES):
         if attribute in found:
             continue
