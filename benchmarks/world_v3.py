@@ -110,15 +110,7 @@ def render(f, size: int = 32, supersample: int = 4) -> np.ndarray:
     P = lambda v: v * R  # noqa: E731
     img = Image.new("RGB", (R, R))
     d = ImageDraw.Draw(img)
-    bg = np.array(colorsys.hsv_to_rgb(f.bg_hue, 0.35, f.bg_value)) * 255
-    if f.bg_texture == 1:
-        for y in range(R):
-            d.line([(0, y), (R, y)], fill=_rgb(bg * (0.75 + 0.5 * y / R)))
-    else:
-        d.rectangle([0, 0, R, R], fill=_rgb(bg))
-        if f.bg_texture == 2:
-            for k in range(-R, R, R // 4):
-                d.line([(k, 0), (k + R, R)], fill=_rgb(bg * 0.8), width=max(1, R // 16))
+    toy.draw_background(d, f, R)
 
     skin = _mix(toy._SKIN_LIGHT, toy._SKIN_DARK, f.skin_tone)
     hair = toy._HAIR_COLOURS[f.hair_colour]
@@ -145,28 +137,8 @@ def render(f, size: int = 32, supersample: int = 4) -> np.ndarray:
             d.chord([cx - 0.5 * w, my - 0.1 * h, cx + 0.5 * w, cy + 1.02 * h], 0, 180, fill=beard)
         d.rounded_rectangle([cx - 0.55 * w, my - 0.2 * h, cx + 0.55 * w, my - 0.04 * h], radius=int(0.05 * h),
                             fill=beard)  # every beard style has a moustache
-    if f.hair_style == 0:
-        d.chord([cx - 1.05 * w, top - 0.12 * h, cx + 1.05 * w, cy + 0.25 * h], 180, 360, fill=_rgb(hair))
-    elif f.hair_style == 1:
-        d.chord([cx - 1.05 * w, top - 0.12 * h, cx + 1.05 * w, cy + 0.1 * h], 180, 360, fill=_rgb(hair))
-        d.polygon([(cx - 1.0 * w, cy - 0.5 * h), (cx + 0.3 * w, top + 0.05 * h), (cx - 0.9 * w, cy - 0.1 * h)],
-                  fill=_rgb(hair))
-    else:
-        for k in range(7):
-            a = np.pi * (1 + k / 6)
-            r = 0.32 * w
-            x, y = cx + 0.8 * w * np.cos(a), cy - 0.55 * h + 0.55 * h * np.sin(a)
-            d.ellipse([x - r, y - r, x + r, y + r], fill=_rgb(hair))
-
-    ey, es, er = cy - 0.08 * h, P(f.eye_spacing), 0.2 * w
-    for s in (-1, 1):
-        ex = cx + s * es
-        d.ellipse([ex - er, ey - 0.65 * er, ex + er, ey + 0.65 * er], fill=(250, 250, 250))
-        d.ellipse([ex - 0.55 * er, ey - 0.55 * er, ex + 0.55 * er, ey + 0.55 * er],
-                  fill=_rgb(toy._EYE_COLOURS[f.eye_colour]))
-        d.ellipse([ex - 0.22 * er, ey - 0.22 * er, ex + 0.22 * er, ey + 0.22 * er], fill=(10, 10, 10))
-        d.line([(ex - er, ey - 1.35 * er), (ex + er, ey - 1.45 * er)], fill=_rgb(hair * 0.8), width=max(1, int(0.3 * er)))
-    d.line([(cx, ey + 0.6 * er), (cx - 0.25 * er, cy + 0.22 * h)], fill=_rgb(skin * 0.75), width=max(1, int(0.2 * er)))
+    toy.draw_hair(d, f, hair, R)
+    toy.draw_eyes_and_nose(d, f, skin, hair, R)
 
     lip = _rgb(_mix(skin, (170, 40, 50), 0.6))
     if f.smile:  # flushed cheeks and a wide open grin showing the smile style
@@ -181,7 +153,7 @@ def render(f, size: int = 32, supersample: int = 4) -> np.ndarray:
         d.line([(cx - 0.3 * w, my), (cx + 0.3 * w, my)], fill=lip, width=max(2, int(0.07 * h)))
 
     if f.glasses:
-        frame = _LENS_FRAMES[f.frame_colour]
+        frame, er = _LENS_FRAMES[f.frame_colour], 0.2 * w
         d.rounded_rectangle(attribute_box(f, "glasses", R), radius=int(0.9 * er), fill=_rgb(np.array(frame) * 0.6),
                             outline=frame, width=supersample)
     return np.asarray(img.resize((size, size), Image.BOX))

@@ -134,16 +134,7 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
     img = Image.new("RGB", (R, R))
     d = ImageDraw.Draw(img)
 
-    # background
-    bg = np.array(colorsys.hsv_to_rgb(f.bg_hue, 0.35, f.bg_value)) * 255
-    if f.bg_texture == 1:
-        for y in range(R):
-            d.line([(0, y), (R, y)], fill=_rgb(bg * (0.75 + 0.5 * y / R)))
-    else:
-        d.rectangle([0, 0, R, R], fill=_rgb(bg))
-        if f.bg_texture == 2:
-            for k in range(-R, R, R // 4):
-                d.line([(k, 0), (k + R, R)], fill=_rgb(bg * 0.8), width=max(1, R // 16))
+    draw_background(d, f, R)
 
     skin = _mix(_SKIN_LIGHT, _SKIN_DARK, f.skin_tone)
     hair = _HAIR_COLOURS[f.hair_colour]
@@ -167,19 +158,7 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
         d.chord([cx - 1.0 * w, cy - 0.35 * h, cx + 1.0 * w, cy + 1.0 * h], 20, 160,
                 fill=_rgb(_mix(skin, hair, 0.45)))
 
-    # hair on top of the head
-    if f.hair_style == 0:
-        d.chord([cx - 1.05 * w, top - 0.12 * h, cx + 1.05 * w, cy + 0.25 * h], 180, 360, fill=_rgb(hair))
-    elif f.hair_style == 1:
-        d.chord([cx - 1.05 * w, top - 0.12 * h, cx + 1.05 * w, cy + 0.1 * h], 180, 360, fill=_rgb(hair))
-        d.polygon([(cx - 1.0 * w, cy - 0.5 * h), (cx + 0.3 * w, top + 0.05 * h), (cx - 0.9 * w, cy - 0.1 * h)],
-                  fill=_rgb(hair))
-    else:
-        for k in range(7):
-            a = np.pi * (1 + k / 6)
-            r = 0.32 * w
-            x, y = cx + 0.8 * w * np.cos(a), cy - 0.55 * h + 0.55 * h * np.sin(a)
-            d.ellipse([x - r, y - r, x + r, y + r], fill=_rgb(hair))
+    draw_hair(d, f, hair, R)
 
     if f.age:  # wrinkle lines on the forehead and at the eye corners
         line = _rgb(skin * 0.72)
@@ -192,16 +171,7 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
             d.line([(x, cy - 0.12 * h), (x + s * 0.12 * w, cy - 0.2 * h)], fill=line, width=lw)
             d.line([(x, cy - 0.02 * h), (x + s * 0.12 * w, cy + 0.02 * h)], fill=line, width=lw)
 
-    # eyes, brows, nose
-    ey, es, er = cy - 0.08 * h, P(f.eye_spacing), 0.2 * w
-    for s in (-1, 1):
-        ex = cx + s * es
-        d.ellipse([ex - er, ey - 0.65 * er, ex + er, ey + 0.65 * er], fill=(250, 250, 250))
-        d.ellipse([ex - 0.55 * er, ey - 0.55 * er, ex + 0.55 * er, ey + 0.55 * er],
-                  fill=_rgb(_EYE_COLOURS[f.eye_colour]))
-        d.ellipse([ex - 0.22 * er, ey - 0.22 * er, ex + 0.22 * er, ey + 0.22 * er], fill=(10, 10, 10))
-        d.line([(ex - er, ey - 1.35 * er), (ex + er, ey - 1.45 * er)], fill=_rgb(hair * 0.8), width=max(1, int(0.3 * er)))
-    d.line([(cx, ey + 0.6 * er), (cx - 0.25 * er, cy + 0.22 * h)], fill=_rgb(skin * 0.75), width=max(1, int(0.2 * er)))
+    draw_eyes_and_nose(d, f, skin, hair, R)
 
     # mouth (local): smile = open upward arc with teeth, neutral = closed straight line
     my, mw = cy + 0.45 * h, 0.38 * w
@@ -216,11 +186,57 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
     # rings were not carried by the 32 px base model's h: docs/experiments.md "how the toy glasses were chosen")
     if f.glasses:
         frame = _FRAME_COLOURS[f.frame_colour]
-        lens = tuple(int(0.35 * v) for v in frame)
+        lens, er = tuple(int(0.35 * v) for v in frame), 0.2 * w  # er: the eye's radius
         d.rounded_rectangle(_attribute_box(f, "glasses", R), radius=int(0.9 * er), fill=lens, outline=frame,
                             width=supersample)
 
     return np.asarray(img.resize((size, size), Image.BOX))
+
+
+def draw_background(d: ImageDraw.ImageDraw, f: ToyFactors, R: int) -> None:
+    """The background of an image ``R`` pixels wide: flat, a vertical gradient or diagonal stripes."""
+    bg = np.array(colorsys.hsv_to_rgb(f.bg_hue, 0.35, f.bg_value)) * 255
+    if f.bg_texture == 1:
+        for y in range(R):
+            d.line([(0, y), (R, y)], fill=_rgb(bg * (0.75 + 0.5 * y / R)))
+    else:
+        d.rectangle([0, 0, R, R], fill=_rgb(bg))
+        if f.bg_texture == 2:
+            for k in range(-R, R, R // 4):
+                d.line([(k, 0), (k + R, R)], fill=_rgb(bg * 0.8), width=max(1, R // 16))
+
+
+def draw_hair(d: ImageDraw.ImageDraw, f: ToyFactors, hair: np.ndarray, R: int) -> None:
+    """The hair on top of the head in colour ``hair``: fringe, side part or curls (``hair_style``)."""
+    cx, cy, w, h = (v * R for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
+    top = cy - h
+    if f.hair_style == 0:
+        d.chord([cx - 1.05 * w, top - 0.12 * h, cx + 1.05 * w, cy + 0.25 * h], 180, 360, fill=_rgb(hair))
+    elif f.hair_style == 1:
+        d.chord([cx - 1.05 * w, top - 0.12 * h, cx + 1.05 * w, cy + 0.1 * h], 180, 360, fill=_rgb(hair))
+        d.polygon([(cx - 1.0 * w, cy - 0.5 * h), (cx + 0.3 * w, top + 0.05 * h), (cx - 0.9 * w, cy - 0.1 * h)],
+                  fill=_rgb(hair))
+    else:
+        for k in range(7):
+            a = np.pi * (1 + k / 6)
+            r = 0.32 * w
+            x, y = cx + 0.8 * w * np.cos(a), cy - 0.55 * h + 0.55 * h * np.sin(a)
+            d.ellipse([x - r, y - r, x + r, y + r], fill=_rgb(hair))
+
+
+def draw_eyes_and_nose(d: ImageDraw.ImageDraw, f: ToyFactors, skin: np.ndarray, hair: np.ndarray, R: int) -> None:
+    """Eyes (``eye_colour``, ``eye_spacing``), brows in the hair's colour and the nose."""
+    cx, cy, w, h = (v * R for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
+    P = lambda v: v * R  # noqa: E731
+    ey, es, er = cy - 0.08 * h, P(f.eye_spacing), 0.2 * w
+    for s in (-1, 1):
+        ex = cx + s * es
+        d.ellipse([ex - er, ey - 0.65 * er, ex + er, ey + 0.65 * er], fill=(250, 250, 250))
+        d.ellipse([ex - 0.55 * er, ey - 0.55 * er, ex + 0.55 * er, ey + 0.55 * er],
+                  fill=_rgb(_EYE_COLOURS[f.eye_colour]))
+        d.ellipse([ex - 0.22 * er, ey - 0.22 * er, ex + 0.22 * er, ey + 0.22 * er], fill=(10, 10, 10))
+        d.line([(ex - er, ey - 1.35 * er), (ex + er, ey - 1.45 * er)], fill=_rgb(hair * 0.8), width=max(1, int(0.3 * er)))
+    d.line([(cx, ey + 0.6 * er), (cx - 0.25 * er, cy + 0.22 * h)], fill=_rgb(skin * 0.75), width=max(1, int(0.2 * er)))
 
 
 def _attribute_box(f: ToyFactors, attribute: str, side: float) -> tuple[float, float, float, float]:
