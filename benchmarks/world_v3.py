@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import colorsys
 import json
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -159,34 +160,43 @@ def render(f, size: int = 32, supersample: int = 4) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.BOX))
 
 
-def install() -> None:
-    """Make ``hsep_utils``' toy machinery (counterfactuals, donors, regions) use this world."""
+Factors = FactorsV3
+
+
+def install(world=None) -> None:
+    """Make ``hsep_utils``' toy machinery (counterfactuals, donors, regions) use ``world``: a module
+    with ``Factors``, ``sample_factors``, ``render``, ``attribute_box`` and ``SUB_FACTORS`` (this one
+    by default; ``world_v4.py`` screens its own)."""
+    world = world or sys.modules[__name__]
     toy.SHOWN_ONLY_WITH.clear()
-    toy.SHOWN_ONLY_WITH.update(SUB_FACTORS)
-    toy._attribute_box = attribute_box
+    toy.SHOWN_ONLY_WITH.update(world.SUB_FACTORS)
+    toy._attribute_box = world.attribute_box
     for module in (toy, datasets):
-        module.render = render
+        module.render = world.render
     for module in (datasets, evaluation):
-        module.ToyFactors = FactorsV3
+        module.ToyFactors = world.Factors
 
 
-def images(seed: int, n: int, **attributes: int) -> tuple[pd.DataFrame, torch.Tensor]:
-    fs = [sample_factors(seed, i, **attributes) for i in range(n)]
-    return pd.DataFrame([f.as_dict() for f in fs]), from_uint8(np.stack([render(f) for f in fs]))
+def images(world, seed: int, n: int, **attributes: int) -> tuple[pd.DataFrame, torch.Tensor]:
+    fs = [world.sample_factors(seed, i, **attributes) for i in range(n)]
+    return pd.DataFrame([f.as_dict() for f in fs]), from_uint8(np.stack([world.render(f) for f in fs]))
 
 
-def world_grid(path: Path, n: int = 8) -> None:
+def world_grid(world, path: Path, n: int = 8) -> None:
     """Rows: each attribute off, then on (identities 0..n-1 of seed 42, sub-factors cycling)."""
     rows = []
-    for a, (sub,) in ((a, SUB_FACTORS[a]) for a in toy.ATTRIBUTES):
-        fs = [sample_factors(42, i) for i in range(n)]
+    for a, (sub,) in ((a, world.SUB_FACTORS[a]) for a in toy.ATTRIBUTES):
+        fs = [world.sample_factors(42, i) for i in range(n)]
         for value in (0, 1):
-            rows.append(from_uint8(np.stack([render(replace(f, **{a: value, sub: i % 3})) for i, f in enumerate(fs)])))
+            rows.append(from_uint8(np.stack([world.render(replace(f, **{a: value, sub: i % 3}))
+                                             for i, f in enumerate(fs)])))
     save_grid(rows, path, scale=4)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, world=None) -> None:
+    """The screen (the module docstring) of ``world``, this module by default."""
+    world = world or sys.modules[__name__]
+    ap = argparse.ArgumentParser(description=world.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
     ap.add_argument("--steps", type=int, default=6000, help="base-model training steps of 64 images")
     ap.add_argument("-n", type=int, default=64, help="images per direction in the oracle h-swap")
@@ -196,15 +206,15 @@ def main(argv=None) -> None:
                     "benchmarks/raw/world_v3/model, the screen's of 2026-12-02)")
     ap.add_argument("--grid-only", action="store_true")
     a = ap.parse_args(argv)
-    install()
+    install(world)
     a.out.mkdir(parents=True, exist_ok=True)
-    world_grid(a.out / "world.png")
+    world_grid(world, a.out / "world.png")
     if a.grid_only:
         return
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.time()
     if a.model is None:
-        _, pool = images(1_000_000, 20_000)
+        _, pool = images(world, 1_000_000, 20_000)
         base_ddpm.train(data=pool, out=str(a.out / "model"), device=dev, steps=a.steps)
     from hsep_utils.diffusion import load_diffusion
 
@@ -219,12 +229,12 @@ def main(argv=None) -> None:
         t1 = time.time()
         seeds = 5_000 + 10 * k
         nc = a.n_classifier
-        _, xb = images(seeds, nc, **{attribute: 0})
-        _, xt = images(seeds + 1, nc, **{attribute: 1})
+        _, xb = images(world, seeds, nc, **{attribute: 0})
+        _, xt = images(world, seeds + 1, nc, **{attribute: 1})
         clf = train_classifier(build_classifier(32)[0].to(dev), torch.cat([xb, xt]),
                                torch.cat([torch.zeros(nc), torch.ones(nc)]), progress=False)
-        rows_b, vb = images(seeds + 2, a.n, **{attribute: 0})
-        rows_t, vt = images(seeds + 3, a.n, **{attribute: 1})
+        rows_b, vb = images(world, seeds + 2, a.n, **{attribute: 0})
+        rows_t, vt = images(world, seeds + 3, a.n, **{attribute: 1})
         acc = torch.cat([~predict(clf, vb), predict(clf, vt)]).float().mean().item()
         entry = dict(classifier_acc=round(acc, 3), ddim_steps=a.ddim)
         for name, rows, x, is_t in (("add", rows_b, vb, False), ("remove", rows_t, vt, True)):
