@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw
 
 import hsep_utils.toy as toy
 import world_v3
+from world_v3 import _mix, _rgb
 
 SUB_FACTORS = {"glasses": {"lens_shape": range(3)}, "smile": {"mouth_shape": range(3)},
                "age": {"bald_pattern": range(3)}, "gender": {"beard_style": range(3)}}
@@ -58,14 +59,6 @@ def sample_factors(seed: int, index: int, **attributes: int) -> Factors:
     u = np.random.default_rng([seed, index, 4]).random(4)
     return Factors(**base.as_dict(), **{name: int(v * 3) for name, v in
                                         zip(("lens_shape", "mouth_shape", "bald_pattern", "beard_style"), u)})
-
-
-def _rgb(c) -> tuple[int, int, int]:
-    return tuple(int(v) for v in np.clip(np.round(np.asarray(c, float)), 0, 255))
-
-
-def _mix(a, b, w: float) -> np.ndarray:
-    return (1 - w) * np.asarray(a, float) + w * np.asarray(b, float)
 
 
 def attribute_box(f, attribute: str, side: float) -> tuple[float, float, float, float]:
