@@ -68,9 +68,8 @@ def attribute_box(f, attribute: str, side: float) -> tuple[float, float, float, 
     if attribute == "glasses":
         ey, er = cy - 0.08 * h, 0.2 * w
         return (cx - 1.02 * w, ey - 2.4 * er, cx + 1.02 * w, ey + 2.1 * er)
-    if attribute == "smile":  # the open mouth and the dropped chin
-        my = cy + 0.45 * h
-        return (cx - 0.9 * w, my - 0.25 * h, cx + 0.9 * w, cy + 1.2 * h)
+    if attribute == "smile":  # the open mouth and the dropped jaw (a wide jaw's outline moves from 0.1 h above cy)
+        return (cx - 1.12 * w, cy - 0.12 * h, cx + 1.12 * w, cy + 1.2 * h)
     raise ValueError(f"{attribute!r} is a global attribute: it has no region")
 
 
@@ -114,8 +113,10 @@ def render(f, size: int = 32, supersample: int = 4) -> np.ndarray:
             x = cx + s * 1.0 * w
             d.ellipse([x - 0.3 * w, ey - 0.25 * h, x + 0.3 * w, ey + 0.3 * h], fill=_rgb(skin * 0.92))
     d.rectangle([cx - 0.35 * w, cy + 0.6 * h, cx + 0.35 * w, cy + 1.2 * h], fill=_rgb(skin * 0.9))
-    chin = cy + (1.18 if f.smile else 1.0) * h  # an open mouth drops the jaw
-    d.ellipse([cx - w, cy - h, cx + w, chin], fill=_rgb(skin))
+    chin = cy + (1.18 if f.smile else 1.0) * h
+    d.ellipse([cx - w, cy - h, cx + w, cy + h], fill=_rgb(skin))
+    if f.smile:  # an open mouth drops the jaw: the face's lower half only, so the smile stays in its box
+        d.chord([cx - w, cy - (chin - cy), cx + w, chin], 0, 180, fill=_rgb(skin))
     if f.gender:  # a wide jaw, and the beard style
         d.ellipse([cx - 1.1 * w, cy - 0.1 * h, cx + 1.1 * w, chin - 0.02 * h], fill=_rgb(skin))
         beard = _rgb(_mix(skin, hair, 0.85))
