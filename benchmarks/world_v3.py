@@ -182,6 +182,18 @@ def images(world, seed: int, n: int, **attributes: int) -> tuple[pd.DataFrame, t
     return pd.DataFrame([f.as_dict() for f in fs]), from_uint8(np.stack([world.render(f) for f in fs]))
 
 
+def by_sub_factor(world, attribute: str, rows: pd.DataFrame, donor_rows: pd.DataFrame, found: dict) -> dict:
+    """Per value of the attribute's sub-factor: removing, the oracle SR of the inputs showing it;
+    adding, the donor h-swap's oracle SR (added, and with the donor's sub-factor) of donors showing it."""
+    (sub,) = world.SUB_FACTORS[attribute]
+    key, table = ("oracle_failures", rows) if "donor_hswap_failures" not in found else ("donor_hswap_failures", donor_rows)
+    values = table[sub].to_numpy()[:found["n"]]
+    ok = np.ones(len(values), bool)
+    ok[found[key]] = False
+    return {f"{sub}={v}": dict(n=int((values == v).sum()), sr=round(float(ok[values == v].mean()), 3))
+            for v in sorted(set(values))}
+
+
 def world_grid(world, path: Path, n: int = 8) -> None:
     """Rows: each attribute off, then on (identities 0..n-1 of seed 42, sub-factors cycling)."""
     rows = []
@@ -241,7 +253,9 @@ def main(argv=None, world=None) -> None:
             donors = Split(rows=rows_t, x=vt) if name == "add" else None
             r = oracle_hswap(diffusion, Split(rows=rows, x=x), attribute, clf, is_t, a.n, a.ddim, asymmetric=False,
                              failures=a.out / f"failures_{attribute}_{name}.png", donors=donors)
-            entry[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items() if k != "oracle_failures"}
+            entry[name] = {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()
+                           if not k.endswith("_failures")}
+            entry[name]["by_sub_factor"] = by_sub_factor(world, attribute, rows, rows_t, r)
             print(attribute, name, json.dumps(entry[name]), flush=True)
         entry["seconds"] = round(time.time() - t1, 1)
         found[attribute] = entry

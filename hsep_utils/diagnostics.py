@@ -53,7 +53,8 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     """The oracle h-swap on the first ``n`` images of a toy split (see the module docstring), with
     the reverse process of ``Diffusion.generate`` (``asymmetric``). ``failures``: a PNG to draw the
     images where oracle SR fails (rows: input, h-swapped, true counterfactual; at most 16).
-    ``donors`` (adding): target images whose sub-factors the donor h-swap asks for, donor i for image i."""
+    ``donors`` (adding): target images whose sub-factors the donor h-swap asks for, donor i for image i.
+    ``oracle_failures`` (and ``donor_hswap_failures``): the indices of every failed image."""
     head = split.rows.head(n)
     x = split.x[:n].load()
     size = x.shape[-1]
@@ -77,9 +78,10 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     sr, counted = edit_success(classifier, x, swapped, original_is_target)
     regions = toy_regions(head, attribute, size)
     success = oracle_success(swapped, x, cf_set, regions)
-    failed = (~success).nonzero().flatten()[:16]
+    failed = (~success).nonzero().flatten()
     if failures is not None and len(failed):
-        save_grid([x[failed], swapped[failed], cf[failed]], failures, scale=6)
+        drawn = failed[:16]
+        save_grid([x[drawn], swapped[drawn], cf[drawn]], failures, scale=6)
     found = dict(n=len(x), classifier_sr=sr, sr_counted=counted, oracle_sr=success.float().mean().item(),
                  oracle_failures=failed.tolist(),
                  ceiling_classifier_sr=edit_success(classifier, x, rec_cf, original_is_target)[0],
@@ -93,7 +95,8 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
         given = given_h_of(donor_cf)[1]
         match, donor_success = donor_transfer(given, x, cf_set, donor_cf, regions)
         found.update(donor_hswap_match=match.float().mean().item(),
-                     donor_hswap_oracle_sr=donor_success.float().mean().item())
+                     donor_hswap_oracle_sr=donor_success.float().mean().item(),
+                     donor_hswap_failures=(~donor_success).nonzero().flatten().tolist())
     return found
 
 

@@ -45,6 +45,7 @@ def test_donor_hswap_gives_the_donors_counterfactual_h(tiny_diffusion, split, tm
     match, success = donor_transfer(given, x, cf_set, donor_cf, regions)
     assert found["donor_hswap_match"] == pytest.approx(match.float().mean().item())
     assert found["donor_hswap_oracle_sr"] == pytest.approx(success.float().mean().item())
+    assert found["donor_hswap_failures"] == (~success).nonzero().flatten().tolist()
     assert found["psnr_outside"] > 0
     removing = oracle_hswap(tiny_diffusion, donors, "glasses", SmallCNN().eval(), True, n=4, n_steps=3, donors=split)
     assert "donor_hswap_match" not in removing
