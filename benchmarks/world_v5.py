@@ -1,25 +1,21 @@
-"""A candidate toy world (renderer v4) for issue 29, screened as ``world_v3.py`` screens v3.
+"""A candidate toy world (renderer v5) for issue 29, screened as ``world_v3.py`` screens v3.
 
 Renderer v3 drew every attribute as large colour and found that a 32 px base model's h carries
-*where* things are drawn (long hair around the face or not: gender passes) but not *what colour*
-they are (wholly grey hair: age fails; lens tints and mouth interiors transfer near chance):
-docs/experiments.md "renderer v3". So v4 draws every attribute, and every salient sub-factor, as a
-change of layout: which region a dark or skin-coloured shape covers, and where the face's outline runs.
+*where* things are drawn, not *what colour* they are. Renderer v4 (this file at commit 0fbc898) drew
+every attribute and sub-factor as layout: age (the hair recedes, large ears) and gender then passed
+the oracle h-swap at 50 DDIM steps, and sub-factors transferred well above chance, but glasses (a
+band, tall goggles or round lenses) and adding a smile failed, the goggles worst and the smallest
+open mouths worst (docs/experiments.md "renderer v4"). So v5 keeps v4 and changes two things:
 
-- glasses: near-black lenses (renderer 2's band, which passes), sub-factor ``lens_shape``: the
-  wraparound band, tall goggles from the brows to the cheeks, or two large round lenses;
-- smile: the jaw drops (the chin's outline moves down) and the mouth opens dark, sub-factor
-  ``mouth_shape``: a wide grin, a tall open laugh, or a grin pulled to one side;
-- age: the hair recedes (the head's outline becomes the bald skull, the background shows where hair
-  was) and the ears grow, sub-factor ``bald_pattern``: bald temples, a bald middle, or fully bald;
-  hair keeps its colour (v3: colour is not carried);
-- gender: v3's wide jaw and short hair against long hair to the shoulders, sub-factor
-  ``beard_style``: a long beard hanging over the neck, a short full beard, or clean-shaven.
+- glasses: every lens shape is renderer 2's near-black wraparound band (which passes with renderer
+  2), sub-factor ``lens_shape``: the band, a deep band up to the brows, or a band whose ends run
+  over the ears to the hair;
+- smile: every open mouth is larger (v4's largest, the tall laugh, was added most often).
 
 Identities are renderer 2's draws (``toy.sample_factors``), sub-factors come from their own
 generator. Nothing in ``hsep_utils`` uses this module.
 
-    python benchmarks/world_v4.py OUTDIR [--steps 6000] [-n 64] [--ddim 50] [--grid-only] [--model DIR]
+    python benchmarks/world_v5.py OUTDIR [--steps 6000] [-n 64] [--ddim 50] [--grid-only] [--model DIR]
 
 (the options and outputs of ``world_v3.py``).
 """
@@ -67,7 +63,7 @@ def attribute_box(f, attribute: str, side: float) -> tuple[float, float, float, 
     cx, cy, w, h = (v * side for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
     if attribute == "glasses":
         ey, er = cy - 0.08 * h, 0.2 * w
-        return (cx - 1.02 * w, ey - 2.4 * er, cx + 1.02 * w, ey + 2.1 * er)
+        return (cx - 1.3 * w, ey - 2.0 * er, cx + 1.3 * w, ey + 1.6 * er)
     if attribute == "smile":  # the open mouth and the dropped jaw (a wide jaw's outline moves from 0.1 h above cy)
         return (cx - 1.12 * w, cy - 0.12 * h, cx + 1.12 * w, cy + 1.2 * h)
     raise ValueError(f"{attribute!r} is a global attribute: it has no region")
@@ -136,27 +132,20 @@ def render(f, size: int = 32, supersample: int = 4) -> np.ndarray:
 
     lip = _rgb(_mix(skin, (170, 40, 50), 0.6))
     if f.smile:  # the open mouth, by mouth shape
-        box = {0: [cx - 0.8 * w, my - 0.14 * h, cx + 0.8 * w, my + 0.32 * h],  # wide grin
-               1: [cx - 0.42 * w, my - 0.2 * h, cx + 0.42 * w, my + 0.62 * h],  # tall open laugh
-               2: [cx - 0.05 * w, my - 0.3 * h, cx + 0.85 * w, my + 0.3 * h]}[f.mouth_shape]  # pulled to one side
+        box = {0: [cx - 0.88 * w, my - 0.22 * h, cx + 0.88 * w, my + 0.42 * h],  # wide grin
+               1: [cx - 0.52 * w, my - 0.26 * h, cx + 0.52 * w, my + 0.68 * h],  # tall open laugh
+               2: [cx - 0.15 * w, my - 0.32 * h, cx + 0.9 * w, my + 0.45 * h]}[f.mouth_shape]  # pulled to one side
         d.ellipse(box, fill=_MOUTH, outline=lip, width=supersample)
     else:
         d.line([(cx - 0.3 * w, my), (cx + 0.3 * w, my)], fill=lip, width=max(2, int(0.07 * h)))
 
-    if f.glasses:  # near-black lenses in a black frame, by lens shape
-        er, es = 0.2 * w, f.eye_spacing * R
+    if f.glasses:  # a near-black band in a black frame, by lens shape
+        er = 0.2 * w
         x0, y0, x1, y1 = attribute_box(f, "glasses", R)
-        if f.lens_shape == 0:  # the wraparound band (renderer 2's)
-            d.rounded_rectangle([x0, ey - 1.25 * er, x1, ey + 1.25 * er], radius=int(0.9 * er), fill=_LENS,
-                                outline=_FRAME, width=supersample)
-        elif f.lens_shape == 1:  # tall goggles, brows to cheeks
-            d.rounded_rectangle([x0, y0, x1, y1], radius=int(1.2 * er), fill=_LENS, outline=_FRAME, width=supersample)
-        else:  # two large round lenses, a bridge between them
-            r = 2.0 * er
-            for s in (-1, 1):
-                ex = cx + s * es
-                d.ellipse([ex - r, ey - r, ex + r, ey + r], fill=_LENS, outline=_FRAME, width=supersample)
-            d.line([(cx - es + r, ey), (cx + es - r, ey)], fill=_FRAME, width=supersample)
+        band = {0: [cx - 1.02 * w, ey - 1.25 * er, cx + 1.02 * w, ey + 1.25 * er],  # renderer 2's band
+                1: [cx - 1.02 * w, y0, cx + 1.02 * w, y1],  # deep: up to the brows
+                2: [x0, ey - 1.25 * er, x1, ey + 1.25 * er]}[f.lens_shape]  # ends over the ears
+        d.rounded_rectangle(band, radius=int(0.9 * er), fill=_LENS, outline=_FRAME, width=supersample)
     return np.asarray(img.resize((size, size), Image.BOX))
 
 
