@@ -166,7 +166,7 @@ Factors = FactorsV3
 def install(world=None) -> None:
     """Make ``hsep_utils``' toy machinery (counterfactuals, donors, regions) use ``world``: a module
     with ``Factors``, ``sample_factors``, ``render``, ``attribute_box`` and ``SUB_FACTORS`` (this one
-    by default; ``world_v4.py`` screens its own)."""
+    by default; ``world_v5.py`` screens its own)."""
     world = world or sys.modules[__name__]
     toy.SHOWN_ONLY_WITH.clear()
     toy.SHOWN_ONLY_WITH.update(world.SUB_FACTORS)
