@@ -23,7 +23,7 @@ drawn from their own generator, so renderer 2's images do not change. Nothing in
 uses this module: the screen patches ``toy`` / ``datasets`` / ``evaluation`` while it runs (as
 ``glasses_worlds.py`` does), so the committed results stay renderer 2's until a world passes.
 
-    python benchmarks/world_v3.py OUTDIR [--steps 6000] [-n 64] [--ddim 50] [--grid-only]
+    python benchmarks/world_v3.py OUTDIR [--steps 6000] [--base-options JSON] [-n 64] [--ddim 50] [--grid-only]
 
 It renders the base model's 20 000 training images (seed 1 000 000), trains the base DDPM on them
 (``hsep_utils.base_ddpm``, the committed model's recipe; it resumes from OUTDIR/model/checkpoint.pt),
@@ -211,6 +211,8 @@ def main(argv=None, world=None) -> None:
     ap = argparse.ArgumentParser(description=world.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
     ap.add_argument("--steps", type=int, default=6000, help="base-model training steps of 64 images")
+    ap.add_argument("--base-options", type=json.loads, default={}, metavar="JSON",
+                    help='other hsep_utils.base_ddpm options, e.g. \'{"block_out_channels": [32, 64, 128]}\'')
     ap.add_argument("-n", type=int, default=64, help="images per direction in the oracle h-swap")
     ap.add_argument("--ddim", type=int, default=50, help="DDIM steps of the oracle h-swap")
     ap.add_argument("--n-classifier", type=int, default=4000, help="training images per class of each classifier")
@@ -227,7 +229,7 @@ def main(argv=None, world=None) -> None:
     t0 = time.time()
     if a.model is None:
         _, pool = images(world, 1_000_000, 20_000)
-        base_ddpm.train(data=pool, out=str(a.out / "model"), device=dev, steps=a.steps)
+        base_ddpm.train(data=pool, out=str(a.out / "model"), device=dev, steps=a.steps, **a.base_options)
     from hsep_utils.diffusion import load_diffusion
 
     diffusion = load_diffusion(a.model or a.out / "model", dev)
