@@ -25,7 +25,7 @@ from .hspace import decode, encode
 from .io import atomic_path, save_torch, write_text
 from .options import parse_options, resolve_options
 from .plotting import from_uint8
-from .toy import render_batch
+from .toy import RENDERER_VERSION, render_batch
 
 DEFAULTS = dict(
     out="models/toy-ddpm-32",
@@ -38,7 +38,7 @@ DEFAULTS = dict(
     layers_per_block=1,
     attention_levels=(2,),  # which resolution levels get self-attention (the mid block always has it)
     norm_num_groups=8,
-    cut_skip_levels=(),  # resolution levels (0: full size, 1: half, ...) whose skips the decoder never sees (cut_skips)
+    cut_skip_levels=(-1,),  # resolution levels (0: full size, 1: half, ..., -1: the deepest, h's) whose skips the decoder never sees (cut_skips)
     skip_dropout=0.0,  # probability that a training image's skip connections are zeroed (see train())
     batch_size=64,
     lr=1e-3,
@@ -74,8 +74,10 @@ def build_scheduler():
 
 
 def toy_pool(data_seed: int, n_images: int, size: int, cache_dir: Path | None = None) -> torch.Tensor:
-    """The training images in [-1, 1], shape (N, 3, size, size); cached as .npy when asked."""
-    cache = cache_dir / f"toy_pool_seed{data_seed}_n{n_images}_{size}px.npy" if cache_dir else None
+    """The training images in [-1, 1], shape (N, 3, size, size); cached as .npy when asked (named by
+    the renderer's version, so a cache of another world is never read)."""
+    name = f"toy_pool_r{RENDERER_VERSION}_seed{data_seed}_n{n_images}_{size}px.npy"
+    cache = cache_dir / name if cache_dir else None
     if cache is not None and cache.exists():
         arr = np.load(cache)
     else:
@@ -118,6 +120,8 @@ def cut_skips(unet, levels) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
     still shifts that group's statistics.)"""
     if not levels:
         return []
+    deepest = len(unet.config.block_out_channels)
+    levels = {level + deepest if level < 0 else level for level in levels}  # -1: the deepest level, h's
     size = unet.config.sample_size
     with torch.no_grad():
         skips = encode(unet, torch.zeros(1, unet.config.in_channels, size, size), 0).skips

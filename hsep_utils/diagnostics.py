@@ -16,7 +16,7 @@ at the same step count: what any edit scored against it can reach at that fideli
 between generating with the image's own h and with another image's h, over the MSE between the two
 images — near 0 means the decoder ignores h (the skip connections decide), near 1 means h decides.
 For a local attribute it adds the h-swap's PSNR outside the attribute's box, and when adding an attribute
-with salient sub-factors (glasses: the frame colour) given ``donors``, the **donor h-swap**: h replaced by
+with salient sub-factors (glasses: the lens shape) given ``donors``, the **donor h-swap**: h replaced by
 that of the counterfactual with donor i's sub-factors, i.e. what a perfect S of the donor would give, scored
 by ``donor_match`` — whether this base model's h carries the sub-factors at all. It scores the validation
 split: the diagnostic chooses base models and step counts.
@@ -49,9 +49,10 @@ from .plotting import save_grid
 @torch.no_grad()
 def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier, original_is_target: bool,
                  n: int = 64, n_steps: int = 20, asymmetric: bool = True, failures: str | Path | None = None,
-                 donors: Split | None = None) -> dict:
+                 donors: Split | None = None, t_edit: int = 0, t_edit_max: int | None = None) -> dict:
     """The oracle h-swap on the first ``n`` images of a toy split (see the module docstring), with
-    the reverse process of ``Diffusion.generate`` (``asymmetric``). ``failures``: a PNG to draw the
+    the reverse process of ``Diffusion.generate`` (``asymmetric``), h swapped at the steps a preset
+    edits (``t_edit`` ≤ t < ``t_edit_max``). ``failures``: a PNG to draw the
     images where oracle SR fails (rows: input, h-swapped, true counterfactual; at most 16).
     ``donors`` (adding): target images whose sub-factors the donor h-swap asks for, donor i for image i.
     ``oracle_failures`` (and ``donor_hswap_failures``): the indices of every failed image."""
@@ -63,17 +64,17 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     xT = diffusion.invert(x, n_steps)
     rec, own = diffusion.generate(xT, n_steps, return_trajectory=True)
     h_own = dict(zip(own.timesteps, own.h))
+    window = dict(asymmetric=asymmetric, t_edit=t_edit, t_edit_max=t_edit_max)
 
     def given_h_of(source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(source regenerated, x generated with the source's h at every step)."""
         regenerated, traj = diffusion.generate(diffusion.invert(source, n_steps), n_steps, return_trajectory=True)
         h = dict(zip(traj.timesteps, traj.h))
-        return regenerated, diffusion.generate(xT, n_steps, edit_fn=lambda _, t: h[t], asymmetric=asymmetric).cpu()
+        return regenerated, diffusion.generate(xT, n_steps, edit_fn=lambda _, t: h[t], **window).cpu()
 
     rec_cf, swapped = given_h_of(cf)
     shift = torch.roll(torch.arange(len(x)), 1)
-    foreign = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_own[t][shift.to(h.device)],
-                                 asymmetric=asymmetric).cpu()
+    foreign = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h_own[t][shift.to(h.device)], **window).cpu()
     rec, rec_cf = rec.cpu(), rec_cf.cpu()
     sr, counted = edit_success(classifier, x, swapped, original_is_target)
     regions = toy_regions(head, attribute, size)
@@ -102,13 +103,16 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
 
 @torch.no_grad()
 def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors: Split, attribute: str, classifier,
-                original_is_target: bool, n: int = 64, n_steps: int = 20, asymmetric: bool = True) -> dict:
+                original_is_target: bool, n: int = 64, n_steps: int = 20, asymmetric: bool = True,
+                t_edit: int = 0, t_edit_max: int | None = None) -> dict:
     """Classifier SR, oracle SR and CF MSE ratio of three edits of the first ``n`` images of a toy
     split (see the module docstring): ``paper`` (add: donor i's S, as ``swap_salient``; remove:
     S = 0), ``counterfactual_salient`` (own C, the true counterfactual's S) and
     ``counterfactual_through_net`` (the counterfactual's own C and S); and ``salient_rms_over_h_rms``,
-    the RMS of the inputs' S over that of their h along their own generation."""
+    the RMS of the inputs' S over that of their h along their own generation. The edits use the
+    steps a preset edits (``t_edit`` ≤ t < ``t_edit_max``)."""
     head, x = split.rows.head(n), split.x[:n].load()
+    window = dict(asymmetric=asymmetric, t_edit=t_edit, t_edit_max=t_edit_max)
     n = len(x)
     cf_set = toy_counterfactual_set(head, attribute, x.shape[-1])
     cf = cf_set[0]
@@ -116,15 +120,14 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
     own, other = torch.full((n,), original_is_target), torch.full((n,), not original_is_target)
     xT, xT_cf = diffusion.invert(x, n_steps), diffusion.invert(cf, n_steps)
     if original_is_target:
-        paper = edit(diffusion, net, xT, own, n_steps, "remove", asymmetric=asymmetric)
+        paper = edit(diffusion, net, xT, own, n_steps, "remove", **window)
     else:
         paper = edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=diffusion.invert(donors.x[:n].load(), n_steps),
-                     donor_is_target=other, asymmetric=asymmetric)
+                     donor_is_target=other, **window)
     edits = dict(paper=paper,
                  counterfactual_salient=edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=xT_cf,
-                                             donor_is_target=other, asymmetric=asymmetric),
-                 counterfactual_through_net=edit(diffusion, net, xT_cf, other, n_steps, "reconstruct",
-                                                 asymmetric=asymmetric))
+                                             donor_is_target=other, **window),
+                 counterfactual_through_net=edit(diffusion, net, xT_cf, other, n_steps, "reconstruct", **window))
     edits = {name: e.cpu() for name, e in edits.items()}
     found = {name: dict(classifier_sr=edit_success(classifier, x, e, original_is_target)[0],
                         oracle_sr=oracle_success(e, x, cf_set, regions).float().mean().item(),
@@ -144,7 +147,7 @@ def main(argv=None) -> None:
     ap.add_argument("--preset", default="toy-glasses", help="a toy preset")
     ap.add_argument("--base-model", help="another base model directory (default: the preset's)")
     ap.add_argument("-n", type=int, default=64, help="validation images per direction")
-    ap.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    ap.add_argument("--steps", type=int, help="DDIM steps (default: the preset's ddim_steps)")
     ap.add_argument("--failures", metavar="DIR", help="save the images the oracle h-swap fails on, per direction, "
                     "as DIR/oracle_failures_{add,remove}_<steps>.png (input, h-swapped, counterfactual)")
     ap.add_argument("--mapping", metavar="CKPT", help="a trained mapping network (e.g. results/toy-glasses/mapping/"
@@ -154,6 +157,8 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     params = resolve(a.preset)
     params["reverse_process"] = a.reverse_process or params.get("reverse_process")
+    a.steps = a.steps or params["ddim_steps"]
+    window = dict(t_edit=params["t_edit"], t_edit_max=params.get("t_edit_max"))
     if params["dataset_kind"] != "toy":
         raise SystemExit(f"{a.preset}: the oracle h-swap needs counterfactuals, which only toy presets have")
     diffusion = diffusion_of({**params, "base_model": a.base_model or params["base_model"]})
@@ -169,11 +174,11 @@ def main(argv=None) -> None:
         donors = data["val_tg"] if name == "add" else data["val_bg"]
         found = oracle_hswap(diffusion, split, params["attribute"], classifier, is_target, a.n, a.steps,
                              is_asymmetric(params),
-                             a.failures and Path(a.failures) / f"oracle_failures_{name}_{a.steps}.png", donors)
+                             a.failures and Path(a.failures) / f"oracle_failures_{name}_{a.steps}.png", donors, **window)
         print(name, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}))
         if a.mapping:
             gap = mapping_gap(diffusion, net, split, donors, params["attribute"], classifier, is_target, a.n, a.steps,
-                              is_asymmetric(params))
+                              is_asymmetric(params), **window)
             print(name, "mapping: RMS of S / RMS of h along the inputs' own generation",
                   round(gap.pop("salient_rms_over_h_rms"), 3))
             for edit_name, scores in gap.items():

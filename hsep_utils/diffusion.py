@@ -128,9 +128,10 @@ class Diffusion:
     @torch.no_grad()
     def generate(self, xT: torch.Tensor, n_steps: int, edit_fn: EditFn | None = None, t_edit: int = 0,
                  eta: float = 0.0, generator: torch.Generator | None = None, return_trajectory: bool = False,
-                 progress: bool = False, asymmetric: bool = True):
-        """DDIM generation xT → x0 (Eq. 4): h̃ = edit_fn(h, t) for t ≥ t_edit, the original h
-        below, where optional η > 0 adds DDIM noise (default off: fully deterministic).
+                 progress: bool = False, asymmetric: bool = True, t_edit_max: int | None = None):
+        """DDIM generation xT → x0 (Eq. 4): h̃ = edit_fn(h, t) for t ≥ t_edit (and t < t_edit_max
+        when given: the noisiest steps left unedited), the original h elsewhere, where optional η > 0
+        adds DDIM noise (default off: fully deterministic).
 
         ``asymmetric`` (default, as the paper and Asyrp): while editing, h̃ gives the predicted x0
         and the original h the direction term (``eps_pair``: one more decoder pass per step for the
@@ -140,7 +141,7 @@ class Diffusion:
         x, traj = xT.to(self.device), Trajectory()
         for t, t_next in tqdm(list(zip(reversed(seq), reversed([-1] + seq[:-1]))), desc="generate",
                               disable=not progress):
-            editing = edit_fn is not None and t >= t_edit
+            editing = edit_fn is not None and t_edit <= t and (t_edit_max is None or t < t_edit_max)
             if editing and asymmetric:
                 eps, eps_direction, h, h_used = self.eps_pair(x, t, edit_fn)
             else:

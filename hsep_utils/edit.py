@@ -1,6 +1,6 @@
 """Edits with a trained mapping network (Eq. 4), in chunks of ``batch_size`` images.
 
-At every step t ≥ t_edit the edited images use h̃ = f(C, α·S′): C from their own h, S′ their own S
+At every step t ≥ t_edit (and t < t_edit_max when given) the edited images use h̃ = f(C, α·S′): C from their own h, S′ their own S
 (reconstruct), zero (remove) or a donor's S at the same timestep (swap). Donors are generated in
 the same batch from their own inversions, with their original h, so their S at step t comes from
 the trajectory they would follow unedited; or that trajectory's h is given (``donor_h``), stored
@@ -31,7 +31,8 @@ def check_compatible(net_config: dict, diffusion: Diffusion, fix: str = "use the
 def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target: torch.Tensor, n_steps: int,
          mode: str = "reconstruct", t_edit: int = 0, donor_xT: torch.Tensor | None = None,
          donor_is_target: torch.Tensor | None = None, alpha: float = 1.0, asymmetric: bool = True,
-         batch_size: int | None = None, donor_h: torch.Tensor | None = None) -> torch.Tensor:
+         batch_size: int | None = None, donor_h: torch.Tensor | None = None,
+         t_edit_max: int | None = None) -> torch.Tensor:
     """Generate edited images from inverted latents ``xT`` (N, 3, H, W); returns (N, 3, H, W).
     ``asymmetric``: the reverse process of ``Diffusion.generate`` (the paper's Eq. 4 by default).
     ``batch_size``: images per generation (a swap's donors ride along with their images); None: all.
@@ -48,7 +49,8 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
     if batch_size is not None and n > batch_size:
         part = lambda v, i: None if v is None else v[i:i + batch_size]  # noqa: E731
         return torch.cat([edit(diffusion, net, xT[i:i + batch_size], is_target[i:i + batch_size], n_steps, mode, t_edit,
-                               part(donor_xT, i), part(donor_is_target, i), alpha, asymmetric, None, part(donor_h, i))
+                               part(donor_xT, i), part(donor_is_target, i), alpha, asymmetric, None, part(donor_h, i),
+                               t_edit_max)
                           for i in range(0, n, batch_size)])
     cls = is_target.to(torch.bool).to(xT.device)
     riding = mode == "swap" and donor_h is None  # the donors are generated in the same batch
@@ -66,23 +68,25 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
         mixed = net.combine(c[:n], alpha * s_new)
         return torch.cat([mixed, h[n:]]) if riding else mixed
 
-    return diffusion.generate(xT, n_steps, edit_fn=edit_fn, t_edit=t_edit, asymmetric=asymmetric)[:n]
+    return diffusion.generate(xT, n_steps, edit_fn=edit_fn, t_edit=t_edit, asymmetric=asymmetric,
+                              t_edit_max=t_edit_max)[:n]
 
 
 @torch.no_grad()
 def swap_salient(diffusion: Diffusion, net: MappingNetwork, xT_bg: torch.Tensor, xT_tg: torch.Tensor, n_steps: int,
                  t_edit: int = 0, alpha: float = 1.0, asymmetric: bool = True, remove: bool = True,
                  batch_size: int | None = None,
-                 h_tg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 h_tg: torch.Tensor | None = None,
+                 t_edit_max: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The paper's swap: background images take the paired target's S (attribute added); target
     images take S = 0 (attribute removed). Returns (edited backgrounds, edited targets); with
     ``remove`` False the targets are only donors and the second is None. ``h_tg``: the targets' h
     along their unedited generation (``edit``'s ``donor_h``), when already at hand."""
     bg, tg = torch.zeros(len(xT_bg), dtype=torch.bool), torch.ones(len(xT_tg), dtype=torch.bool)
     added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, None if h_tg is not None else xT_tg, tg, alpha,
-                 asymmetric, batch_size, h_tg)
+                 asymmetric, batch_size, h_tg, t_edit_max)
     removed = None
     if remove:
         removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=alpha, asymmetric=asymmetric,
-                       batch_size=batch_size)
+                       batch_size=batch_size, t_edit_max=t_edit_max)
     return added, removed

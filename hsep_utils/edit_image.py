@@ -74,11 +74,11 @@ def edit_image(diffusion, net, params: dict, x: torch.Tensor, add: bool, alphas:
     n = len(x)
     if not add:
         return edit(diffusion, net, xT, torch.ones(n, dtype=torch.bool), steps, "remove", t_edit, asymmetric=asym,
-                    batch_size=params["eval_batch_size"]).cpu()
+                    batch_size=params["eval_batch_size"], t_edit_max=params.get("t_edit_max")).cpu()
     donor_xT = diffusion.invert(donor.to(device), steps).expand(n, -1, -1, -1)
     bg, tg = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
     return torch.cat([edit(diffusion, net, xT, bg, steps, "swap", t_edit, donor_xT, tg, alpha, asym,
-                           params["eval_batch_size"]).cpu()
+                           params["eval_batch_size"], t_edit_max=params.get("t_edit_max")).cpu()
                       for alpha in alphas])
 
 

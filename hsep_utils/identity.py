@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +31,7 @@ from .io import atomic_path, write_text
 from .metrics import Unavailable
 from .options import parse_options, resolve_options
 from .plotting import from_uint8
-from .toy import ATTRIBUTES, render, sample_factors
+from .toy import ATTRIBUTES, SUB_FACTORS, render, sample_factors
 
 DEFAULTS = dict(
     out="models/toy-identity",
@@ -72,10 +73,14 @@ class IdentityEncoder(nn.Module):
 
 def training_views(data_seed: int, n_identities: int, views: int, size: int, seed: int,
                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each identity rendered ``views`` times with random attributes: images (N·views, 3, size, size)
-    in [-1, 1] and identity labels 0 … n−1."""
-    attrs = np.random.default_rng([seed, data_seed]).integers(0, 2, (n_identities, views, len(ATTRIBUTES)))
-    imgs = [render(sample_factors(data_seed, i, **dict(zip(ATTRIBUTES, map(int, attrs[i, v])))), size)
+    """Each identity rendered ``views`` times with random attributes and salient sub-factors (the
+    embedding must not tell a lens shape or a beard style apart either): images (N·views, 3, size,
+    size) in [-1, 1] and identity labels 0 … n−1."""
+    rng = np.random.default_rng([seed, data_seed])
+    attrs = rng.integers(0, 2, (n_identities, views, len(ATTRIBUTES)))
+    subs = rng.integers(0, 3, (n_identities, views, len(SUB_FACTORS)))
+    imgs = [render(replace(sample_factors(data_seed, i, **dict(zip(ATTRIBUTES, map(int, attrs[i, v])))),
+                           **dict(zip(SUB_FACTORS, map(int, subs[i, v])))), size)
             for i in tqdm(range(n_identities), desc="render identity views", disable=not progress, mininterval=5)
             for v in range(views)]
     return from_uint8(np.stack(imgs)), torch.arange(n_identities).repeat_interleave(views)

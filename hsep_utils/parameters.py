@@ -121,6 +121,8 @@ PARAMETERS: dict[str, Parameter] = {
     "arch": Parameter("a", "mapping-network architecture of Fig. 8", str, ("a", "b", "c", "d")),
     "depth": Parameter(8, "conv blocks per encoder (the paper: 8 or 12)", int),
     "t_edit": Parameter(0, "edit timesteps t >= t_edit (0: every step, 400: the noisy part)", int),
+    "t_edit_max": Parameter(None, "beyond the paper: edit only timesteps t < t_edit_max, the noisiest left to the "
+                            "original h (None: up to T, as the paper; docs/method.md)", int),
     "reverse_process": Parameter("asymmetric", "asymmetric: the paper's Eq. 4, as Asyrp (predicted x0 from h̃, "
                                  "direction from h) | symmetric: h̃ for the whole DDIM step", str,
                                  ("asymmetric", "symmetric")),

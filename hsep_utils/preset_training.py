@@ -19,7 +19,8 @@ from .train import InversionCache, TrainConfig, train_mapping
 
 def train_config(params: dict) -> TrainConfig:
     """The TrainConfig a preset's parameters (``presets.resolve``: every one present) describe."""
-    return TrainConfig(arch=params["arch"], depth=params["depth"], t_edit=params["t_edit"], n_steps=params["ddim_steps"],
+    return TrainConfig(arch=params["arch"], depth=params["depth"], t_edit=params["t_edit"],
+                       t_edit_max=params.get("t_edit_max"), n_steps=params["ddim_steps"],
                        lr=params["lr"], epochs=params["epochs"], max_batches=params["train_batches"],
                        batch_per_class=params["batch_per_class"], kl_temperature=params["kl_temperature"],
                        validate_every=params["validate_every"], common_adversary=params["common_adversary"],
@@ -63,10 +64,10 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
     def validate(net: MappingNetwork) -> dict:
         val_bg, val_tg = data["val_bg"], data["val_tg"]
         added, removed = edit_pairs(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit,
-                                    asymmetric=cfg.asymmetric)
+                                    asymmetric=cfg.asymmetric, t_edit_max=cfg.t_edit_max)
         return {**swap_success(classifier, val_bg.x, val_tg.x, added, removed),
                 "psnr_rec": reconstruction_psnr(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit,
-                                                cfg.asymmetric, n_recon_per_class)}
+                                                cfg.asymmetric, n_recon_per_class, cfg.t_edit_max)}
 
     return train_mapping(diffusion, data["train_bg"].x, data["train_tg"].x, data["train_bg"].keys,
                          data["train_tg"].keys, cfg, out_dir, validate=validate, id_embed=id_embed, lpips=lpips,

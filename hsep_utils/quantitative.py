@@ -29,11 +29,11 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     n = min(len(bg.x), len(tg.x)) if n is None else min(n, len(bg.x), len(tg.x))
     alpha = salient_strength(params)
     added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                                is_asymmetric(params), alpha)
+                                is_asymmetric(params), alpha, t_edit_max=params.get("t_edit_max"))
     domains = [("x", bg, added, tg, False), ("y", tg, removed, bg, True)]
     if alpha != 1.0:
         paper, _ = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                              is_asymmetric(params), remove=False)
+                              is_asymmetric(params), remove=False, t_edit_max=params.get("t_edit_max"))
         domains.append((PAPER_STRENGTH_ROW, bg, paper, tg, False))
     rows = []
     for domain, split, edited, opposite, is_target in domains:

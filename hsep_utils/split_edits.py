@@ -21,7 +21,7 @@ from .train import InversionCache
 def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
                n_steps: int, t_edit: int, n: int | None = None,
                asymmetric: bool = True, alpha: float = 1.0,
-               remove: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+               remove: bool = True, t_edit_max: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Background i takes target i's S (times ``alpha``, from its stored h trajectory); target i
     takes S = 0 (with ``remove`` False: only adding, the second is None). Under data parallelism each process edits its share and
     every process gets all edits back."""
@@ -36,14 +36,16 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
     for i in range(0, len(keys_bg), b):  # a chunk's donor trajectories at a time: bounded memory at any size
         sl = slice(i, i + b)
         a, rm = swap_salient(diffusion, net.eval(), cache(keys_bg[sl], x_bg[sl]), cache(keys_tg[sl], x_tg[sl]),
-                             n_steps, t_edit, alpha, asymmetric, remove, b, cache.h_trajectories(keys_tg[sl], x_tg[sl]))
+                             n_steps, t_edit, alpha, asymmetric, remove, b, cache.h_trajectories(keys_tg[sl], x_tg[sl]),
+                             t_edit_max)
         added.append(a.cpu())
         removed.append(rm.cpu() if remove else None)
     return r.gather(torch.cat(added)), r.gather(torch.cat(removed)) if remove else None
 
 
 def reconstruction_psnr(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
-                        n_steps: int, t_edit: int, asymmetric: bool = True, n_per_class: int | None = None) -> float:
+                        n_steps: int, t_edit: int, asymmetric: bool = True, n_per_class: int | None = None,
+                        t_edit_max: int | None = None) -> float:
     """Mean PSNR (dB) of both classes' images (the first ``n_per_class`` of each; None: all)
     reconstructed through the mapping network (own C and S); split across processes under data
     parallelism."""
@@ -55,6 +57,6 @@ def reconstruction_psnr(diffusion: Diffusion, net: MappingNetwork, cache: Invers
     psnr = torch.empty(0)
     if part.start < part.stop:
         rec = edit(diffusion, net.eval(), cache(keys[part], x[part]), is_target[part], n_steps, "reconstruct",
-                   t_edit, asymmetric=asymmetric, batch_size=cache.batch_size).cpu()
+                   t_edit, asymmetric=asymmetric, batch_size=cache.batch_size, t_edit_max=t_edit_max).cpu()
         psnr = psnr_per_image(rec, x[part].load())
     return r.gather(psnr).mean().item()

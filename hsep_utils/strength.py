@@ -53,7 +53,7 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
     rows = []
     for alpha in sorted(grid):  # the first α that reaches the target is the choice: larger ones are not edited
         added, _ = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                              is_asymmetric(params), alpha, remove=False)
+                              is_asymmetric(params), alpha, remove=False, t_edit_max=params.get("t_edit_max"))
         sr, counted = edit_success(classifier, originals, added, original_is_target=False)
         row = dict(alpha=alpha, sr_add=sr, sr_counted=counted, sr_add_low=rate_lower_bound(sr, counted, confidence))
         score = row["sr_add_low"]

@@ -17,20 +17,24 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-RENDERER_VERSION = 2
+RENDERER_VERSION = 5
 """Recorded in each toy dataset.json; raise it whenever ``render`` draws anything differently
-(2: glasses are wraparound sunglasses instead of thin rings)."""
+(2: glasses are wraparound sunglasses instead of thin rings; 5: the world screened as "renderer v5"
+in docs/experiments.md — every attribute drawn as layout, each with a salient sub-factor)."""
 ATTRIBUTES = ("glasses", "smile", "age", "gender")
 """Binary attributes. glasses/smile are local (eye / mouth region), age/gender are global."""
 
 _HAIR_COLOURS = np.array([[30, 25, 22], [90, 55, 30], [200, 160, 90], [150, 60, 30], [60, 40, 30]], float)
 _EYE_COLOURS = np.array([[60, 100, 190], [100, 60, 30], [60, 140, 70], [110, 110, 120]], float)
 _SKIN_LIGHT, _SKIN_DARK = np.array([245, 210, 185], float), np.array([120, 75, 50], float)
-_GREY_HAIR, _PALE = np.array([200, 200, 205], float), np.array([240, 228, 222], float)
-_FRAME_COLOURS = ((15, 15, 15), (95, 55, 25), (170, 20, 30))  # glasses frame: black, brown, red
-SHOWN_ONLY_WITH = {"glasses": {"frame_colour": range(len(_FRAME_COLOURS))}}
-"""Factors an image shows only while an attribute is on, with their values: a face without glasses
-has a frame colour that no pixel of it shows."""
+_LENS, _FRAME = (8, 8, 10), (20, 20, 22)  # the sunglasses: a near-black band in a black frame
+_MOUTH = (55, 12, 22)  # inside an open mouth
+SUB_FACTORS = ("lens_shape", "mouth_shape", "bald_pattern", "beard_style")
+SHOWN_ONLY_WITH = {"glasses": {"lens_shape": range(3)}, "smile": {"mouth_shape": range(3)},
+                   "age": {"bald_pattern": range(3)}, "gender": {"beard_style": range(3)}}
+"""The salient sub-factor of each attribute, with its values: shown only while the attribute is on
+(a face without glasses has a lens shape that no pixel of it shows), it varies between target
+images, so a swap can carry the donor's own salient content and ``donor_match`` can score it."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,10 @@ class ToyFactors:
     eye_spacing: float  # half the distance between the eyes
     eye_colour: int
     shirt_hue: float
-    frame_colour: int  # glasses frame: 0 black, 1 brown, 2 red
+    lens_shape: int = 0  # with glasses: 0 renderer 2's band, 1 a deep band up to the brows, 2 a band over the ears
+    mouth_shape: int = 0  # with a smile: 0 a wide grin, 1 a tall open laugh, 2 pulled to one side
+    bald_pattern: int = 0  # with age: 0 bald temples, 1 a bald middle, 2 bald above the brows
+    beard_style: int = 0  # with gender: 0 long, over the neck and chest, 1 short and full, 2 a moustache
     glasses: int = 0
     smile: int = 0
     age: int = 0
@@ -66,7 +73,7 @@ class ToyFactors:
     def counterfactuals(self, attribute: str) -> list["ToyFactors"]:
         """Every counterfactual this image allows, ``flipped`` first: turning an attribute on also
         chooses the factors only it shows (``SHOWN_ONLY_WITH``), which the image does not fix — a
-        face given glasses may rightly get any frame colour, whatever its unseen factor says."""
+        face given glasses may rightly get any lens shape, whatever its unseen factor says."""
         first = self.flipped(attribute)
         hidden = SHOWN_ONLY_WITH.get(attribute, {}) if getattr(first, attribute) else {}
         choices = [dict(zip(hidden, values)) for values in itertools.product(*hidden.values())]
@@ -74,7 +81,7 @@ class ToyFactors:
 
     def with_salient_of(self, donor: "ToyFactors", attribute: str) -> "ToyFactors":
         """The counterfactual a swap from ``donor`` should give: ``attribute`` flipped, and the factors
-        only it shows (``SHOWN_ONLY_WITH``: the glasses' frame colour) taken from the donor."""
+        only it shows (``SHOWN_ONLY_WITH``: e.g. the glasses' lens shape) taken from the donor."""
         first = self.flipped(attribute)
         hidden = SHOWN_ONLY_WITH.get(attribute, {}) if getattr(first, attribute) else {}
         return replace(first, **{k: getattr(donor, k) for k in hidden})
@@ -90,10 +97,12 @@ class ToyFactors:
 
 
 def sample_factors(seed: int, index: int, **attributes: int) -> ToyFactors:
-    """Identity factors drawn from a generator seeded by (seed, index); attributes are
-    independent fair coins unless given (e.g. ``glasses=1``)."""
+    """Identity factors drawn from a generator seeded by (seed, index), the sub-factors from one of
+    their own (so renderer 2's identities are unchanged); attributes are independent fair coins unless
+    given (e.g. ``glasses=1``)."""
     rng = np.random.default_rng([seed, index])
-    u = rng.random(20)
+    u = rng.random(20)  # u[13] drew renderer 2's frame colour, kept so that the other draws stay put
+    sub = np.random.default_rng([seed, index, 4]).random(len(SUB_FACTORS))
     drawn = {a: int(u[16 + i] < 0.5) for i, a in enumerate(ATTRIBUTES)}
     for name, value in attributes.items():
         if name not in ATTRIBUTES:
@@ -114,83 +123,103 @@ def sample_factors(seed: int, index: int, **attributes: int) -> ToyFactors:
         eye_spacing=float(0.085 + 0.03 * u[10]),
         eye_colour=int(u[11] * len(_EYE_COLOURS)),
         shirt_hue=float(u[12]),
-        frame_colour=int(u[13] * len(_FRAME_COLOURS)),
+        **{name: int(v * 3) for name, v in zip(SUB_FACTORS, sub)},
         **drawn,
     )
 
 
-def _rgb(c: np.ndarray) -> tuple[int, int, int]:
-    return tuple(int(v) for v in np.clip(np.round(c), 0, 255))
+def _rgb(c) -> tuple[int, int, int]:
+    return tuple(int(v) for v in np.clip(np.round(np.asarray(c, float)), 0, 255))
 
 
-def _mix(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
-    return (1 - w) * a + w * b
+def _mix(a, b, w: float) -> np.ndarray:
+    return (1 - w) * np.asarray(a, float) + w * np.asarray(b, float)
 
 
 def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
-    """Render factors to an RGB uint8 array of shape (size, size, 3)."""
+    """Render factors to an RGB uint8 array of shape (size, size, 3).
+
+    Every attribute is drawn as a change of layout, large enough that a 32 px base model's h carries
+    it (docs/experiments.md, renderers v3–v5: h carries where things are drawn far better than what
+    colour they are): glasses a near-black wraparound band (``lens_shape``); a smile an open mouth
+    that drops the jaw (``mouth_shape``); age a receding hairline and large ears (``bald_pattern``);
+    gender long hair behind the face against short hair, a wide jaw and a beard (``beard_style``)."""
     R = size * supersample
-    P = lambda v: v * R  # noqa: E731  fraction of the side -> pixels at render resolution
     img = Image.new("RGB", (R, R))
     d = ImageDraw.Draw(img)
-
     draw_background(d, f, R)
+    background = img.copy()  # shows again where an aged head has lost its hair
 
     skin = _mix(_SKIN_LIGHT, _SKIN_DARK, f.skin_tone)
     hair = _HAIR_COLOURS[f.hair_colour]
-    if f.age:  # global: grey hair, paler skin
-        hair = _mix(hair, _GREY_HAIR, 0.75)
-        skin = _mix(skin, _PALE, 0.35)
-    cx, cy, w, h = P(f.face_cx), P(f.face_cy), P(f.face_w), P(f.face_h)
-    top = cy - h
-
-    # shirt / shoulders
+    cx, cy, w, h = (v * R for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
+    top, ey, my = cy - h, cy - 0.08 * h, cy + 0.45 * h
     shirt = np.array(colorsys.hsv_to_rgb(f.shirt_hue, 0.6, 0.7)) * 255
     d.ellipse([cx - 1.9 * w, cy + 0.8 * h, cx + 1.9 * w, cy + 2.6 * h], fill=_rgb(shirt))
-    # gender-like (global): long hair falling behind the face vs short hair, wide jaw and beard
-    if not f.gender:
-        d.rounded_rectangle([cx - 1.25 * w, top - 0.1 * h, cx + 1.25 * w, cy + 1.1 * h],
-                            radius=int(0.6 * w), fill=_rgb(hair))
+    if not f.gender:  # long hair falling behind the face to the shoulders
+        d.rounded_rectangle([cx - 1.35 * w, top - 0.12 * h, cx + 1.35 * w, cy + 1.3 * h], radius=int(0.6 * w),
+                            fill=_rgb(hair))
+    if f.age:
+        img.paste(background, mask=_bald_mask(f, R))
+        for s in (-1, 1):  # large ears
+            x = cx + s * 1.0 * w
+            d.ellipse([x - 0.3 * w, ey - 0.25 * h, x + 0.3 * w, ey + 0.3 * h], fill=_rgb(skin * 0.92))
     d.rectangle([cx - 0.35 * w, cy + 0.6 * h, cx + 0.35 * w, cy + 1.2 * h], fill=_rgb(skin * 0.9))  # neck
+    chin = cy + (1.18 if f.smile else 1.0) * h
     d.ellipse([cx - w, cy - h, cx + w, cy + h], fill=_rgb(skin))
-    if f.gender:
-        d.ellipse([cx - 1.08 * w, cy - 0.1 * h, cx + 1.08 * w, cy + 0.98 * h], fill=_rgb(skin))
-        d.chord([cx - 1.0 * w, cy - 0.35 * h, cx + 1.0 * w, cy + 1.0 * h], 20, 160,
-                fill=_rgb(_mix(skin, hair, 0.45)))
-
-    draw_hair(d, f, hair, R)
-
-    if f.age:  # wrinkle lines on the forehead and at the eye corners
-        line = _rgb(skin * 0.72)
-        lw = max(1, int(0.03 * w))
-        for k in range(2):
-            y = cy - 0.45 * h + k * 0.09 * h
-            d.arc([cx - 0.5 * w, y - 0.05 * h, cx + 0.5 * w, y + 0.1 * h], 200, 340, fill=line, width=lw)
-        for s in (-1, 1):
-            x = cx + s * (P(f.eye_spacing) + 0.42 * w)
-            d.line([(x, cy - 0.12 * h), (x + s * 0.12 * w, cy - 0.2 * h)], fill=line, width=lw)
-            d.line([(x, cy - 0.02 * h), (x + s * 0.12 * w, cy + 0.02 * h)], fill=line, width=lw)
-
+    if f.smile:  # an open mouth drops the jaw: the face's lower half only, so the smile stays in its box
+        d.chord([cx - w, cy - (chin - cy), cx + w, chin], 0, 180, fill=_rgb(skin))
+    if f.gender:  # a wide jaw, and the beard style
+        d.ellipse([cx - 1.1 * w, cy - 0.1 * h, cx + 1.1 * w, chin - 0.02 * h], fill=_rgb(skin))
+        beard = _rgb(_mix(skin, hair, 0.85))
+        if f.beard_style == 0:  # long: hanging over the neck and chest
+            d.chord([cx - 1.05 * w, cy - 0.4 * h, cx + 1.05 * w, chin], 10, 170, fill=beard)
+            d.polygon([(cx - 0.75 * w, cy + 0.7 * h), (cx + 0.75 * w, cy + 0.7 * h), (cx + 0.3 * w, cy + 1.65 * h),
+                       (cx - 0.3 * w, cy + 1.65 * h)], fill=beard)
+        elif f.beard_style == 1:  # short full beard
+            d.chord([cx - 1.05 * w, cy - 0.4 * h, cx + 1.05 * w, chin], 10, 170, fill=beard)
+    hair_layer = Image.new("RGB", (R, R))
+    draw_hair(ImageDraw.Draw(hair_layer), f, np.array([255.0, 255, 255]), R)
+    hair_mask = hair_layer.convert("L")
+    if f.age:
+        hair_mask = Image.fromarray(np.minimum(np.asarray(hair_mask), 255 - np.asarray(_bald_mask(f, R))))
+    img.paste(_rgb(hair), mask=hair_mask)
     draw_eyes_and_nose(d, f, skin, hair, R)
 
-    # mouth (local): smile = open upward arc with teeth, neutral = closed straight line
-    my, mw = cy + 0.45 * h, 0.38 * w
-    lip = _rgb(_mix(skin, np.array([170, 40, 50.0]), 0.6))
-    if f.smile:
-        d.chord(_attribute_box(f, "smile", R), 0, 180, fill=lip)
-        d.chord([cx - 0.8 * mw, my - 0.15 * h, cx + 0.8 * mw, my + 0.08 * h], 0, 180, fill=(245, 245, 240))
+    lip = _rgb(_mix(skin, (170, 40, 50), 0.6))
+    if f.smile:  # the open mouth, by mouth shape
+        box = {0: [cx - 0.88 * w, my - 0.22 * h, cx + 0.88 * w, my + 0.42 * h],  # wide grin
+               1: [cx - 0.52 * w, my - 0.26 * h, cx + 0.52 * w, my + 0.68 * h],  # tall open laugh
+               2: [cx - 0.15 * w, my - 0.32 * h, cx + 0.9 * w, my + 0.45 * h]}[f.mouth_shape]  # pulled to one side
+        d.ellipse(box, fill=_MOUTH, outline=lip, width=supersample)
     else:
-        d.line([(cx - 0.8 * mw, my), (cx + 0.8 * mw, my)], fill=lip, width=max(2, int(0.07 * h)))
+        d.line([(cx - 0.3 * w, my), (cx + 0.3 * w, my)], fill=lip, width=max(2, int(0.07 * h)))
 
-    # glasses (local): wraparound sunglasses, a dark band across both eyes in a 1-px frame. (Thin
-    # rings were not carried by the 32 px base model's h: docs/experiments.md "how the toy glasses were chosen")
-    if f.glasses:
-        frame = _FRAME_COLOURS[f.frame_colour]
-        lens, er = tuple(int(0.35 * v) for v in frame), 0.2 * w  # er: the eye's radius
-        d.rounded_rectangle(_attribute_box(f, "glasses", R), radius=int(0.9 * er), fill=lens, outline=frame,
-                            width=supersample)
-
+    if f.glasses:  # a near-black band in a black frame, by lens shape
+        er = 0.2 * w
+        x0, y0, x1, y1 = _attribute_box(f, "glasses", R)
+        band = {0: [cx - 1.02 * w, ey - 1.25 * er, cx + 1.02 * w, ey + 1.25 * er],  # renderer 2's band
+                1: [cx - 1.02 * w, y0, cx + 1.02 * w, y1],  # deep: up to the brows
+                2: [x0, ey - 1.25 * er, x1, ey + 1.25 * er]}[f.lens_shape]  # ends over the ears
+        d.rounded_rectangle(band, radius=int(0.9 * er), fill=_LENS, outline=_FRAME, width=supersample)
     return np.asarray(img.resize((size, size), Image.BOX))
+
+
+def _bald_mask(f: ToyFactors, R: int) -> Image.Image:
+    """Where an aged head has lost its hair (255), by ``bald_pattern``: temples, middle, all."""
+    cx, cy, w, h = (v * R for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
+    top = cy - h
+    m = Image.new("L", (R, R), 0)
+    d = ImageDraw.Draw(m)
+    if f.bald_pattern == 0:  # bald temples: an M-shaped hairline, a tuft left in the middle
+        for s in (-1, 1):
+            x = cx + s * 0.62 * w
+            d.ellipse([x - 0.48 * w, top - 0.3 * h, x + 0.48 * w, cy - 0.3 * h], fill=255)
+    elif f.bald_pattern == 1:  # bald middle: hair left only over the ears
+        d.rectangle([cx - 0.62 * w, top - 0.3 * h, cx + 0.62 * w, cy - 0.3 * h], fill=255)
+    else:  # fully bald above the brows
+        d.rectangle([cx - 1.5 * w, top - 0.3 * h, cx + 1.5 * w, cy - 0.3 * h], fill=255)
+    return m
 
 
 def draw_background(d: ImageDraw.ImageDraw, f: ToyFactors, R: int) -> None:
@@ -240,15 +269,15 @@ def draw_eyes_and_nose(d: ImageDraw.ImageDraw, f: ToyFactors, skin: np.ndarray, 
 
 
 def _attribute_box(f: ToyFactors, attribute: str, side: float) -> tuple[float, float, float, float]:
-    """The box (x0, y0, x1, y1) a local attribute is drawn in, in pixels of an image ``side`` wide:
-    ``render`` draws the sunglasses band and the smile in it, ``attribute_region`` pads it."""
+    """The box (x0, y0, x1, y1) a local attribute is drawn in, whatever its sub-factor, in pixels of an
+    image ``side`` wide: ``render`` draws the sunglasses and the open mouth with its dropped jaw in it,
+    ``attribute_region`` pads it."""
     cx, cy, w, h = (v * side for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
     if attribute == "glasses":
         ey, er = cy - 0.08 * h, 0.2 * w
-        return (cx - 1.02 * w, ey - 1.25 * er, cx + 1.02 * w, ey + 1.25 * er)
-    if attribute == "smile":
-        my, mw = cy + 0.45 * h, 0.38 * w
-        return (cx - mw, my - 0.22 * h, cx + mw, my + 0.16 * h)
+        return (cx - 1.3 * w, ey - 2.0 * er, cx + 1.3 * w, ey + 1.6 * er)
+    if attribute == "smile":  # the open mouth and the dropped jaw (a wide jaw's outline moves from 0.1 h above cy)
+        return (cx - 1.12 * w, cy - 0.12 * h, cx + 1.12 * w, cy + 1.2 * h)
     raise ValueError(f"{attribute!r} is a global attribute: it has no region")
 
 

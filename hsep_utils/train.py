@@ -45,6 +45,7 @@ class TrainConfig:
     arch: str = DEFAULTS["arch"]
     depth: int = DEFAULTS["depth"]
     t_edit: int = DEFAULTS["t_edit"]  # training timesteps: 0 edits every step, 400 only the noisy part
+    t_edit_max: int | None = DEFAULTS["t_edit_max"]  # and below it only (None: up to T); the steps above run unedited
     n_steps: int = 20  # DDIM steps of inversion and generation
     lr: float = DEFAULTS["lr"]
     epochs: int = DEFAULTS["epochs"]
@@ -278,6 +279,11 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     return weighted_total(terms, cfg, image_weight), terms, eps, eps_direction
 
 
+def edited(t: int, cfg: TrainConfig) -> bool:
+    """Whether timestep ``t`` is in the edit window: t_edit <= t (< t_edit_max when given)."""
+    return cfg.t_edit <= t and (cfg.t_edit_max is None or t < cfg.t_edit_max)
+
+
 def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Diffusion, cache: InversionCache,
                   x_bg: Images, x_tg: Images, keys_bg: list[str], keys_tg: list[str], cfg: TrainConfig,
                   update: Callable[[torch.Tensor, dict, str], dict], r: Ranks = Ranks(), progress: bool = True) -> list[dict]:
@@ -286,13 +292,13 @@ def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Di
     ``cfg.latent_warmup_pool`` of ``x_bg`` and ``x_tg`` (``train_mapping`` passes them in the first epoch's
     order: the images its first batches reuse the inversions of) are generated once
     (``InversionCache.h_trajectories``, on disk beside the inversions) and each update draws
-    ``batch_per_class`` + ``batch_per_class`` of them at one random training timestep (t ≥ t_edit):
+    ``batch_per_class`` + ``batch_per_class`` of them at one random training timestep (``edited``):
     no U-Net call per update. The encoders learn to reproduce h there first, the slowest part of
     training on a CPU budget (docs/experiments.md, "the thin-ring world"). ``update(total, terms, where)`` makes the
     optimiser step and returns the terms' values (``where``: the step, for errors). Returns one log
     row per update."""
     seq = list(reversed(diffusion.timesteps(cfg.n_steps)))
-    usable = [k for k, t in enumerate(seq) if t >= cfg.t_edit]
+    usable = [k for k, t in enumerate(seq) if edited(t, cfg)]
     pools = []
     for x, keys in ((x_bg, keys_bg), (x_tg, keys_tg)):
         n = min(len(x), cfg.latent_warmup_pool)
@@ -363,7 +369,12 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
         return epoch_order(len(x_bg), cache.batch_size, g), epoch_order(len(x_tg), cache.batch_size, g)
 
     seq = diffusion.timesteps(cfg.n_steps)
-    pairs = [(t, tn) for t, tn in zip(reversed(seq), reversed([-1] + seq[:-1])) if t >= cfg.t_edit]
+    steps = list(zip(reversed(seq), reversed([-1] + seq[:-1])))
+    pairs = [(t, tn) for t, tn in steps if edited(t, cfg)]
+    if not pairs:
+        raise ValueError(f"no DDIM timestep of {cfg.n_steps} steps lies in the edit window t_edit {cfg.t_edit} <= t < "
+                         f"t_edit_max {cfg.t_edit_max}: widen it")
+    lead = [(t, tn) for t, tn in steps if t > pairs[0][0]]  # unedited steps before the first edited one
     n_batches = min(len(x_bg), len(x_tg)) // cfg.batch_per_class
     if n_batches == 0:
         raise ValueError(f"need at least batch_per_class={cfg.batch_per_class} images per class, "
@@ -475,6 +486,9 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
                 id_real = id_embed(x_real)
             if lpips is not None and cfg.lambdas["lpips"] > 0:
                 lpips_real = L.lpips_features(lpips, x_real)
+        with torch.no_grad():  # the noisiest steps, outside the edit window, with the original h
+            for t, t_next in lead:
+                x = ddim_update(x, diffusion.eps(x, t)[0], diffusion.alpha(t, x), diffusion.alpha(t_next, x))[0]
         for i, (t, t_next) in enumerate(pairs):
             total, terms, eps, eps_dir = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips,
                                                      id_real, lpips_real, r, cfg.image_weight(i, len(pairs)))

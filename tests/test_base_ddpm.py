@@ -74,7 +74,7 @@ def test_fine_tuning_refuses_a_missing_or_other_model(tmp_path):
 def test_cut_skips_stay_cut_through_training(tmp_path):
     from hsep_utils.hspace import encode, decode
 
-    base_ddpm.train(out=str(tmp_path / "m"), **{**TINY, "block_out_channels": (16, 16), "cut_skip_levels": (1,)})
+    base_ddpm.train(out=str(tmp_path / "m"), **{**TINY, "block_out_channels": (16, 16)})  # default: -1, the deepest level
     unet = load_diffusion(tmp_path / "m").unet
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -111,6 +111,19 @@ def test_edit_applies_exactly_at_t_at_least_t_edit(tiny_diffusion):
         assert torch.equal(hu, h * 0) if t >= 400 else torch.equal(hu, h)
 
 
+def test_edit_window_leaves_the_noisiest_steps_unedited(tiny_diffusion):
+    """t_edit_max: h̃ only at t_edit <= t < t_edit_max; the steps above follow the original h."""
+    seen = []
+    xT = torch.randn(1, 3, 16, 16)
+    _, traj = tiny_diffusion.generate(xT, 10, edit_fn=lambda h, t: seen.append(t) or h * 0, t_edit=200,
+                                      t_edit_max=600, return_trajectory=True)
+    assert seen == [t for t in reversed(ddim_timesteps(10)) if 200 <= t < 600] and seen
+    _, plain = tiny_diffusion.generate(xT, 10, return_trajectory=True)
+    for t, xt, x_plain in zip(traj.timesteps, traj.xt, plain.xt):
+        if t >= 600:  # not yet edited: the unedited trajectory itself
+            assert torch.equal(xt, x_plain)
+
+
 def test_ddim_update_takes_x0_from_eps_and_direction_from_eps_direction():
     x, eps, d = torch.tensor([1.0]), torch.tensor([0.5]), torch.tensor([-2.0])
     a_t, a_next = torch.tensor(0.25), torch.tensor(0.64)

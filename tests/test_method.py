@@ -161,6 +161,28 @@ def test_training_lowers_the_loss(tiny_diffusion, tmp_path):
     assert set(log["t"]) == set(tiny_diffusion.timesteps(4))
 
 
+def test_training_with_an_edit_window_starts_where_the_unedited_generation_is(tiny_diffusion, tmp_path, monkeypatch):
+    """t_edit_max: updates only at t_edit <= t < t_edit_max, from the x_t that the steps above reach with
+    the original h (what ``generate`` edits from)."""
+    import hsep_utils.train as train
+
+    x_bg, x_tg = _data(2, seed=1), _data(2, seed=2)
+    cfg = TrainConfig(arch="a", depth=2, n_steps=5, epochs=1, batch_per_class=2, t_edit=200, t_edit_max=700)
+    seen, real = {}, train.step_losses
+    monkeypatch.setattr(train, "step_losses", lambda net, d, x, t, *a, **k: seen.setdefault(t, x) is None or real(
+        net, d, x, t, *a, **k))
+    train_mapping(tiny_diffusion, x_bg, x_tg, ["b0", "b1"], ["t0", "t1"], cfg, tmp_path, progress=False)
+    window = [t for t in reversed(tiny_diffusion.timesteps(5)) if 200 <= t < 700]
+    assert list(seen) == window and len(window) < 5
+    _, plain = tiny_diffusion.generate(tiny_diffusion.invert(torch.cat([x_bg, x_tg]), 5), 5, return_trajectory=True)
+    reached = plain.xt[plain.timesteps.index(window[0])].flatten(1)
+    gaps = torch.cdist(seen[window[0]].flatten(1), reached)  # the batch holds the images in its own order
+    assert gaps.min(1).values.max() < 1e-2 and gaps.max() > 1  # float noise of another batch grouping; others ~500 away
+    with pytest.raises(ValueError, match="edit window"):
+        train_mapping(tiny_diffusion, x_bg, x_tg, ["b0", "b1"], ["t0", "t1"], replace(cfg, t_edit=700), tmp_path / "empty",
+                      progress=False)
+
+
 def _killed_at_validation(n: int):
     """A ``validate`` callback that simulates a kill at its n-th call."""
     calls = []
