@@ -80,6 +80,10 @@ def make_preset(name: str, background: str, target: str, base_model: str | None 
     if base_model is None:
         out = repo_path(base_out or f"models/{name}-ddpm-{size}px")
         params["base_model"] = str(train_base_model(manifest, dataset_dir, out, size, base_options or {}))
+        if {**BASE_DEFAULTS, **(base_options or {})}["cut_skip_levels"]:
+            from hsep_utils.base_ddpm import CUT_SKIPS_T_EDIT_MAX
+
+            params["t_edit_max"] = CUT_SKIPS_T_EDIT_MAX
     from hsep_utils.io import write_text
 
     header = f"# Bring-your-own preset written by data_prep.folders\n# python -m hsep_utils.reproduce --preset {params_out}\n"

@@ -52,6 +52,11 @@ DEFAULTS = dict(
     device="cpu",  # cpu | cuda; random draws are made on the CPU either way
 )
 
+CUT_SKIPS_T_EDIT_MAX = 600
+"""The edit window (``t_edit_max``) a model trained with ``cut_skip_levels`` needs: swapped at the
+noisiest steps, its h repaints the whole image (docs/experiments.md "the noisiest steps"). The toy
+presets set it; ``data_prep.folders`` writes it into the preset of a base model it trains."""
+
 
 def build_unet(size: int, block_out_channels, layers_per_block: int, attention_levels, norm_num_groups: int):
     """The one way to build a base U-Net from config."""

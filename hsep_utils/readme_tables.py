@@ -26,7 +26,7 @@ HEADER = ("| preset | domain | ↓ LPIPS | ↓ MSE | ↑ PSNR (dB) | ↑ ID | �
 # transfer and locality (toy presets whose table has them): does the edit carry the donor's own
 # sub-factors, and does it keep the image outside the attribute?
 TRANSFER = ("sr", "oracle_sr", "oracle_sr_donor", "donor_match", "psnr_outside", "cf_mse_ratio")
-TRANSFER_HEADER = ("| preset | test population | domain | ↑ SR | ↑ oracle SR, any colour | ↑ oracle SR, donor's | "
+TRANSFER_HEADER = ("| preset | test population | domain | ↑ SR | ↑ oracle SR, any sub-factor | ↑ oracle SR, donor's | "
                    "↑ donor match | ↑ PSNR outside (dB) | ↓ CF MSE ratio |\n|---|---|---|---:|---:|---:|---:|---:|---:|")
 
 # The paper's Tables 1–4 (x: background + attribute, y: target − attribute); PSNR, oracle SR and

@@ -13,6 +13,20 @@ def test_toy_presets_load_and_fill_sizes():
     assert with_scale({"scale": "smoke", "n_test_per_class": 3})["n_test_per_class"] == 3
 
 
+def test_toy_presets_edit_where_their_base_model_needs():
+    """The committed toy model is blind to its deepest skips: its presets leave the noisiest steps
+    unedited (``CUT_SKIPS_T_EDIT_MAX``); the paper's presets edit from x_T."""
+    import json
+
+    from hsep_utils.base_ddpm import CUT_SKIPS_T_EDIT_MAX
+    from hsep_utils.parameters import REPO_ROOT
+
+    assert json.loads((REPO_ROOT / "models/toy-ddpm-32/training.json").read_text())["config"]["cut_skip_levels"]
+    for name in known_presets():
+        p = load_preset(name)
+        assert p.get("t_edit_max") == (CUT_SKIPS_T_EDIT_MAX if p["dataset_kind"] == "toy" else None), name
+
+
 @pytest.mark.parametrize("key", ["latent_warmup_steps", "ema_decay"])
 def test_beyond_the_paper_is_on_for_toy_presets_and_off_for_the_papers_datasets(key):
     """The latent warm-up and the weight average are beyond the paper: the real presets keep the

@@ -312,6 +312,7 @@ def test_bring_your_own_end_to_end(tmp_path):
     """Two folders of odd-sized images → dataset, a base DDPM trained for two steps, preset YAML,
     and every notebook through the batch runner."""
     from data_prep.folders import main as folders_main
+    from hsep_utils import base_ddpm
     from hsep_utils.reproduce import run_preset
 
     for k in range(14):
@@ -327,6 +328,7 @@ def test_bring_your_own_end_to_end(tmp_path):
                  + [a for opt in tiny for a in ["--base-option", *opt.split(" ", 1)]])
     preset = load_preset(yaml_path)
     assert preset["dataset_kind"] == "folders" and preset["attribute"] == "hats"
+    assert preset["t_edit_max"] == base_ddpm.CUT_SKIPS_T_EDIT_MAX  # its base model is blind to the deepest skips
     assert (tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors").exists()
     out = run_preset(str(yaml_path), {"device": "cpu"}, log=lambda *_: None)
     counts = pd.read_csv(out / "split_counts.csv")
