@@ -23,7 +23,7 @@ import torch
 
 from world_screen import images
 from hsep_utils.datasets import toy_counterfactual_set
-from hsep_utils.diffusion import ddim_update, load_diffusion
+from hsep_utils.diffusion import ddim_update, in_edit_window, load_diffusion
 from hsep_utils.evaluation import cf_mse_ratio, oracle_success, toy_regions
 from hsep_utils.hspace import Encoded, encode, decode
 from hsep_utils.plotting import save_grid
@@ -39,7 +39,7 @@ def generate_with(diffusion, xT: torch.Tensor, cT: torch.Tensor, n_steps: int, s
     x, c = xT.clone(), cT.clone()
     for t, t_next in zip(reversed(seq), reversed([-1] + seq[:-1])):
         ex, ec = encode(diffusion.unet, x, t), encode(diffusion.unet, c, t)
-        if window[0] <= t < window[1]:
+        if in_edit_window(t, *window):
             skips = tuple(sc if swap_skips and sx.shape[-1] == ec.h.shape[-1] else sx for sx, sc in zip(ex.skips, ec.skips))
             eps = decode(diffusion.unet, Encoded(ec.h, ex.emb, skips, ex.dtype))
         else:

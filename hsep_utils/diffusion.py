@@ -33,6 +33,12 @@ def ddim_timesteps(n_steps: int, num_train_timesteps: int = 1000) -> list[int]:
     return [int(t) for t in np.round(np.linspace(0, num_train_timesteps - 1, n_steps))]
 
 
+def in_edit_window(t: int, t_edit: int, t_edit_max: int | None) -> bool:
+    """Whether timestep ``t`` is edited: t_edit <= t, and t < t_edit_max when given (the noisiest
+    steps left to the original h)."""
+    return t_edit <= t and (t_edit_max is None or t < t_edit_max)
+
+
 def ddim_update(x: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor, a_next: torch.Tensor,
                 eta: float = 0.0, generator: torch.Generator | None = None,
                 eps_direction: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,7 +147,7 @@ class Diffusion:
         x, traj = xT.to(self.device), Trajectory()
         for t, t_next in tqdm(list(zip(reversed(seq), reversed([-1] + seq[:-1]))), desc="generate",
                               disable=not progress):
-            editing = edit_fn is not None and t_edit <= t and (t_edit_max is None or t < t_edit_max)
+            editing = edit_fn is not None and in_edit_window(t, t_edit, t_edit_max)
             if editing and asymmetric:
                 eps, eps_direction, h, h_used = self.eps_pair(x, t, edit_fn)
             else:

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm  # text bars: ipywidgets ones keep only their first state in executed notebooks
 
 from . import losses as L
-from .diffusion import Diffusion, ddim_update
+from .diffusion import Diffusion, ddim_update, in_edit_window
 from .distributed import Ranks, ranks
 from .edit import check_compatible
 from .ema import ema_update
@@ -279,11 +279,6 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     return weighted_total(terms, cfg, image_weight), terms, eps, eps_direction
 
 
-def edited(t: int, cfg: TrainConfig) -> bool:
-    """Whether timestep ``t`` is in the edit window: t_edit <= t (< t_edit_max when given)."""
-    return cfg.t_edit <= t and (cfg.t_edit_max is None or t < cfg.t_edit_max)
-
-
 def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Diffusion, cache: InversionCache,
                   x_bg: Images, x_tg: Images, keys_bg: list[str], keys_tg: list[str], cfg: TrainConfig,
                   update: Callable[[torch.Tensor, dict, str], dict], r: Ranks = Ranks(), progress: bool = True) -> list[dict]:
@@ -292,13 +287,13 @@ def latent_warmup(net: MappingNetwork, opt: torch.optim.Optimizer, diffusion: Di
     ``cfg.latent_warmup_pool`` of ``x_bg`` and ``x_tg`` (``train_mapping`` passes them in the first epoch's
     order: the images its first batches reuse the inversions of) are generated once
     (``InversionCache.h_trajectories``, on disk beside the inversions) and each update draws
-    ``batch_per_class`` + ``batch_per_class`` of them at one random training timestep (``edited``):
+    ``batch_per_class`` + ``batch_per_class`` of them at one random training timestep (``in_edit_window``):
     no U-Net call per update. The encoders learn to reproduce h there first, the slowest part of
     training on a CPU budget (docs/experiments.md, "the thin-ring world"). ``update(total, terms, where)`` makes the
     optimiser step and returns the terms' values (``where``: the step, for errors). Returns one log
     row per update."""
     seq = list(reversed(diffusion.timesteps(cfg.n_steps)))
-    usable = [k for k, t in enumerate(seq) if edited(t, cfg)]
+    usable = [k for k, t in enumerate(seq) if in_edit_window(t, cfg.t_edit, cfg.t_edit_max)]
     pools = []
     for x, keys in ((x_bg, keys_bg), (x_tg, keys_tg)):
         n = min(len(x), cfg.latent_warmup_pool)
@@ -370,7 +365,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
 
     seq = diffusion.timesteps(cfg.n_steps)
     steps = list(zip(reversed(seq), reversed([-1] + seq[:-1])))
-    pairs = [(t, tn) for t, tn in steps if edited(t, cfg)]
+    pairs = [(t, tn) for t, tn in steps if in_edit_window(t, cfg.t_edit, cfg.t_edit_max)]
     if not pairs:
         raise ValueError(f"no DDIM timestep of {cfg.n_steps} steps lies in the edit window t_edit {cfg.t_edit} <= t < "
                          f"t_edit_max {cfg.t_edit_max}: widen it")
@@ -486,8 +481,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
                 id_real = id_embed(x_real)
             if lpips is not None and cfg.lambdas["lpips"] > 0:
                 lpips_real = L.lpips_features(lpips, x_real)
-        with torch.no_grad():  # the noisiest steps, outside the edit window, with the original h
-            for t, t_next in lead:
+            for t, t_next in lead:  # the noisiest steps, outside the edit window, with the original h
                 x = ddim_update(x, diffusion.eps(x, t)[0], diffusion.alpha(t, x), diffusion.alpha(t_next, x))[0]
         for i, (t, t_next) in enumerate(pairs):
             total, terms, eps, eps_dir = step_losses(net, diffusion, x, t, x_real, is_target, cfg, id_embed, lpips,
