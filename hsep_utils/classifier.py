@@ -59,11 +59,14 @@ class ResNetClassifier(nn.Module):
 
 SMALL_CNN_RECORD = dict(kind="small-cnn", init="scratch")
 """What a SmallCNN is (also assumed for classifier files saved before records existed)."""
-ROLES = {"selection": dict(half=0, seed_offset=0, width=32, blocks=3),
-         "judge": dict(half=1, seed_offset=1, width=48, blocks=4)}
+ROLES = {"selection": dict(half=0, seed_offset=0, width=32, blocks=4, small_cnn_epochs=15),
+         "judge": dict(half=1, seed_offset=1, width=48, blocks=4, small_cnn_epochs=15)}
 """Two attribute classifiers, apart in training images, seed and (toy) architecture: ``selection``
 picks the checkpoint and α; ``judge`` scores the tables. A network chosen against one classifier is
-not judged by it."""
+not judged by it. The SmallCNNs have 4 blocks and 15 epochs: with 3 blocks and 5 the selection one
+misread up to 31 % of a preset's validation images or their counterfactuals (toy-age, toy-smile),
+with 4 and 15 at most 1.6 % (``benchmarks/classifier_strength.py``, docs/experiments.md). The ResNet
+trains ``train_classifier``'s default epochs."""
 
 RESNET_MIN_SIZE = 64
 """Images at least this large (the real presets, 256 px) get the ResNet-18; smaller ones the SmallCNN."""
@@ -87,7 +90,8 @@ def build_classifier(image_size: int, imagenet_weights=None, width: int = 32, bl
 def describe(record: dict) -> str:
     """One line for notebooks and tables: which classifier, and from what start."""
     if record["kind"] == "small-cnn":
-        return f"SmallCNN (width {record.get('width', 32)}, {record.get('blocks', 3)} blocks) trained from scratch"
+        return (f"SmallCNN (width {record.get('width', 32)}, {record.get('blocks', 3)} blocks) trained from scratch"
+                + (f" for {record['epochs']} epochs" if "epochs" in record else ""))
     if record["init"] == "imagenet":
         return f"ResNet-18 fine-tuned from ImageNet ({record['weights']})"
     return f"ResNet-18 trained from scratch ({record.get('why', 'no ImageNet weights')})"
@@ -156,9 +160,11 @@ def fit_attribute_classifier(data: dict, seed: int = 0, progress: bool = True, d
     torch.manual_seed(seed)
     model, record = build_classifier(x.shape[-1], width=r["width"], blocks=r["blocks"])
     record["role"] = role
+    epochs = dict(epochs=r["small_cnn_epochs"]) if isinstance(model, SmallCNN) else {}
+    record.update(epochs)
     print(f"attribute classifier ({role}): {describe(record)}, {len(x)} training images")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = train_classifier(model.to(device), x, y, seed=seed, progress=progress)
+    model = train_classifier(model.to(device), x, y, seed=seed, progress=progress, **epochs)
     model.record = record
     correct = torch.cat([~predict(model, data["test_bg"].x), predict(model, data["test_tg"].x)])
     return model, correct.float().mean().item()

@@ -483,9 +483,9 @@ def test_the_judge_is_trained_apart_from_the_selection_classifier(tmp_path, monk
     seen = []
     real_train = C.train_classifier
 
-    def train(model, x, y, seed, progress):
+    def train(model, x, y, seed, progress, **kw):
         seen.append((x.load(), seed))  # x: the training images, read as batches
-        return real_train(model, x, y, seed=seed, progress=progress)
+        return real_train(model, x, y, seed=seed, progress=progress, **kw)
 
     monkeypatch.setattr(C, "train_classifier", train)
     data = _two_class_data(32, 16)
@@ -500,7 +500,7 @@ def test_the_judge_is_trained_apart_from_the_selection_classifier(tmp_path, monk
     loaded, _ = C.load_classifier(tmp_path / "judge.pt")
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     torch.testing.assert_close(loaded(x), judge(x))
-    assert "width 48, 4 blocks" in C.describe(loaded.record)
+    assert "width 48, 4 blocks) trained from scratch for 15 epochs" in C.describe(loaded.record)
 
 
 def test_the_id_metric_is_not_the_id_loss(tmp_path, monkeypatch):
