@@ -71,4 +71,5 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
 
     return train_mapping(diffusion, data["train_bg"].x, data["train_tg"].x, data["train_bg"].keys,
                          data["train_tg"].keys, cfg, out_dir, validate=validate, id_embed=id_embed, lpips=lpips,
-                         inversion_dir=inversion_dir, progress=progress, eval_batch_size=eval_batch_size)
+                         inversion_dir=inversion_dir, progress=progress, eval_batch_size=eval_batch_size,
+                         validated_by=getattr(classifier, "record", None))

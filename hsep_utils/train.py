@@ -340,13 +340,16 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
                   keys_tg: list[str], cfg: TrainConfig, out_dir: str | Path,
                   validate: Callable[[MappingNetwork], dict] | None = None, id_embed: Callable | None = None,
                   lpips=None, inversion_dir: Path | None = None, checkpoint_every: int = 10,
-                  progress: bool = True, eval_batch_size: int = DEFAULTS["eval_batch_size"]) -> MappingNetwork:
+                  progress: bool = True, eval_batch_size: int = DEFAULTS["eval_batch_size"],
+                  validated_by: dict | None = None) -> MappingNetwork:
     """Train (or resume) a mapping network; writes ``last.pt``, ``best.pt``, ``train_log.csv`` and
     ``val_log.csv`` in ``out_dir``. ``validate(net)`` returns metrics with an ``sr`` key (and
     optionally ``sr_min``, ``psnr_rec``) that pick the best checkpoint (``selection_key``); without
     it the last one is also the best. ``eval_batch_size``: images per inversion and per generation
     of the warm-up's h trajectories. ``x_bg`` / ``x_tg`` are read a batch at a time (``images.Images``),
-    and each class is inverted in its canonical groups (``InversionCache.register``)."""
+    and each class is inverted in its canonical groups (``InversionCache.register``). ``validated_by``:
+    what ``validate`` judges with (the selection classifier's record), kept in ``last.pt``: a resume
+    validated by another judge would rank its checkpoints on two scales, so it is refused."""
     x_bg, x_tg = as_images(x_bg), as_images(x_tg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -385,6 +388,9 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
             raise ValueError(f"{last} was trained with {recorded}, not {asdict(cfg)}: "
                              f"use another output folder or delete it")
         check_compatible(ck["net_config"], diffusion, f"{last} cannot resume here: use another output folder or delete it")
+        if ck.get("validated_by") != _jsonable(validated_by):
+            raise ValueError(f"{last} was validated by {ck.get('validated_by')}, not {validated_by} (the selection "
+                             f"classifier changed): use another output folder or delete it")
         net = MappingNetwork(**ck["net_config"]).to(dev)
         net.load_state_dict(ck.get("train_net", ck["net"]))
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -415,7 +421,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
         if not r.is_main:
             return
         state = dict(net=evaluated.state_dict(), net_config=net.config(), epoch=epoch, batch=batch, best=best,
-                     elapsed=time.time() - t0, train_config=_jsonable(asdict(cfg)))
+                     elapsed=time.time() - t0, train_config=_jsonable(asdict(cfg)),
+                     validated_by=_jsonable(validated_by))
         if resumable:
             state.update(opt=opt.state_dict(), rows=rows, val_rows=val_rows, updates=updates)
             if ema is not None:

@@ -219,6 +219,9 @@ def test_training_resumes_with_identical_state(tiny_diffusion, tmp_path):
     with pytest.raises(ValueError, match="trained with"):
         train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, TrainConfig(depth=3, batch_per_class=2), tmp_path / "cut",
                       progress=False)
+    with pytest.raises(ValueError, match="selection classifier changed"):  # its checkpoints were ranked by another judge
+        train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / "cut", progress=False,
+                      validated_by={"kind": "small-cnn", "blocks": 4})
     # written before the asymmetric reverse process became the default: it was trained symmetric
     ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     del ck["train_config"]["asymmetric"]
