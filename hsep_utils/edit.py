@@ -1,7 +1,8 @@
 """Edits with a trained mapping network (Eq. 4), in chunks of ``batch_size`` images.
 
 At every step t ≥ t_edit (and t < t_edit_max when given) the edited images use h̃ = f(C, α·S′): C from their own h, S′ their own S
-(reconstruct), zero (remove) or a donor's S at the same timestep (swap). Donors are generated in
+(reconstruct), zero (remove) or a donor's S at the same timestep (swap); or, ``residual``,
+h + f(C, α·S′) − f(C, S). Removing at strength β takes S′ = (1 − β)·S: β = 1 is S = 0. Donors are generated in
 the same batch from their own inversions, with their original h, so their S at step t comes from
 the trajectory they would follow unedited; or that trajectory's h is given (``donor_h``), stored
 once per donor (``InversionCache.h_trajectories``) instead of generated again for every edit.
@@ -32,13 +33,17 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
          mode: str = "reconstruct", t_edit: int = 0, donor_xT: torch.Tensor | None = None,
          donor_is_target: torch.Tensor | None = None, alpha: float = 1.0, asymmetric: bool = True,
          batch_size: int | None = None, donor_h: torch.Tensor | None = None,
-         t_edit_max: int | None = None) -> torch.Tensor:
+         t_edit_max: int | None = None, residual: bool = False) -> torch.Tensor:
     """Generate edited images from inverted latents ``xT`` (N, 3, H, W); returns (N, 3, H, W).
+    ``alpha``: the strength of the edit — S′ = α·(own S) reconstructing, α·(donor's S) swapping, and
+    (1 − α)·(own S) removing (α = 1: S = 0, the paper's removal; α > 1 goes past it).
     ``asymmetric``: the reverse process of ``Diffusion.generate`` (the paper's Eq. 4 by default).
     ``batch_size``: images per generation (a swap's donors ride along with their images); None: all.
     ``donor_h`` (swap, instead of ``donor_xT``): the donors' h along their unedited generation,
     (N, n_steps, C, H, W) in generation order (``InversionCache.h_trajectories``): a swap then
-    generates only its images, half the U-Net passes of generating the donors beside them."""
+    generates only its images, half the U-Net passes of generating the donors beside them.
+    ``residual`` (beyond the paper): h + f(C, α·S′) − f(C, S) instead of f(C, α·S′), so the mapping
+    network's reconstruction error of h cancels and only the change of S edits the image."""
     if mode not in MODES:
         raise ValueError(f"unknown edit mode {mode!r}; known: {', '.join(MODES)}")
     check_compatible(net.config(), diffusion)
@@ -50,7 +55,7 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
         part = lambda v, i: None if v is None else v[i:i + batch_size]  # noqa: E731
         return torch.cat([edit(diffusion, net, xT[i:i + batch_size], is_target[i:i + batch_size], n_steps, mode, t_edit,
                                part(donor_xT, i), part(donor_is_target, i), alpha, asymmetric, None, part(donor_h, i),
-                               t_edit_max)
+                               t_edit_max, residual)
                           for i in range(0, n, batch_size)])
     cls = is_target.to(torch.bool).to(xT.device)
     riding = mode == "swap" and donor_h is None  # the donors are generated in the same batch
@@ -64,8 +69,10 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
         if mode == "swap" and not riding:
             h = torch.cat([h, donor_h[:, step[t]].to(h)])
         c, s = net.split(h, t, cls)
-        s_new = {"reconstruct": s[:n], "remove": torch.zeros_like(s[:n]), "swap": s[n:]}[mode]
-        mixed = net.combine(c[:n], alpha * s_new)
+        s_new = {"reconstruct": alpha * s[:n], "remove": (1 - alpha) * s[:n], "swap": alpha * s[n:]}[mode]
+        mixed = net.combine(c[:n], s_new)
+        if residual:
+            mixed = h[:n] + mixed - net.combine(c[:n], s[:n])
         return torch.cat([mixed, h[n:]]) if riding else mixed
 
     return diffusion.generate(xT, n_steps, edit_fn=edit_fn, t_edit=t_edit, asymmetric=asymmetric,
@@ -76,17 +83,20 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
 def swap_salient(diffusion: Diffusion, net: MappingNetwork, xT_bg: torch.Tensor, xT_tg: torch.Tensor, n_steps: int,
                  t_edit: int = 0, alpha: float = 1.0, asymmetric: bool = True, remove: bool = True,
                  batch_size: int | None = None,
-                 h_tg: torch.Tensor | None = None,
-                 t_edit_max: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The paper's swap: background images take the paired target's S (attribute added); target
-    images take S = 0 (attribute removed). Returns (edited backgrounds, edited targets); with
-    ``remove`` False the targets are only donors and the second is None. ``h_tg``: the targets' h
-    along their unedited generation (``edit``'s ``donor_h``), when already at hand."""
-    bg, tg = torch.zeros(len(xT_bg), dtype=torch.bool), torch.ones(len(xT_tg), dtype=torch.bool)
-    added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, None if h_tg is not None else xT_tg, tg, alpha,
-                 asymmetric, batch_size, h_tg, t_edit_max)
-    removed = None
+                 h_tg: torch.Tensor | None = None, t_edit_max: int | None = None, residual: bool = False,
+                 removal_strength: float = 1.0, add: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The paper's swap: background images take the paired target's S (attribute added, S′ = α·S_target); target
+    images take S = 0 (attribute removed; with ``removal_strength`` β, S′ = (1 − β)·S). Returns (edited
+    backgrounds, edited targets); with ``remove`` False the targets are only donors and the second is
+    None, with ``add`` False the first. ``h_tg``: the targets' h along their unedited generation
+    (``edit``'s ``donor_h``), when already at hand. ``residual``: ``edit``'s."""
+    tg = torch.ones(len(xT_tg), dtype=torch.bool)
+    added = removed = None
+    if add:
+        bg = torch.zeros(len(xT_bg), dtype=torch.bool)
+        added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, None if h_tg is not None else xT_tg, tg, alpha,
+                     asymmetric, batch_size, h_tg, t_edit_max, residual)
     if remove:
-        removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=alpha, asymmetric=asymmetric,
-                       batch_size=batch_size, t_edit_max=t_edit_max)
+        removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=removal_strength,
+                       asymmetric=asymmetric, batch_size=batch_size, t_edit_max=t_edit_max, residual=residual)
     return added, removed

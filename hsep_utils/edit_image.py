@@ -65,20 +65,24 @@ def first_test_image(params: dict, cls: str, size: int) -> tuple[torch.Tensor, s
 def edit_image(diffusion, net, params: dict, x: torch.Tensor, add: bool, alphas: list[float] = (1.0,),
                donor: torch.Tensor | None = None) -> torch.Tensor:
     """Edits of images ``x`` (N, 3, H, W), (len(alphas) · N, 3, H, W): the attribute added with
-    ``donor``'s S (one donor per image, or one for all) times each α, or removed (α unused)."""
+    ``donor``'s S (one donor per image, or one for all) times each α, or removed (α unused: S′ = (1 − β)·S
+    at the preset's removal strength β, 1 being S = 0)."""
     from .edit import edit
-    from .parameters import is_asymmetric
+    from .parameters import is_asymmetric, is_residual
+    from .strength import salient_strength
 
     steps, t_edit, asym, device = params["ddim_steps"], params["t_edit"], is_asymmetric(params), diffusion.device
+    window = dict(t_edit_max=params.get("t_edit_max"), residual=is_residual(params))
     xT = diffusion.invert(x.to(device), steps)
     n = len(x)
     if not add:
-        return edit(diffusion, net, xT, torch.ones(n, dtype=torch.bool), steps, "remove", t_edit, asymmetric=asym,
-                    batch_size=params["eval_batch_size"], t_edit_max=params.get("t_edit_max")).cpu()
+        return edit(diffusion, net, xT, torch.ones(n, dtype=torch.bool), steps, "remove", t_edit,
+                    alpha=salient_strength(params, "remove"), asymmetric=asym, batch_size=params["eval_batch_size"],
+                    **window).cpu()
     donor_xT = diffusion.invert(donor.to(device), steps).expand(n, -1, -1, -1)
     bg, tg = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
     return torch.cat([edit(diffusion, net, xT, bg, steps, "swap", t_edit, donor_xT, tg, alpha, asym,
-                           params["eval_batch_size"], t_edit_max=params.get("t_edit_max")).cpu()
+                           params["eval_batch_size"], **window).cpu()
                       for alpha in alphas])
 
 

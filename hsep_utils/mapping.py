@@ -9,11 +9,16 @@ Choices the paper leaves open, and what we do:
   and the output multiplied back, so one learning rate suits any base model.
 - The classification head (shared by C and S) is global average pooling + a linear layer to one
   logit; the KL head on C is a 1×1 conv to ``kl_bins`` logits, globally average-pooled.
+- The optional class adversary on C (beyond the paper) reads pooled C through a linear layer
+  (``adversary_head`` pooled), which only sees C's channel means, or C's map through
+  Conv3×3 + LeakyReLU + Conv1×1 before pooling (conv), which also sees where things are.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+ADVERSARY_HEADS = ("pooled", "conv")
 
 ARCHITECTURES = {
     # name: (separate specific encoders per class, fused recombination)
@@ -50,10 +55,12 @@ class MappingNetwork(nn.Module):
     """Splits h into (C, S) and recombines them; architecture (a)–(d) of Fig. 8."""
 
     def __init__(self, channels: int, arch: str = "a", depth: int = 8, kl_bins: int = 16,
-                 time_input: bool = True, h_scale: float = 1.0) -> None:
+                 time_input: bool = True, h_scale: float = 1.0, adversary_head: str = "pooled") -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+        if adversary_head not in ADVERSARY_HEADS:
+            raise ValueError(f"unknown adversary head {adversary_head!r}; known: {', '.join(ADVERSARY_HEADS)}")
         self.arch, self.channels, self.depth = arch, channels, depth
         self.two_specific, self.fused = ARCHITECTURES[arch]
         self.register_buffer("h_scale", torch.tensor(float(h_scale)))
@@ -64,11 +71,13 @@ class MappingNetwork(nn.Module):
             if self.fused else None
         self.class_head = nn.Linear(channels, 1)
         self.kl_head = nn.Conv2d(channels, kl_bins, 1)
-        self.adversary = nn.Linear(channels, 1)  # only trained when TrainConfig.common_adversary > 0
+        self.adversary_head = adversary_head  # the adversary is only trained when TrainConfig.common_adversary > 0
+        self.adversary = nn.Linear(channels, 1) if adversary_head == "pooled" else nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(channels, 1, 1))
 
     def config(self) -> dict:
         return dict(channels=self.channels, arch=self.arch, depth=self.depth, kl_bins=self.kl_head.out_channels,
-                    time_input=self.shared.time_input, h_scale=float(self.h_scale))
+                    time_input=self.shared.time_input, h_scale=float(self.h_scale), adversary_head=self.adversary_head)
 
     def common(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.shared(h / self.h_scale, t)
@@ -104,9 +113,12 @@ class MappingNetwork(nn.Module):
         return self.class_head(code.mean((2, 3))).squeeze(1)
 
     def adversary_logit(self, c: torch.Tensor) -> torch.Tensor:
-        """Class logit of pooled C through a gradient-reversal layer: the adversary learns to tell
-        the classes apart from C while the encoders learn to make C uninformative (beyond the paper)."""
-        return self.adversary(_ReverseGrad.apply(c.mean((2, 3)))).squeeze(1)
+        """Class logit of C through a gradient-reversal layer: the adversary learns to tell the
+        classes apart from C while the encoders learn to make C uninformative (beyond the paper)."""
+        c = _ReverseGrad.apply(c)
+        if self.adversary_head == "pooled":
+            return self.adversary(c.mean((2, 3))).squeeze(1)
+        return self.adversary(c).mean((1, 2, 3))
 
     def kl_logits(self, c: torch.Tensor) -> torch.Tensor:
         """The KL head on C: pooled logits (B, kl_bins)."""

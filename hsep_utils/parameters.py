@@ -150,13 +150,24 @@ PARAMETERS: dict[str, Parameter] = {
                                       "small where x0 is still a guess (the paper's code)", str, ("constant", "cosine")),
     "common_adversary": Parameter(0.0, "beyond the paper: weight of a gradient-reversal class adversary on C (0: off)",
                                   NUMBER),
+    "common_adversary_head": Parameter("pooled", "beyond the paper: what the class adversary on C reads: pooled — a "
+                                       "linear layer on C's channel means; conv — a small conv net on C's map, then "
+                                       "pooled (it also sees where things are)", str, ("pooled", "conv")),
     "image_loss_every": Parameter(1, "beyond the paper (faster): image losses (ID, pixel, LPIPS) on every k-th step "
                                   "only (1: every step)", int),
+    "edit_form": Parameter("replace", "how an edit uses h̃: replace — h̃ = f(C, α·S′) stands in for h (the paper); "
+                           "residual (beyond the paper) — h + f(C, α·S′) − f(C, S): only the change of S edits, the "
+                           "mapping network's error in reconstructing h cancels", str, ("replace", "residual")),
     "salient_strength": Parameter(1.0, "beyond the paper: α of h̃ = f(C, α·S) when adding, notebooks 03–04 (1: the "
                                   "paper; auto: notebook 02 picks the smallest α of 1 … 3 whose validation adding SR "
                                   "reaches strength_target_sr with 90 % confidence, on toy presets the oracle SR too; "
                                   "notebook 04 also reports α = 1 when the strength differs)", NUMBER, words=("auto",)),
-    "strength_target_sr": Parameter(0.9, "salient_strength auto: the validation adding SR asked for", NUMBER),
+    "removal_strength": Parameter(1.0, "beyond the paper: β of S′ = (1 − β)·S when removing, notebooks 03–04 (1: "
+                                  "S = 0, the paper; above 1 past it; auto: as salient_strength's, on the validation "
+                                  "removal SR; notebook 04 also reports β = 1 when the strength differs)", NUMBER,
+                                  words=("auto",)),
+    "strength_target_sr": Parameter(0.9, "salient_strength / removal_strength auto: the validation SR asked for",
+                                    NUMBER),
     # real datasets and bring-your-own folders (hsep_utils/real_data.py); None: the documented default
     "annotations": Parameter(None, "ffhq: ffhq-features-dataset json/ folder; celebahq: "
                              "CelebAMask-HQ-attribute-anno.txt", str),
@@ -235,6 +246,11 @@ def complete(params: dict) -> dict:
 def is_asymmetric(params: dict) -> bool:
     """The preset's ``reverse_process`` (default: the paper's asymmetric Eq. 4)."""
     return (params.get("reverse_process") or DEFAULTS["reverse_process"]) == "asymmetric"
+
+
+def is_residual(params: dict) -> bool:
+    """The preset's ``edit_form`` (default: the paper's h̃ in place of h)."""
+    return (params.get("edit_form") or DEFAULTS["edit_form"]) == "residual"
 
 
 def describe() -> str:

@@ -24,6 +24,7 @@ def train_config(params: dict) -> TrainConfig:
                        lr=params["lr"], epochs=params["epochs"], max_batches=params["train_batches"],
                        batch_per_class=params["batch_per_class"], kl_temperature=params["kl_temperature"],
                        validate_every=params["validate_every"], common_adversary=params["common_adversary"],
+                       common_adversary_head=params["common_adversary_head"], edit_form=params["edit_form"],
                        image_loss_every=params["image_loss_every"], asymmetric=is_asymmetric(params),
                        latent_warmup_steps=params["latent_warmup_steps"], latent_warmup_pool=params["latent_warmup_pool"],
                        latent_warmup_lr=params["latent_warmup_lr"], ema_decay=float(params["ema_decay"]),
@@ -64,7 +65,8 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
     def validate(net: MappingNetwork) -> dict:
         val_bg, val_tg = data["val_bg"], data["val_tg"]
         added, removed = edit_pairs(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit,
-                                    asymmetric=cfg.asymmetric, t_edit_max=cfg.t_edit_max)
+                                    asymmetric=cfg.asymmetric, t_edit_max=cfg.t_edit_max,
+                                    residual=cfg.edit_form == "residual")
         return {**swap_success(classifier, val_bg.x, val_tg.x, added, removed),
                 "psnr_rec": reconstruction_psnr(diffusion, net, cache, val_bg, val_tg, cfg.n_steps, cfg.t_edit,
                                                 cfg.asymmetric, n_recon_per_class, cfg.t_edit_max)}

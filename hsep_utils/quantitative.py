@@ -5,7 +5,7 @@ from .datasets import toy_counterfactual_set, toy_donor_counterfactuals
 from .diffusion import Diffusion
 from .evaluation import domain_metrics, toy_regions
 from .mapping import MappingNetwork
-from .parameters import is_asymmetric
+from .parameters import is_asymmetric, is_residual
 from .split_edits import edit_pairs
 from .splits import Split
 from .strength import salient_strength
@@ -14,6 +14,8 @@ from .train import InversionCache
 
 PAPER_STRENGTH_ROW = "x (α = 1)"
 """The domain label of the paper's unscaled swap in Tables 1–4 when the preset's strength differs."""
+PAPER_REMOVAL_ROW = "y (β = 1)"
+"""The domain label of the paper's removal (S = 0) when the preset's removal strength differs."""
 
 
 
@@ -24,17 +26,22 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     y: targets given S = 0 — with, on toy presets, the true counterfactuals (oracle SR,
     counterfactual MSE ratio, fd_toy, PSNR outside a local attribute's box) and, adding, the
     counterfactual with the donor's own sub-factors (donor match, the donor's oracle SR). When that
-    strength is not 1, a third row ``x (α = 1)`` is the paper's own swap."""
+    strength is not 1, a row ``x (α = 1)`` is the paper's own swap; when the removal strength β is not
+    1, a row ``y (β = 1)`` the paper's removal."""
     bg, tg = data["test_bg"], data["test_tg"]
     n = min(len(bg.x), len(tg.x)) if n is None else min(n, len(bg.x), len(tg.x))
-    alpha = salient_strength(params)
+    alpha, beta = salient_strength(params), salient_strength(params, "remove")
+    pairs = dict(t_edit_max=params.get("t_edit_max"), residual=is_residual(params))
     added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                                is_asymmetric(params), alpha, t_edit_max=params.get("t_edit_max"))
+                                is_asymmetric(params), alpha, removal_strength=beta, **pairs)
     domains = [("x", bg, added, tg, False), ("y", tg, removed, bg, True)]
-    if alpha != 1.0:
-        paper, _ = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                              is_asymmetric(params), remove=False, t_edit_max=params.get("t_edit_max"))
-        domains.append((PAPER_STRENGTH_ROW, bg, paper, tg, False))
+    if alpha != 1.0 or beta != 1.0:
+        paper_add, paper_remove = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
+                                             is_asymmetric(params), remove=beta != 1.0, add=alpha != 1.0, **pairs)
+        if alpha != 1.0:
+            domains.append((PAPER_STRENGTH_ROW, bg, paper_add, tg, False))
+        if beta != 1.0:
+            domains.append((PAPER_REMOVAL_ROW, tg, paper_remove, bg, True))
     rows = []
     for domain, split, edited, opposite, is_target in domains:
         toy = {}

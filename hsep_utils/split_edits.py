@@ -21,26 +21,29 @@ from .train import InversionCache
 def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
                n_steps: int, t_edit: int, n: int | None = None,
                asymmetric: bool = True, alpha: float = 1.0,
-               remove: bool = True, t_edit_max: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+               remove: bool = True, t_edit_max: int | None = None, residual: bool = False,
+               removal_strength: float = 1.0, add: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Background i takes target i's S (times ``alpha``, from its stored h trajectory); target i
-    takes S = 0 (with ``remove`` False: only adding, the second is None). Under data parallelism each process edits its share and
+    takes S = 0 (S′ = (1 − ``removal_strength``)·S). With ``remove`` False only adding (the second is
+    None), with ``add`` False only removing (the first is None); ``residual``: ``edit``'s. Under data parallelism each process edits its share and
     every process gets all edits back."""
     n = min(len(bg.x), len(tg.x)) if n is None else n
     r = ranks()
     part = r.share(n)
     if part.start == part.stop:  # more processes than images
         none = torch.empty(0, *bg.x.shape[1:])
-        return r.gather(none), r.gather(none) if remove else None
+        return r.gather(none) if add else None, r.gather(none) if remove else None
     keys_bg, keys_tg, x_bg, x_tg = bg.keys[:n][part], tg.keys[:n][part], bg.x[:n][part], tg.x[:n][part]
     added, removed, b = [], [], cache.batch_size
     for i in range(0, len(keys_bg), b):  # a chunk's donor trajectories at a time: bounded memory at any size
         sl = slice(i, i + b)
-        a, rm = swap_salient(diffusion, net.eval(), cache(keys_bg[sl], x_bg[sl]), cache(keys_tg[sl], x_tg[sl]),
-                             n_steps, t_edit, alpha, asymmetric, remove, b, cache.h_trajectories(keys_tg[sl], x_tg[sl]),
-                             t_edit_max)
-        added.append(a.cpu())
+        a, rm = swap_salient(diffusion, net.eval(), cache(keys_bg[sl], x_bg[sl]) if add else None,
+                             cache(keys_tg[sl], x_tg[sl]), n_steps, t_edit, alpha, asymmetric, remove, b,
+                             cache.h_trajectories(keys_tg[sl], x_tg[sl]) if add else None, t_edit_max, residual,
+                             removal_strength, add)
+        added.append(a.cpu() if add else None)
         removed.append(rm.cpu() if remove else None)
-    return r.gather(torch.cat(added)), r.gather(torch.cat(removed)) if remove else None
+    return r.gather(torch.cat(added)) if add else None, r.gather(torch.cat(removed)) if remove else None
 
 
 def reconstruction_psnr(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,

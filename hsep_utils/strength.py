@@ -1,5 +1,5 @@
-"""Beyond the paper: the salient strength α of h̃ = f(C, α·S′) when adding, chosen on the
-validation split (``salient_strength: auto``) or given."""
+"""Beyond the paper: the strength of an edit — α of h̃ = f(C, α·S′) when adding, β of S′ = (1 − β)·S
+when removing — chosen on the validation split (``salient_strength`` / ``removal_strength: auto``) or given."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +13,7 @@ from .evaluation import oracle_success, toy_regions
 from .io import save_dataframe
 from .mapping import MappingNetwork
 from .metrics import psnr_per_image, rate_lower_bound
-from .parameters import DEFAULTS, is_asymmetric
+from .parameters import DEFAULTS, is_asymmetric, is_residual
 from .presets import results_dir
 from .split_edits import edit_pairs
 from .splits import Split
@@ -26,42 +26,56 @@ STRENGTH_CONFIDENCE = 0.9
 """The one-sided confidence with which the chosen α's validation SR must clear the target."""
 
 
+STRENGTHS = {"add": ("salient_strength", "alpha", "salient_strength.csv"),
+             "remove": ("removal_strength", "beta", "removal_strength.csv")}
+"""Per direction: the preset's parameter, the strength's column and the file notebook 02 writes."""
+
+
 def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
                             params: dict, classifier, out_csv: str | Path,
-                            grid: tuple[float, ...] = STRENGTH_GRID, confidence: float = STRENGTH_CONFIDENCE) -> float:
-    """Beyond the paper (α = 1): the salient strength α of h̃ = f(C, α·S′) for adding, chosen on the
-    validation split as the smallest α of ``grid`` whose adding SR reaches ``strength_target_sr``
-    with ``confidence`` (``metrics.rate_lower_bound`` of the SR on the images counted: the first α
-    whose measured SR crosses the bar is the one most likely to fall below it on new images) — on
-    toy presets both SRs, the classifier's and the oracle's, since the exact counterfactual says
-    whether the attribute was really added. Without one that does: the smallest α of the best bound
-    (the lower of the two on toy presets). The smallest, because a stronger S moves the image
-    further from its original. Removal (S = 0) does not depend on α. The α above the first that
-    reaches the target are not edited (they cannot be chosen). Writes ``out_csv`` (alpha, sr_add,
-    sr_counted, their bounds ``*_low``, oracle_sr on toy presets, psnr, chosen: one row per α
-    edited) and returns the chosen α."""
+                            grid: tuple[float, ...] = STRENGTH_GRID, confidence: float = STRENGTH_CONFIDENCE,
+                            direction: str = "add") -> float:
+    """Beyond the paper (α = 1, S = 0): the strength of the edits of ``direction`` — adding, α of
+    h̃ = f(C, α·S′); removing, β of S′ = (1 − β)·S — chosen on the validation split as the smallest
+    of ``grid`` whose SR in that direction reaches ``strength_target_sr`` with ``confidence``
+    (``metrics.rate_lower_bound`` of the SR on the images counted: the first strength whose measured
+    SR crosses the bar is the one most likely to fall below it on new images) — on toy presets both
+    SRs, the classifier's and the oracle's, since the exact counterfactual says whether the attribute
+    was really edited. Without one that does: the smallest of the best bound (the lower of the two on
+    toy presets). The smallest, because a stronger edit moves the image further from its original.
+    The strengths above the first that reaches the target are not edited (they cannot be chosen).
+    Writes ``out_csv`` (alpha or beta, sr_add or sr_remove, sr_counted, their bounds ``*_low``,
+    oracle_sr on toy presets, psnr, chosen: one row per strength edited) and returns the choice."""
+    if direction not in STRENGTHS:
+        raise ValueError(f"direction must be one of {list(STRENGTHS)}, got {direction!r}")
+    adding, (_, column, _) = direction == "add", STRENGTHS[direction]
     bg, tg = data["val_bg"], data["val_tg"]
     n = min(len(bg.x), len(tg.x))
-    originals = bg.x[:n].load()
+    edited_split = bg if adding else tg
+    originals = edited_split.x[:n].load()
     toy = params.get("dataset_kind") == "toy"
     if toy:
-        head = bg.rows.head(n)
+        head = edited_split.rows.head(n)
         cf = toy_counterfactual_set(head, params["attribute"], bg.x.shape[-1])
         regions = toy_regions(head, params["attribute"], bg.x.shape[-1])
     target = params.get("strength_target_sr")
     target = DEFAULTS["strength_target_sr"] if target is None else target
     rows = []
-    for alpha in sorted(grid):  # the first α that reaches the target is the choice: larger ones are not edited
-        added, _ = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                              is_asymmetric(params), alpha, remove=False, t_edit_max=params.get("t_edit_max"))
-        sr, counted = edit_success(classifier, originals, added, original_is_target=False)
-        row = dict(alpha=alpha, sr_add=sr, sr_counted=counted, sr_add_low=rate_lower_bound(sr, counted, confidence))
-        score = row["sr_add_low"]
+    for strength in sorted(grid):  # the first that reaches the target is the choice: larger ones are not edited
+        added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
+                                    is_asymmetric(params), strength if adding else 1.0, remove=not adding,
+                                    t_edit_max=params.get("t_edit_max"), residual=is_residual(params),
+                                    removal_strength=1.0 if adding else strength, add=adding)
+        edited = added if adding else removed
+        sr, counted = edit_success(classifier, originals, edited, original_is_target=not adding)
+        row = {column: strength, f"sr_{direction}": sr, "sr_counted": counted,
+               f"sr_{direction}_low": rate_lower_bound(sr, counted, confidence)}
+        score = row[f"sr_{direction}_low"]
         if toy:
-            row["oracle_sr"] = oracle_success(added, originals, cf, regions).float().mean().item()
+            row["oracle_sr"] = oracle_success(edited, originals, cf, regions).float().mean().item()
             row["oracle_sr_low"] = rate_lower_bound(row["oracle_sr"], n, confidence)
             score = min(score, row["oracle_sr_low"])  # NaN (nothing counted) stays NaN
-        rows.append({**row, "psnr": psnr_per_image(added, originals).mean().item(), "score": score})
+        rows.append({**row, "psnr": psnr_per_image(edited, originals).mean().item(), "score": score})
         if score >= target:
             break
     table = pd.DataFrame(rows)
@@ -70,20 +84,23 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
     chosen = reached[0] if len(reached) else score.fillna(-1.0).idxmax()
     table["chosen"] = table.index == chosen
     save_dataframe(table, out_csv)
-    return float(table.loc[chosen, "alpha"])
+    return float(table.loc[chosen, column])
 
 
-def salient_strength(params: dict) -> float:
-    """The α of the preset's adding edits (notebooks 03–04): ``salient_strength`` as given, or with
-    ``auto`` the one notebook 02 chose on the validation split (``mapping/salient_strength.csv``)."""
-    value = params.get("salient_strength")
+def salient_strength(params: dict, direction: str = "add") -> float:
+    """The strength of the preset's edits of ``direction`` (notebooks 03–04): adding, α
+    (``salient_strength``); removing, β (``removal_strength``): as given, or with ``auto`` the one
+    notebook 02 chose on the validation split (``mapping/salient_strength.csv``,
+    ``mapping/removal_strength.csv``)."""
+    key, column, name = STRENGTHS[direction]
+    value = params.get(key)
     if value is None:
         return 1.0
     if value != "auto":
         return float(value)
-    path = results_dir(params) / "mapping" / "salient_strength.csv"
+    path = results_dir(params) / "mapping" / name
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: with salient_strength auto, notebook 02 chooses the strength "
+        raise FileNotFoundError(f"{path} is missing: with {key} auto, notebook 02 chooses the strength "
                                 f"on the validation split and writes it there; run notebook 02 (or set a number)")
     table = pd.read_csv(path)
-    return float(table.loc[table["chosen"], "alpha"].iloc[0])
+    return float(table.loc[table["chosen"], column].iloc[0])

@@ -57,6 +57,8 @@ class TrainConfig:
     kl_temperature: float = DEFAULTS["kl_temperature"]
     time_input: bool = True
     common_adversary: float = DEFAULTS["common_adversary"]  # beyond the paper: gradient-reversal class adversary on C
+    common_adversary_head: str = DEFAULTS["common_adversary_head"]  # pooled: on C's channel means; conv: on C's map
+    edit_form: str = DEFAULTS["edit_form"]  # validation's edits: replace (the paper) or residual, h + f(C, S′) − f(C, S)
     image_loss_every: int = DEFAULTS["image_loss_every"]  # beyond the paper (faster): image terms on every k-th step only
     asymmetric: bool = DEFAULTS["reverse_process"] == "asymmetric"  # Eq. 4 as Asyrp: x_{t-1} from P_t(ε of h̃) + D_t(ε of h)
     latent_warmup_steps: int = 0  # beyond the paper (faster): latent-term updates on cached h first (``latent_warmup``)
@@ -81,8 +83,8 @@ class TrainConfig:
             raise ValueError(f"image_loss_every must be ≥ 1, got {self.image_loss_every}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name in ("kl_head", "background_salient", "consistency_scale", "kl_pairing", "classification_loss",
-                     "image_term_weighting"):
+        for name in ("common_adversary_head", "edit_form", "kl_head", "background_salient", "consistency_scale",
+                     "kl_pairing", "classification_loss", "image_term_weighting"):
             if getattr(self, name) not in PARAMETERS[name].choices:
                 raise ValueError(f"{name} must be one of {list(PARAMETERS[name].choices)}, got {getattr(self, name)!r}")
         if int(self.latent_warmup_steps) < 0 or int(self.latent_warmup_pool) < 1:
@@ -403,7 +405,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
         xT0 = cache([keys_bg[i] for i in first_bg] + [keys_tg[i] for i in first_tg],
                     Images.concat([x_bg.take(first_bg), x_tg.take(first_tg)]))
         net = MappingNetwork(diffusion.unet.config.block_out_channels[-1], cfg.arch, cfg.depth, cfg.kl_bins,
-                             cfg.time_input, estimate_h_scale(diffusion, xT0, cfg.n_steps)).to(dev)
+                             cfg.time_input, estimate_h_scale(diffusion, xT0, cfg.n_steps),
+                             cfg.common_adversary_head).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         epoch, batch, rows, val_rows, best, elapsed, updates = 0, 0, [], [], [-math.inf], 0.0, 0
     # with ema_decay the averaged weights are the network: validated, selected, saved as "net", returned

@@ -351,16 +351,20 @@ def test_small_cnn_classifier_separates_an_easy_split():
 
 
 def _strength_setup(monkeypatch, tmp_path, sr_by_alpha, counted=2):
-    """choose_salient_strength with edits whose adding SR is read off ``sr_by_alpha`` (the fake edit
-    marks each image with its α), measured on ``counted`` images."""
+    """choose_salient_strength with edits whose SR is read off ``sr_by_alpha`` (the fake edit marks each
+    image with its strength: α adding, β removing), measured on ``counted`` images."""
     from hsep_utils import strength
     from hsep_utils.splits import Split
 
     bg = Split(pd.DataFrame({"file": ["a", "b"]}), torch.zeros(2, 3, 4, 4))
     tg = Split(pd.DataFrame({"file": ["c", "d"]}), torch.ones(2, 3, 4, 4))
-    # ``remove`` has no default here: the choice must ask for adding only
-    monkeypatch.setattr(strength, "edit_pairs", lambda d, net, cache, b, t, steps, t_edit, n, asym, alpha, remove,
-                        t_edit_max=None: (torch.full((n, 3, 4, 4), alpha / 4), None))
+    # ``remove`` and ``add`` have no default here: the choice must ask for one direction only
+    def edit_pairs(d, net, cache, b, t, steps, t_edit, n, asym, alpha, remove, add, removal_strength, t_edit_max=None,
+                   residual=False):
+        assert add != remove
+        return (torch.full((n, 3, 4, 4), alpha / 4) if add else None,
+                torch.full((n, 3, 4, 4), removal_strength / 4) if remove else None)
+    monkeypatch.setattr(strength, "edit_pairs", edit_pairs)
     monkeypatch.setattr(strength, "edit_success",
                         lambda model, x, edited, original_is_target: (sr_by_alpha[4 * edited.flatten()[0].item()], counted))
     params = dict(ddim_steps=5, t_edit=0, reverse_process="symmetric", preset="p", results_root=str(tmp_path))
@@ -382,6 +386,23 @@ def test_salient_strength_auto_takes_the_smallest_alpha_reaching_the_target(monk
     assert strength.salient_strength({**params, "salient_strength": "auto"}) == 2.0
     assert strength.salient_strength({**params, "salient_strength": 1.25}) == 1.25
     assert strength.salient_strength(params) == 1.0
+
+
+def test_removal_strength_auto_is_chosen_the_same_way_on_the_removal_sr(monkeypatch, tmp_path):
+    sr = {1.0: 0.5, 1.25: 0.8, 1.5: 0.95, 2.0: 1.0, 2.5: 1.0, 3.0: 0.9}
+    strength, data, params = _strength_setup(monkeypatch, tmp_path, sr)
+    csv = tmp_path / "p" / "mapping" / "removal_strength.csv"
+    assert strength.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5,
+                                             direction="remove") == 1.5
+    table = pd.read_csv(csv)
+    assert list(table["beta"]) == [1.0, 1.25, 1.5] and list(table["sr_remove"]) == [0.5, 0.8, 0.95]
+    assert strength.salient_strength({**params, "removal_strength": "auto"}, "remove") == 1.5
+    assert strength.salient_strength({**params, "removal_strength": 2}, "remove") == 2.0
+    assert strength.salient_strength(params, "remove") == 1.0  # the paper's S = 0
+    with pytest.raises(FileNotFoundError, match="salient_strength.csv"):  # the adding choice is its own file
+        strength.salient_strength({**params, "salient_strength": "auto"})
+    with pytest.raises(ValueError, match="direction"):
+        strength.choose_salient_strength(None, None, None, data, params, None, csv, direction="both")
 
 
 def test_salient_strength_auto_asks_the_target_with_confidence(monkeypatch, tmp_path):

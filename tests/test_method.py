@@ -288,6 +288,44 @@ def test_edits_shapes_and_reconstruction_with_additive_identity(tiny_diffusion):
         edit(tiny_diffusion, net, xT, is_t, 5, "swap")
 
 
+def test_residual_edit_changes_the_image_only_through_the_change_of_s(tiny_diffusion):
+    """edit_form residual: h + f(C, α·S′) − f(C, S). With S′ = S (reconstruct, or a swap whose donor is the image
+    itself) it is the plain generation whatever the network, even a random one whose f(C, S) is far from h; a
+    changed S edits the image, and not as the paper's form (h̃ in place of h) does."""
+    torch.manual_seed(4)
+    net = MappingNetwork(32, "c", depth=1).eval()  # random: its reconstruction f(C, S) is not h
+    xT = torch.randn(2, 3, 16, 16)
+    is_t = torch.tensor([0, 1], dtype=torch.bool)
+    plain = tiny_diffusion.generate(xT, 5)
+    close = dict(atol=1e-3, rtol=0)  # h + a − a rounds
+    torch.testing.assert_close(edit(tiny_diffusion, net, xT, is_t, 5, "reconstruct", residual=True), plain, **close)
+    own_donor = edit(tiny_diffusion, net, xT, is_t, 5, "swap", donor_xT=xT, donor_is_target=is_t, residual=True)
+    torch.testing.assert_close(own_donor, plain, **close)
+    assert (edit(tiny_diffusion, net, xT, is_t, 5, "reconstruct") - plain).abs().max() > 0.05  # the paper's form
+    removed = {r: edit(tiny_diffusion, net, xT, is_t, 5, "remove", residual=r) for r in (False, True)}
+    assert (removed[True] - plain).abs().max() > 1e-3  # S = 0 edits
+    assert (removed[True] - removed[False]).abs().max() > 1e-3
+    added, _ = swap_salient(tiny_diffusion, net, xT[:1], xT[1:], 5, remove=False, residual=True)
+    assert (added - plain[:1]).abs().max() > 1e-3
+
+
+def test_removal_strength_scales_s_from_own_to_zero_and_past_it(tiny_diffusion):
+    """Removing at strength β takes S′ = (1 − β)·S: β = 0 keeps the image's own S (its reconstruction), β = 1
+    is the paper's S = 0, β = 2 takes −S; swap_salient's removal takes β, not the adding α."""
+    torch.manual_seed(5)
+    net = MappingNetwork(32, "c", depth=1).eval()
+    xT = torch.randn(2, 3, 16, 16)
+    is_t = torch.ones(2, dtype=torch.bool)
+    remove = {b: edit(tiny_diffusion, net, xT, is_t, 5, "remove", alpha=b) for b in (0.0, 1.0, 2.0)}
+    torch.testing.assert_close(remove[0.0], edit(tiny_diffusion, net, xT, is_t, 5, "reconstruct"))
+    assert torch.equal(remove[1.0], edit(tiny_diffusion, net, xT, is_t, 5, "remove"))
+    assert (remove[2.0] - remove[1.0]).abs().max() > 1e-3
+    _, removed = swap_salient(tiny_diffusion, net, xT, xT, 5, alpha=2.0)
+    assert torch.equal(removed, remove[1.0])  # α is the adding strength only
+    nothing, removed = swap_salient(tiny_diffusion, net, None, xT, 5, removal_strength=2.0, add=False)
+    assert nothing is None and torch.equal(removed, remove[2.0])
+
+
 def test_swap_from_stored_donor_trajectories_matches_generating_the_donors_with_half_the_passes(tiny_diffusion,
                                                                                                   monkeypatch):
     import hsep_utils.diffusion as diffusion_module
@@ -353,6 +391,28 @@ def test_common_adversary_reverses_gradients_into_c():
     plain.backward()
     torch.testing.assert_close(g_reversed, -c.grad)  # the encoders ascend the adversary's loss
     torch.testing.assert_close(g_head, net.adversary.weight.grad)  # the adversary itself descends it
+
+
+def test_conv_adversary_sees_where_things_are():
+    """Two C maps with the same channel means, one class with a feature on the left, the other on the right:
+    the pooled adversary cannot tell them apart at all, the conv adversary learns to."""
+    torch.manual_seed(0)
+    c = torch.zeros(8, 4, 3, 3)
+    c[:4, 0, :, 0], c[4:, 0, :, 2] = 1.0, 1.0  # background: channel 0 on the left; target: on the right
+    y = torch.tensor([0.0] * 4 + [1.0] * 4)
+    losses = {}
+    for head in ("pooled", "conv"):
+        net = MappingNetwork(4, "c", depth=1, adversary_head=head)
+        assert MappingNetwork(**net.config()).adversary_head == head  # rebuilt from a checkpoint's config
+        opt = torch.optim.Adam(net.adversary.parameters(), lr=1e-2)
+        for _ in range(200):
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net.adversary_logit(c), y)
+            loss.backward()
+            opt.step()
+        losses[head] = loss.item()
+    assert losses["pooled"] > 0.69  # log 2: chance, the pooled features are identical
+    assert losses["conv"] < 0.1
 
 
 def test_later_epochs_perform_no_inversion(tiny_diffusion, tmp_path, monkeypatch):

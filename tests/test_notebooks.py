@@ -86,7 +86,10 @@ def test_04_quantitative_tables(smoke):
     assert list(t.columns[:len(TABLE_COLUMNS)]) == TABLE_COLUMNS
     strength = pd.read_csv(out / "mapping" / "salient_strength.csv")
     alpha = strength.loc[strength["chosen"], "alpha"].item()
-    assert list(t["domain"]) == ["x", "y"] + (["x (α = 1)"] if alpha != 1 else [])  # the paper's swap beside
+    removal = out / "mapping" / "removal_strength.csv"  # removal_strength auto: chosen on validation too
+    beta = pd.read_csv(removal).query("chosen")["beta"].item() if removal.exists() else 1.0
+    # the paper's swap and removal beside
+    assert list(t["domain"]) == ["x", "y"] + (["x (α = 1)"] if alpha != 1 else []) + (["y (β = 1)"] if beta != 1 else [])
     assert f"salient strength α = {alpha}" in (out / "tables" / "quantitative.md").read_text()
     assert "the judge: SmallCNN (width 48, 4 blocks)" in (out / "tables" / "quantitative.md").read_text()
     assert t["mse"].astype(float).gt(0).all() and t["id"].astype(float).between(-1, 1).all()

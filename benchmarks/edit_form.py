@@ -1,0 +1,56 @@
+"""The paper's edit (h̃ in place of h) against the residual one (h + f(C, α·S′) − f(C, S)) on a trained
+preset's validation split: same network (the preset's ``mapping/best.pt``), α chosen on validation for
+each form by notebook 02's rule, then notebook 04's rows on validation. It chooses ``edit_form``, so it
+never reads the test split.
+
+    python benchmarks/edit_form.py OUTDIR PRESET [PRESET ...]
+
+``RESULTS_ROOT`` reads the presets' trained results from another root (e.g. a screening run's);
+``FORMS`` (default ``replace,residual``) the forms to score. Writes ``OUTDIR/<preset>.json`` (per form:
+α, the rows x / y / x (α = 1) with classifier SR, oracle SRs, donor match, CF MSE ratio, PSNR, PSNR
+outside the box, ID) and ``OUTDIR/<preset>_alpha_<form>.csv`` (the α search)."""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from mapping_budget import validation_rows
+
+from hsep_utils.classifier import load_classifier
+from hsep_utils.diffusion import load_diffusion
+from hsep_utils.evaluation import preset_metric_models
+from hsep_utils.io import write_text
+from hsep_utils.presets import repo_path, resolve, results_dir
+from hsep_utils.splits import inversion_cache, load_preset_data
+from hsep_utils.strength import choose_salient_strength
+from hsep_utils.train import load_mapping
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    forms = os.environ.get("FORMS", "replace,residual").split(",")
+    root = {"results_root": os.environ["RESULTS_ROOT"]} if "RESULTS_ROOT" in os.environ else None
+    for preset in sys.argv[2:]:
+        params = resolve(preset, root)
+        diffusion = load_diffusion(repo_path(params["base_model"]), "cpu")
+        data = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
+        classifier = load_classifier(results_dir(params) / "classifier.pt")[0]
+        models = preset_metric_models(params, "cpu")
+        cache = inversion_cache(diffusion, params, data)
+        net = load_mapping(results_dir(params) / "mapping" / "best.pt", "cpu")
+        found = dict(preset=preset, results=str(results_dir(params)))
+        for form in forms:
+            t0 = time.time()
+            p = {**params, "edit_form": form}
+            alpha = choose_salient_strength(diffusion, net, cache, data, p, classifier, out / f"{preset}_alpha_{form}.csv")
+            found[form] = dict(alpha=alpha, rows=validation_rows(diffusion, net, cache, data, {**p, "salient_strength": alpha},
+                                                                 classifier, models),
+                               minutes=round((time.time() - t0) / 60, 1))
+            print(preset, form, json.dumps(found[form]), flush=True)
+            write_text(out / f"{preset}.json", json.dumps(found, indent=1))
+
+
+if __name__ == "__main__":
+    main()
