@@ -31,11 +31,22 @@ setup() {
     echo "$want" > "$stamp"
 }
 
+# A venv set up by another checkout (HSEP_VENV) imports that checkout's hsep_utils, results and caches
+# (in the notebooks' kernels, which do not start here) unless this one is on PYTHONPATH: say so first.
+check_checkout() {
+    local found
+    found=$("$VENV/bin/python" -P -c 'import importlib.util as u; s = u.find_spec("hsep_utils"); print(s.origin if s else "")')
+    if [ "$found" != "$(pwd -P)/hsep_utils/__init__.py" ]; then
+        echo "run.sh: warning: $VENV imports hsep_utils from ${found:-nowhere}, not from this checkout ($(pwd -P));" \
+             "run with PYTHONPATH=$(pwd -P) or set up a venv here" >&2
+    fi
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
     setup) setup ;;
-    test) setup; exec "$VENV/bin/python" -m pytest "$@" ;;
-    reproduce) setup; exec "$VENV/bin/python" -m hsep_utils.reproduce "$@" ;;
+    test) setup; check_checkout; exec "$VENV/bin/python" -m pytest "$@" ;;
+    reproduce) setup; check_checkout; exec "$VENV/bin/python" -m hsep_utils.reproduce "$@" ;;
     *) echo "usage: bash run.sh {reproduce|test|setup} [ARGS]" >&2; exit 2 ;;
 esac

@@ -1,14 +1,16 @@
 """The paper's edit (h̃ in place of h) against the residual one (h + f(C, α·S′) − f(C, S)) on a trained
-preset's validation split: same network (the preset's ``mapping/best.pt``), α chosen on validation for
-each form by notebook 02's rule, then notebook 04's rows on validation. It chooses ``edit_form``, so it
+preset's validation split: same network (the preset's ``mapping/best.pt``); for each form α and the
+removal strength β chosen on validation by notebook 02's rule, then notebook 04's rows on validation
+(with the rows at α = 1 and β = 1 beside). It chooses ``edit_form`` and ``removal_strength``, so it
 never reads the test split.
 
     python benchmarks/edit_form.py OUTDIR PRESET [PRESET ...]
 
 ``RESULTS_ROOT`` reads the presets' trained results from another root (e.g. a screening run's);
-``FORMS`` (default ``replace,residual``) the forms to score. Writes ``OUTDIR/<preset>.json`` (per form:
-α, the rows x / y / x (α = 1) with classifier SR, oracle SRs, donor match, CF MSE ratio, PSNR, PSNR
-outside the box, ID) and ``OUTDIR/<preset>_alpha_<form>.csv`` (the α search)."""
+``FORMS`` (default ``replace,residual``) the forms to score; ``BETA`` (default ``auto``) the removal
+strength (``1``: only the paper's S = 0). Writes ``OUTDIR/<preset>.json`` (per form: α, β, the rows
+x / y / x (α = 1) / y (β = 1) with classifier SR, oracle SRs, donor match, CF MSE ratio, PSNR, PSNR
+outside the box, ID) and ``OUTDIR/<preset>_{alpha,beta}_<form>.csv`` (the searches)."""
 import json
 import os
 import sys
@@ -45,8 +47,13 @@ def main() -> None:
             t0 = time.time()
             p = {**params, "edit_form": form}
             alpha = choose_salient_strength(diffusion, net, cache, data, p, classifier, out / f"{preset}_alpha_{form}.csv")
-            found[form] = dict(alpha=alpha, rows=validation_rows(diffusion, net, cache, data, {**p, "salient_strength": alpha},
-                                                                 classifier, models),
+            beta = 1.0
+            if os.environ.get("BETA", "auto") == "auto":
+                beta = choose_salient_strength(diffusion, net, cache, data, p, classifier, out / f"{preset}_beta_{form}.csv",
+                                               direction="remove")
+            chosen = {**p, "salient_strength": alpha, "removal_strength": beta}
+            found[form] = dict(alpha=alpha, beta=beta, rows=validation_rows(diffusion, net, cache, data, chosen, classifier,
+                                                                             models),
                                minutes=round((time.time() - t0) / 60, 1))
             print(preset, form, json.dumps(found[form]), flush=True)
             write_text(out / f"{preset}.json", json.dumps(found, indent=1))
