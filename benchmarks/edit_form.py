@@ -5,6 +5,7 @@ removal strength β chosen on validation by notebook 02's rule, then notebook 04
 never reads the test split.
 
     python benchmarks/edit_form.py OUTDIR PRESET [PRESET ...]
+    python benchmarks/edit_form.py --table OUTDIR [OUTDIR ...]   # the JSONs as one markdown table
 
 ``RESULTS_ROOT`` reads the presets' trained results from another root (e.g. a screening run's);
 ``FORMS`` (default ``replace,residual``) the forms to score; ``BETA`` (default ``auto``) the removal
@@ -29,7 +30,35 @@ from hsep_utils.strength import choose_salient_strength
 from hsep_utils.train import load_mapping
 
 
+def cell(row: dict, *keys: str) -> str:
+    return " / ".join(f"{row[k]:.2f}" if k in row else "–" for k in keys)
+
+
+def table(dirs: list[str]) -> str:
+    """One line per preset, scored network and form: SR / oracle SR each way, donor figures, CF MSE ratios,
+    PSNR outside the box, and the minimum of the four SRs (the number the choice compares first)."""
+    lines = ["| preset | network | form | α | β | x SR / oracle | donor oracle / match | y SR / oracle | "
+             "CF ratio x / y | outside (dB) x / y | min SR |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for d in dirs:
+        for path in sorted(Path(d).glob("*.json")):
+            found = json.loads(path.read_text())
+            for form in ("replace", "residual"):
+                if form not in found:
+                    continue
+                x, y = found[form]["rows"]["x"], found[form]["rows"]["y"]
+                low = min(x["sr"], x["oracle_sr"], y["sr"], y["oracle_sr"])
+                lines.append(f"| {found['preset']} | {found['results']} | {form} | {found[form]['alpha']:g} | "
+                             f"{found[form].get('beta', 1.0):g} | {cell(x, 'sr', 'oracle_sr')} | "
+                             f"{cell(x, 'oracle_sr_donor', 'donor_match')} | {cell(y, 'sr', 'oracle_sr')} | "
+                             f"{x['cf_mse_ratio']:.2f} / {y['cf_mse_ratio']:.2f} | {cell(x, 'psnr_outside')} / "
+                             f"{cell(y, 'psnr_outside')} | {low:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1] == "--table":
+        print(table(sys.argv[2:]))
+        return
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     forms = os.environ.get("FORMS", "replace,residual").split(",")

@@ -27,7 +27,7 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
     """Train and evaluate one mapping network per (t_edit, arch, depth) of ``grid`` with the
     preset's ablation budget (``ablation_batches`` batches, ``n_ablation_images`` test images per
     domain), without the weights' average (``ema_decay`` 0: these runs are shorter than its horizon,
-    and the paper has none), edited with the paper's swap (salient strength 1). Every configuration reuses the preset's cached inversions; a finished configuration
+    and the paper has none), edited with the paper's swap and removal (h̃ in place of h, α = 1, S = 0). Every configuration reuses the preset's cached inversions; a finished configuration
     (its ``rows.json``) is read back instead of retrained, an interrupted one resumes. ``classifier``
     validates (picks each configuration's checkpoint), ``judge`` scores the rows. ``models``:
     ``evaluation.metric_models`` (the metrics' networks; the loss terms load their own). Returns
@@ -44,7 +44,7 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
         if not done.exists():
             p = {**params, "t_edit": t_edit, "arch": arch, "depth": depth,
                  "train_batches": params["ablation_batches"], "validate_every": 0, "ema_decay": 0,
-                 "salient_strength": 1.0}  # the paper's swap
+                 "salient_strength": 1.0, "removal_strength": 1.0, "edit_form": "replace"}  # the paper's edits
             cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, losses)
             net = train_preset(diffusion, data, cfg, run, classifier, cache_dir, lpips, id_embed, progress=False,
                                eval_batch_size=params["eval_batch_size"], n_recon_per_class=params["n_val_recon_per_class"])
