@@ -22,7 +22,7 @@ def trained(tmp_path):
     (tmp_path / "results" / "toy-glasses" / "mapping").mkdir(parents=True)
     torch.save(dict(net=net.state_dict(), net_config=net.config()), tmp_path / "results" / "toy-glasses" / "mapping" / "best.pt")
     overrides = dict(base_model=tmp_path / "model", results_root=tmp_path / "results", data_root=tmp_path / "data",
-                     scale="smoke", device="cpu", ddim_steps=4, salient_strength=1.5)
+                     scale="smoke", device="cpu", ddim_steps=4, salient_strength=1.5, removal_strength=1.5)
     return tmp_path, [a for k, v in overrides.items() for a in ("-p", k, str(v))]
 
 
