@@ -22,7 +22,8 @@ def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
                       alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)) -> dict[str, np.ndarray]:
     """Fig. 6/7: rows original / reconstruction / edit (/ true counterfactual on toy presets), for
     adding the attribute to backgrounds (S from the paired target, times the preset's
-    ``salient_strength``) and removing it from targets (S = 0); plus an S-strength strip
+    ``salient_strength``) and removing it from targets (S′ = (1 − β)·S, β the preset's
+    ``removal_strength``; 1: S = 0), both in the preset's ``edit_form``; plus an S-strength strip
     h̃ = f(C, α·S) for one background with a target's S."""
     out_dir, steps, t_edit, asym = Path(out_dir), params["ddim_steps"], params["t_edit"], is_asymmetric(params)
     t_edit_max, residual = params.get("t_edit_max"), is_residual(params)
