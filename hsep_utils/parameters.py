@@ -153,6 +153,9 @@ PARAMETERS: dict[str, Parameter] = {
     "common_adversary_head": Parameter("pooled", "beyond the paper: what the class adversary on C reads: pooled — a "
                                        "linear layer on C's channel means; conv — a small conv net on C's map, then "
                                        "pooled (it also sees where things are)", str, ("pooled", "conv")),
+    "swap_cycle": Parameter(0.0, "beyond the paper: weight of a latent cycle on the adding swap — a background "
+                            "given a target's S, encoded again, must give back that S and its own C (MUNIT's latent "
+                            "reconstruction), so S's content is written into h̃ (0: off)", NUMBER),
     "image_loss_every": Parameter(1, "beyond the paper (faster): image losses (ID, pixel, LPIPS) on every k-th step "
                                   "only (1: every step)", int),
     "edit_form": Parameter("replace", "how an edit uses h̃: replace — h̃ = f(C, α·S′) stands in for h (the paper); "

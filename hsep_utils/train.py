@@ -58,6 +58,7 @@ class TrainConfig:
     time_input: bool = True
     common_adversary: float = DEFAULTS["common_adversary"]  # beyond the paper: gradient-reversal class adversary on C
     common_adversary_head: str = DEFAULTS["common_adversary_head"]  # pooled: on C's channel means; conv: on C's map
+    swap_cycle: float = DEFAULTS["swap_cycle"]  # beyond the paper: the swapped h̃ re-encoded gives back the donor's S, its C
     edit_form: str = DEFAULTS["edit_form"]  # validation's edits: replace (the paper) or residual, h + f(C, S′) − f(C, S)
     image_loss_every: int = DEFAULTS["image_loss_every"]  # beyond the paper (faster): image terms on every k-th step only
     asymmetric: bool = DEFAULTS["reverse_process"] == "asymmetric"  # Eq. 4 as Asyrp: x_{t-1} from P_t(ε of h̃) + D_t(ε of h)
@@ -213,7 +214,7 @@ def epoch_order(n: int, group: int, generator: torch.Generator) -> torch.Tensor:
 
 def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.Tensor, cfg: TrainConfig,
                  r: Ranks = Ranks()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The latent terms (Eq. 6–10, and the optional common-class adversary) of a batch of h at
+    """The latent terms (Eq. 6–10, the optional common-class adversary and swap cycle) of a batch of h at
     timestep t: they need h only, not the image. Returns (h̃, {term: tensor}). ``cfg.background_salient``
     zero recombines backgrounds with S = 0 (Fig. 4), so h̃ and the terms on it see what removal feeds;
     ``cfg.kl_head`` none takes the KL over pooled C's own channels, which no head can make alike;
@@ -236,11 +237,45 @@ def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.
     if cfg.common_adversary > 0:
         terms["adversary"] = cfg.common_adversary * torch.nn.functional.binary_cross_entropy_with_logits(
             net.adversary_logit(c), is_target.to(c.dtype))
+    if cfg.swap_cycle > 0:
+        terms["swap_cycle"] = cfg.swap_cycle * swap_cycle(net, h, t, c, s, is_target, cfg.edit_form == "residual")
     return h_tilde, terms
 
 
+def swap_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor, s: torch.Tensor, is_target: torch.Tensor,
+               residual: bool) -> torch.Tensor:
+    """Beyond the paper (after MUNIT's latent reconstruction, Huang et al. 2018): the i-th background of the
+    batch takes the i-th target's S as the adding swap does (``residual``: h + f(C, S_t) − f(C, S)), and the
+    swapped h̃, encoded again, must give back that S and the background's own C (each MSE relative to the
+    code's mean square, so the weight does not depend on the codes' scale). Only the fusion learns from it:
+    the codes are held fixed and the encoders read the swapped h̃ without being trained by it, since
+    encoders that may move would satisfy it by making S the same for both classes (measured: every edit
+    then did nothing). It asks the fusion to write what S holds — the donor's beard style, which a
+    target's C may also carry — into h̃ where the encoders find it. 0 when the batch lacks a class; no
+    gradient for the archs without a fusion."""
+    bg, tg = (~is_target).nonzero().squeeze(1), is_target.nonzero().squeeze(1)
+    n = min(len(bg), len(tg))
+    if n == 0:
+        return h.new_zeros(())
+    bg, tg = bg[:n], tg[:n]
+    c_bg, s_bg, s_tg = c[bg].detach(), s[bg].detach(), s[tg].detach()
+    swapped = net.combine(c_bg, s_tg)
+    if residual:
+        swapped = h[bg] + swapped - net.combine(c_bg, s_bg)
+    encoders = [p for m in (net.shared, net.specific) for p in m.parameters() if p.requires_grad]
+    for p in encoders:
+        p.requires_grad_(False)
+    try:
+        c_again, s_again = net.split(swapped, t, torch.ones(n, dtype=torch.bool, device=h.device))
+    finally:
+        for p in encoders:
+            p.requires_grad_(True)
+    relative = lambda got, want: (got - want).pow(2).mean() / want.pow(2).mean().clamp_min(1e-8)  # noqa: E731
+    return relative(s_again, s_tg) + relative(c_again, c_bg)
+
+
 def weighted_total(terms: dict[str, torch.Tensor], cfg: TrainConfig, image_weight: float = 1.0) -> torch.Tensor:
-    """Σ λ·term (terms without a λ, the adversary, carry their weight already); the image terms are
+    """Σ λ·term (terms without a λ, the adversary and the swap cycle, carry their weight already); the image terms are
     also weighted by ``image_weight`` (``TrainConfig.image_weight``)."""
     return sum(cfg.lambdas.get(k, 1.0) * (image_weight if k in L.IMAGE_TERMS else 1.0) * v for k, v in terms.items())
 

@@ -10,6 +10,7 @@ from hsep_utils.ema import ema_update
 from hsep_utils.mapping import ARCHITECTURES, MappingNetwork
 from hsep_utils.train import TrainConfig, load_mapping, step_losses, train_mapping
 from hsep_utils.train import latent_terms as T_latent_terms
+from hsep_utils.train import swap_cycle
 
 LATENT_ONLY = {**{t: 0.0 for t in L.LOSS_TERMS}, "consistency": 1.0}  # no image term: no decoder backward
 
@@ -413,6 +414,44 @@ def test_conv_adversary_sees_where_things_are():
         losses[head] = loss.item()
     assert losses["pooled"] > 0.69  # log 2: chance, the pooled features are identical
     assert losses["conv"] < 0.1
+
+
+class _ChannelSplit:
+    """A stand-in mapping network: C is h's first half of channels, S its second, and combine puts them
+    back (``keeps_s``) or drops S (a fusion that ignores the salient code)."""
+
+    shared, specific = torch.nn.Identity(), torch.nn.ModuleList()  # no encoder weights
+
+    def __init__(self, keeps_s: bool) -> None:
+        self.keeps_s = keeps_s
+
+    def split(self, h, t, is_target):
+        return h * torch.tensor([1.0, 1, 0, 0]).view(1, 4, 1, 1), h * torch.tensor([0.0, 0, 1, 1]).view(1, 4, 1, 1)
+
+    def combine(self, c, s):
+        return c + s if self.keeps_s else c
+
+
+def test_swap_cycle_is_zero_when_the_swap_carries_the_donors_s_and_not_when_it_drops_it():
+    """The swap cycle scores whether a background given the i-th target's S reads back as that S with
+    its own C: 0 for a fusion that writes S into h̃ (either edit form), ≥ 1 (S lost entirely) for one
+    that ignores S; it is a term of the latent loss only when its weight is set, and trains the fusion only."""
+    torch.manual_seed(0)
+    h = torch.randn(6, 4, 3, 3)
+    is_target = torch.tensor([0, 1, 0, 1, 0, 1]).bool()
+    c, s = _ChannelSplit(True).split(h, 500, is_target)
+    for residual in (False, True):
+        assert swap_cycle(_ChannelSplit(True), h, 500, c, s, is_target, residual).item() == pytest.approx(0, abs=1e-6)
+        assert swap_cycle(_ChannelSplit(False), h, 500, c, s, is_target, residual).item() >= 1.0
+    other = torch.tensor([2, 1, 4, 3, 0, 5])  # the residual form adds h: another background's h gives another C back
+    assert swap_cycle(_ChannelSplit(True), h[other], 500, c, s, is_target, True).item() > 0.1
+    net = MappingNetwork(4, "c", depth=1)
+    assert "swap_cycle" not in T_latent_terms(net, h, 500, is_target, TrainConfig(arch="c"))[1]
+    terms = T_latent_terms(net, h, 500, is_target, TrainConfig(arch="c", swap_cycle=1.0))[1]
+    terms["swap_cycle"].backward()  # only the fusion learns from it: encoders that may move make S alike for both classes
+    assert net.fusion[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for m in (net.shared, net.specific) for p in m.parameters())
+    assert all(p.requires_grad for p in net.parameters())
 
 
 def test_later_epochs_perform_no_inversion(tiny_diffusion, tmp_path, monkeypatch):
