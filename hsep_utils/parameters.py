@@ -156,6 +156,9 @@ PARAMETERS: dict[str, Parameter] = {
     "swap_cycle": Parameter(0.0, "beyond the paper: weight of a latent cycle on the adding swap — a background "
                             "given a target's S, encoded again, must give back that S and its own C (MUNIT's latent "
                             "reconstruction), so S's content is written into h̃ (0: off)", NUMBER),
+    "removal_cycle": Parameter(0.0, "beyond the paper: weight of a cycle on removal — a target's C must equal the "
+                               "C of its own removal edit (S = 0), so what only targets show (the beard's style) "
+                               "leaves C for S, which a swap carries (0: off)", NUMBER),
     "image_loss_every": Parameter(1, "beyond the paper (faster): image losses (ID, pixel, LPIPS) on every k-th step "
                                   "only (1: every step)", int),
     "edit_form": Parameter("replace", "how an edit uses h̃: replace — h̃ = f(C, α·S′) stands in for h (the paper); "

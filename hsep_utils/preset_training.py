@@ -25,7 +25,7 @@ def train_config(params: dict) -> TrainConfig:
                        batch_per_class=params["batch_per_class"], kl_temperature=params["kl_temperature"],
                        validate_every=params["validate_every"], common_adversary=params["common_adversary"],
                        common_adversary_head=params["common_adversary_head"], edit_form=params["edit_form"],
-                       swap_cycle=params["swap_cycle"],
+                       swap_cycle=params["swap_cycle"], removal_cycle=params["removal_cycle"],
                        image_loss_every=params["image_loss_every"], asymmetric=is_asymmetric(params),
                        latent_warmup_steps=params["latent_warmup_steps"], latent_warmup_pool=params["latent_warmup_pool"],
                        latent_warmup_lr=params["latent_warmup_lr"], ema_decay=float(params["ema_decay"]),

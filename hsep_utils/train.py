@@ -59,6 +59,7 @@ class TrainConfig:
     common_adversary: float = DEFAULTS["common_adversary"]  # beyond the paper: gradient-reversal class adversary on C
     common_adversary_head: str = DEFAULTS["common_adversary_head"]  # pooled: on C's channel means; conv: on C's map
     swap_cycle: float = DEFAULTS["swap_cycle"]  # beyond the paper: the swapped h̃ re-encoded gives back the donor's S, its C
+    removal_cycle: float = DEFAULTS["removal_cycle"]  # beyond the paper: a target's C is that of its own removal edit
     edit_form: str = DEFAULTS["edit_form"]  # validation's edits: replace (the paper) or residual, h + f(C, S′) − f(C, S)
     image_loss_every: int = DEFAULTS["image_loss_every"]  # beyond the paper (faster): image terms on every k-th step only
     asymmetric: bool = DEFAULTS["reverse_process"] == "asymmetric"  # Eq. 4 as Asyrp: x_{t-1} from P_t(ε of h̃) + D_t(ε of h)
@@ -214,7 +215,7 @@ def epoch_order(n: int, group: int, generator: torch.Generator) -> torch.Tensor:
 
 def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.Tensor, cfg: TrainConfig,
                  r: Ranks = Ranks()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The latent terms (Eq. 6–10, the optional common-class adversary and swap cycle) of a batch of h at
+    """The latent terms (Eq. 6–10, the optional common-class adversary, swap and removal cycles) of a batch of h at
     timestep t: they need h only, not the image. Returns (h̃, {term: tensor}). ``cfg.background_salient``
     zero recombines backgrounds with S = 0 (Fig. 4), so h̃ and the terms on it see what removal feeds;
     ``cfg.kl_head`` none takes the KL over pooled C's own channels, which no head can make alike;
@@ -239,7 +240,33 @@ def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.
             net.adversary_logit(c), is_target.to(c.dtype))
     if cfg.swap_cycle > 0:
         terms["swap_cycle"] = cfg.swap_cycle * swap_cycle(net, h, t, c, s, is_target, cfg.edit_form == "residual")
+    if cfg.removal_cycle > 0:
+        terms["removal_cycle"] = cfg.removal_cycle * removal_cycle(net, h, t, c, s, is_target,
+                                                                   cfg.edit_form == "residual")
     return h_tilde, terms
+
+
+def _relative_mse(got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
+    """MSE relative to ``want``'s mean square: a code's error whatever the code's scale."""
+    return (got - want).pow(2).mean() / want.pow(2).mean().clamp_min(1e-8)
+
+
+def removal_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor, s: torch.Tensor, is_target: torch.Tensor,
+                  residual: bool) -> torch.Tensor:
+    """Beyond the paper: each target's C must equal the C of its own removal edit (S = 0; ``residual``:
+    h + f(C, 0) − f(C, S)), encoded again and held fixed (relative MSE). What a target shows only with
+    its attribute — the beard's style — does not survive the removal, so C may no longer hold it and the
+    fusion has to take it from S, which a swap then carries to another face; what both classes show
+    survives and stays in C. 0 when the batch has no target."""
+    tg = is_target.nonzero().squeeze(1)
+    if len(tg) == 0:
+        return h.new_zeros(())
+    with torch.no_grad():
+        removed = net.combine(c[tg], torch.zeros_like(s[tg]))
+        if residual:
+            removed = h[tg] + removed - net.combine(c[tg], s[tg])
+        c_removed = net.common(removed, torch.as_tensor(t, device=h.device).expand(len(tg)))
+    return _relative_mse(c[tg], c_removed)
 
 
 def swap_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor, s: torch.Tensor, is_target: torch.Tensor,
@@ -270,12 +297,11 @@ def swap_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor, s:
     finally:
         for p in encoders:
             p.requires_grad_(True)
-    relative = lambda got, want: (got - want).pow(2).mean() / want.pow(2).mean().clamp_min(1e-8)  # noqa: E731
-    return relative(s_again, s_tg) + relative(c_again, c_bg)
+    return _relative_mse(s_again, s_tg) + _relative_mse(c_again, c_bg)
 
 
 def weighted_total(terms: dict[str, torch.Tensor], cfg: TrainConfig, image_weight: float = 1.0) -> torch.Tensor:
-    """Σ λ·term (terms without a λ, the adversary and the swap cycle, carry their weight already); the image terms are
+    """Σ λ·term (terms without a λ, the adversary and the cycles, carry their weight already); the image terms are
     also weighted by ``image_weight`` (``TrainConfig.image_weight``)."""
     return sum(cfg.lambdas.get(k, 1.0) * (image_weight if k in L.IMAGE_TERMS else 1.0) * v for k, v in terms.items())
 

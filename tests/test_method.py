@@ -10,7 +10,7 @@ from hsep_utils.ema import ema_update
 from hsep_utils.mapping import ARCHITECTURES, MappingNetwork
 from hsep_utils.train import TrainConfig, load_mapping, step_losses, train_mapping
 from hsep_utils.train import latent_terms as T_latent_terms
-from hsep_utils.train import swap_cycle
+from hsep_utils.train import removal_cycle, swap_cycle
 
 LATENT_ONLY = {**{t: 0.0 for t in L.LOSS_TERMS}, "consistency": 1.0}  # no image term: no decoder backward
 
@@ -425,8 +425,11 @@ class _ChannelSplit:
     def __init__(self, keeps_s: bool) -> None:
         self.keeps_s = keeps_s
 
+    def common(self, h, t):
+        return h * torch.tensor([1.0, 1, 0, 0]).view(1, 4, 1, 1)
+
     def split(self, h, t, is_target):
-        return h * torch.tensor([1.0, 1, 0, 0]).view(1, 4, 1, 1), h * torch.tensor([0.0, 0, 1, 1]).view(1, 4, 1, 1)
+        return self.common(h, t), h * torch.tensor([0.0, 0, 1, 1]).view(1, 4, 1, 1)
 
     def combine(self, c, s):
         return c + s if self.keeps_s else c
@@ -452,6 +455,30 @@ def test_swap_cycle_is_zero_when_the_swap_carries_the_donors_s_and_not_when_it_d
     assert net.fusion[0].weight.grad.abs().sum() > 0
     assert all(p.grad is None for m in (net.shared, net.specific) for p in m.parameters())
     assert all(p.requires_grad for p in net.parameters())
+
+
+def test_removal_cycle_asks_c_to_hold_only_what_survives_the_removal():
+    """A target's C must equal the C of its own removal edit: 0 when C holds only what both classes show
+    (the channel split), not when C also holds the salient channels that removal takes away; the gradient
+    goes into the target's C, toward dropping them, and the re-encoded removal is held fixed."""
+    torch.manual_seed(0)
+    h = torch.randn(6, 4, 3, 3)
+    is_target = torch.tensor([0, 1, 0, 1, 0, 1]).bool()
+    clean = _ChannelSplit(True)
+    c, s = clean.split(h, 500, is_target)
+    for residual in (False, True):
+        assert removal_cycle(clean, h, 500, c, s, is_target, residual).item() == pytest.approx(0, abs=1e-6)
+    leaky_c = h.clone().requires_grad_(True)  # C holds every channel, the salient ones too
+    leaky = removal_cycle(clean, h, 500, leaky_c, s, is_target, False)
+    assert leaky.item() > 0.3
+    leaky.backward()
+    salient_part = leaky_c.grad[is_target][:, 2:]
+    assert (salient_part * h[is_target][:, 2:]).sum() > 0  # descending it shrinks the salient channels of C
+    assert leaky_c.grad[~is_target].abs().sum() == 0  # backgrounds are not asked anything
+    assert removal_cycle(clean, h, 500, c, s, torch.zeros(6, dtype=torch.bool), False).item() == 0
+    net = MappingNetwork(4, "c", depth=1)
+    assert "removal_cycle" not in T_latent_terms(net, h, 500, is_target, TrainConfig(arch="c"))[1]
+    assert "removal_cycle" in T_latent_terms(net, h, 500, is_target, TrainConfig(arch="c", removal_cycle=1.0))[1]
 
 
 def test_later_epochs_perform_no_inversion(tiny_diffusion, tmp_path, monkeypatch):
