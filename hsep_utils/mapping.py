@@ -7,6 +7,8 @@ Choices the paper leaves open, and what we do:
   block has no activation so codes can take any sign (h does).
 - h is divided by a fixed scale (its RMS over training data, ``h_scale``) before the encoders
   and the output multiplied back, so one learning rate suits any base model.
+- Fused(C, S) is Conv3×3 (2·channels → channels) + LeakyReLU(0.2); ``fusion_depth`` > 1 (beyond the
+  paper) adds Conv3×3 + LeakyReLU blocks at h's channel count after it.
 - The classification head (shared by C and S) is global average pooling + a linear layer to one
   logit; the KL head on C is a 1×1 conv to ``kl_bins`` logits, globally average-pooled.
 - The optional class adversary on C (beyond the paper) reads pooled C through a linear layer
@@ -55,7 +57,8 @@ class MappingNetwork(nn.Module):
     """Splits h into (C, S) and recombines them; architecture (a)–(d) of Fig. 8."""
 
     def __init__(self, channels: int, arch: str = "a", depth: int = 8, kl_bins: int = 16,
-                 time_input: bool = True, h_scale: float = 1.0, adversary_head: str = "pooled") -> None:
+                 time_input: bool = True, h_scale: float = 1.0, adversary_head: str = "pooled",
+                 fusion_depth: int = 1) -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
@@ -67,8 +70,12 @@ class MappingNetwork(nn.Module):
         self.shared = ConvEncoder(channels, depth, time_input)
         n_specific = 2 if self.two_specific else 1
         self.specific = nn.ModuleList(ConvEncoder(channels, depth, time_input) for _ in range(n_specific))
-        self.fusion = nn.Sequential(nn.Conv2d(2 * channels, channels, 3, padding=1), nn.LeakyReLU(0.2)) \
-            if self.fused else None
+        if int(fusion_depth) < 1:
+            raise ValueError(f"fusion_depth must be ≥ 1, got {fusion_depth}")
+        self.fusion_depth = int(fusion_depth)
+        self.fusion = nn.Sequential(nn.Conv2d(2 * channels, channels, 3, padding=1), nn.LeakyReLU(0.2), *[
+            layer for _ in range(self.fusion_depth - 1) for layer in (nn.Conv2d(channels, channels, 3, padding=1),
+                                                                      nn.LeakyReLU(0.2))]) if self.fused else None
         self.class_head = nn.Linear(channels, 1)
         self.kl_head = nn.Conv2d(channels, kl_bins, 1)
         self.adversary_head = adversary_head  # the adversary is only trained when TrainConfig.common_adversary > 0
@@ -77,7 +84,8 @@ class MappingNetwork(nn.Module):
 
     def config(self) -> dict:
         return dict(channels=self.channels, arch=self.arch, depth=self.depth, kl_bins=self.kl_head.out_channels,
-                    time_input=self.shared.time_input, h_scale=float(self.h_scale), adversary_head=self.adversary_head)
+                    time_input=self.shared.time_input, h_scale=float(self.h_scale), adversary_head=self.adversary_head,
+                    fusion_depth=self.fusion_depth)
 
     def common(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.shared(h / self.h_scale, t)

@@ -120,6 +120,8 @@ PARAMETERS: dict[str, Parameter] = {
     # the method
     "arch": Parameter("a", "mapping-network architecture of Fig. 8", str, ("a", "b", "c", "d")),
     "depth": Parameter(8, "conv blocks per encoder (the paper: 8 or 12)", int),
+    "fusion_depth": Parameter(1, "conv blocks of Fused(C, S) in archs (a) and (c): 1 — one Conv3×3 + LeakyReLU (the "
+                              "smallest reading of the paper's \"Fusion Network\"); more add blocks at h's channel count", int),
     "t_edit": Parameter(0, "edit timesteps t >= t_edit (0: every step, 400: the noisy part)", int),
     "t_edit_max": Parameter(None, "beyond the paper: edit only timesteps t < t_edit_max, the noisiest left to the "
                             "original h (None: up to T, as the paper; docs/method.md)", int),

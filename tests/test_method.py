@@ -416,6 +416,19 @@ def test_conv_adversary_sees_where_things_are():
     assert losses["conv"] < 0.1
 
 
+def test_fusion_depth_adds_blocks_and_keeps_old_checkpoints_loadable():
+    """``fusion_depth`` 1 is the one-conv fusion every committed checkpoint holds (its config has no such key and
+    its state loads as it was); more blocks rebuild from a checkpoint's config; 0 is refused."""
+    one = MappingNetwork(4, "c", depth=1)
+    old_config = {k: v for k, v in one.config().items() if k != "fusion_depth"}
+    MappingNetwork(**old_config).load_state_dict(one.state_dict())  # strict: the same keys and shapes
+    deep = MappingNetwork(4, "c", depth=1, fusion_depth=3)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in deep.fusion) == 3
+    MappingNetwork(**deep.config()).load_state_dict(deep.state_dict())
+    with pytest.raises(ValueError, match="fusion_depth"):
+        MappingNetwork(4, "c", depth=1, fusion_depth=0)
+
+
 class _ChannelSplit:
     """A stand-in mapping network: C is h's first half of channels, S its second, and combine puts them
     back (``keeps_s``) or drops S (a fusion that ignores the salient code)."""
