@@ -16,12 +16,11 @@ import sys
 
 import torch
 
-from hsep_utils.classifier import load_classifier
 from hsep_utils.datasets import toy_counterfactual_set, toy_donor_counterfactuals
 from hsep_utils.diffusion import load_diffusion
 from hsep_utils.edit import edit
 from hsep_utils.evaluation import donor_transfer, toy_regions
-from hsep_utils.parameters import is_residual
+from hsep_utils.parameters import is_asymmetric, is_residual
 from hsep_utils.presets import repo_path, resolve, results_dir
 from hsep_utils.splits import inversion_cache, load_preset_data
 from hsep_utils.strength import salient_strength
@@ -76,24 +75,22 @@ with torch.no_grad():
         print(f"step {k} t={t}: probe accuracy of {sub} (chance 0.33):", accs, flush=True)
 
 alpha = salient_strength(params, "add")
-window = dict(t_edit=params["t_edit"], t_edit_max=params.get("t_edit_max"), asymmetric=False, residual=is_residual(params))
+window = dict(t_edit=params["t_edit"], t_edit_max=params.get("t_edit_max"), asymmetric=is_asymmetric(params),
+              residual=is_residual(params))
 bg, tg = data["val_bg"], data["val_tg"]
 n = min(len(bg.rows), len(tg.rows))
 x = bg.x[:n].load()
 cf_set = toy_counterfactual_set(bg.rows.head(n), attr, x.shape[-1])
 donor_cf = toy_donor_counterfactuals(bg.rows.head(n), tg.rows.head(n), attr, x.shape[-1])
-regions = toy_regions(bg.rows.head(n), attr, x.shape[-1]) if attr in ("glasses", "smile") else None
+regions = toy_regions(bg.rows.head(n), attr, x.shape[-1])
 xT = cache(bg.keys[:n], bg.x[:n])
 own, other = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
 with torch.no_grad():
-    donor_h = cache.h_trajectories(tg.keys[:n], tg.x[:n])
-    for a in sorted({1.0, alpha}):
-        e = edit(diffusion, net, xT, own, steps, "swap", donor_h=donor_h, donor_is_target=other, alpha=a, **window)
-        m, s = donor_transfer(e, x, cf_set, donor_cf, regions)
-        print(f"alpha {a}: donor's S -> donor match {m.float().mean():.3f}, donor oracle {s.float().mean():.3f}", flush=True)
-    xT_cf = diffusion.invert(donor_cf, steps)
-    for a in sorted({1.0, alpha}):
-        e = edit(diffusion, net, xT, own, steps, "swap", donor_xT=xT_cf, donor_is_target=other, alpha=a, **window)
-        m, s = donor_transfer(e, x, cf_set, donor_cf, regions)
-        print(f"alpha {a}: S of x's counterfactual with the donor's {sub} -> donor match {m.float().mean():.3f}, "
-              f"donor oracle {s.float().mean():.3f}", flush=True)
+    sources = {"donor's S": dict(donor_h=cache.h_trajectories(tg.keys[:n], tg.x[:n])),
+               f"S of x's counterfactual with the donor's {sub}": dict(donor_xT=diffusion.invert(donor_cf, steps))}
+    for source, donor in sources.items():
+        for a in sorted({1.0, alpha}):
+            e = edit(diffusion, net, xT, own, steps, "swap", donor_is_target=other, alpha=a, **donor, **window)
+            m, s = donor_transfer(e, x, cf_set, donor_cf, regions)
+            print(f"alpha {a}: {source} -> donor match {m.float().mean():.3f}, donor oracle {s.float().mean():.3f}",
+                  flush=True)

@@ -9,8 +9,6 @@ import json
 import os
 import sys
 
-import torch
-
 from hsep_utils.classifier import edit_success, load_classifier
 from hsep_utils.datasets import toy_counterfactual_set
 from hsep_utils.diffusion import load_diffusion

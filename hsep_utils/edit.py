@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .diffusion import Diffusion
-from .mapping import MappingNetwork
+from .mapping import MappingNetwork, edited_h
 
 MODES = ("reconstruct", "remove", "swap")
 
@@ -70,9 +70,7 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
             h = torch.cat([h, donor_h[:, step[t]].to(h)])
         c, s = net.split(h, t, cls)
         s_new = {"reconstruct": alpha * s[:n], "remove": (1 - alpha) * s[:n], "swap": alpha * s[n:]}[mode]
-        mixed = net.combine(c[:n], s_new)
-        if residual:
-            mixed = h[:n] + mixed - net.combine(c[:n], s[:n])
+        mixed = edited_h(net, h[:n], c[:n], s[:n], s_new, residual)
         return torch.cat([mixed, h[n:]]) if riding else mixed
 
     return diffusion.generate(xT, n_steps, edit_fn=edit_fn, t_edit=t_edit, asymmetric=asymmetric,

@@ -133,6 +133,16 @@ class MappingNetwork(nn.Module):
         return self.kl_head(c).mean((2, 3))
 
 
+def edited_h(net: MappingNetwork, h: torch.Tensor, c: torch.Tensor, s: torch.Tensor, s_new: torch.Tensor,
+             residual: bool) -> torch.Tensor:
+    """h̃ of an edit that gives (C, S), the codes of ``h``, the salient code ``s_new``: f(C, S′) in place of
+    h (the paper), or with ``residual`` (beyond the paper) h + f(C, S′) − f(C, S), so that only the change
+    of S edits and the network's error in reconstructing h cancels. What every edit, and the training
+    terms that imitate one, recombine with."""
+    mixed = net.combine(c, s_new)
+    return h + mixed - net.combine(c, s) if residual else mixed
+
+
 class _ReverseGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):

@@ -32,7 +32,7 @@ from .ema import ema_update
 from .hspace import decode, encode
 from .images import Images, as_images
 from .io import save_dataframe, save_torch, write_text
-from .mapping import MappingNetwork
+from .mapping import MappingNetwork, edited_h
 from .parameters import DEFAULTS, PARAMETERS
 
 
@@ -239,11 +239,11 @@ def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.
     if cfg.common_adversary > 0:
         terms["adversary"] = cfg.common_adversary * torch.nn.functional.binary_cross_entropy_with_logits(
             net.adversary_logit(c), is_target.to(c.dtype))
+    residual = cfg.edit_form == "residual"
     if cfg.swap_cycle > 0:
-        terms["swap_cycle"] = cfg.swap_cycle * swap_cycle(net, h, t, c, s, is_target, cfg.edit_form == "residual")
+        terms["swap_cycle"] = cfg.swap_cycle * swap_cycle(net, h, t, c, s, is_target, residual)
     if cfg.removal_cycle > 0:
-        terms["removal_cycle"] = cfg.removal_cycle * removal_cycle(net, h, t, c, s, is_target,
-                                                                   cfg.edit_form == "residual")
+        terms["removal_cycle"] = cfg.removal_cycle * removal_cycle(net, h, t, c, s, is_target, residual)
     return h_tilde, terms
 
 
@@ -263,9 +263,7 @@ def removal_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor,
     if len(tg) == 0:
         return h.new_zeros(())
     with torch.no_grad():
-        removed = net.combine(c[tg], torch.zeros_like(s[tg]))
-        if residual:
-            removed = h[tg] + removed - net.combine(c[tg], s[tg])
+        removed = edited_h(net, h[tg], c[tg], s[tg], torch.zeros_like(s[tg]), residual)
         c_removed = net.common(removed, torch.as_tensor(t, device=h.device).expand(len(tg)))
     return _relative_mse(c[tg], c_removed)
 
@@ -287,9 +285,7 @@ def swap_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor, s:
         return h.new_zeros(())
     bg, tg = bg[:n], tg[:n]
     c_bg, s_bg, s_tg = c[bg].detach(), s[bg].detach(), s[tg].detach()
-    swapped = net.combine(c_bg, s_tg)
-    if residual:
-        swapped = h[bg] + swapped - net.combine(c_bg, s_bg)
+    swapped = edited_h(net, h[bg], c_bg, s_bg, s_tg, residual)
     encoders = [p for m in (net.shared, net.specific) for p in m.parameters() if p.requires_grad]
     for p in encoders:
         p.requires_grad_(False)
