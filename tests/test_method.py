@@ -429,6 +429,31 @@ def test_fusion_depth_adds_blocks_and_keeps_old_checkpoints_loadable():
         MappingNetwork(4, "c", depth=1, fusion_depth=0)
 
 
+def test_fusion_common_dropout_hides_c_from_the_fusion_in_training_only():
+    """With ``fusion_common_dropout`` the fusion reads C with whole channels dropped in training mode, never in
+    eval mode (edits, validation), and the additive C is never dropped; old checkpoints (no such key) load; a
+    probability of 1 or more, which would leave the fusion no C to learn from, is refused."""
+    torch.manual_seed(0)
+    plain = MappingNetwork(4, "c", depth=1)
+    drop = MappingNetwork(**{**plain.config(), "fusion_common_dropout": 0.5})
+    drop.load_state_dict(plain.state_dict())
+    MappingNetwork(**{k: v for k, v in plain.config().items() if k != "fusion_common_dropout"}).load_state_dict(
+        plain.state_dict())
+    c, s = torch.randn(8, 4, 3, 3), torch.randn(8, 4, 3, 3)
+    plain.eval(), drop.eval()
+    assert torch.equal(drop.combine(c, s), plain.combine(c, s))
+    drop.train()
+    torch.manual_seed(1)
+    mask = torch.nn.functional.dropout2d(torch.ones(8, 4, 1, 1), 0.5, training=True)
+    torch.manual_seed(1)
+    got = drop.combine(c, s) / drop.h_scale
+    assert torch.allclose(got, c + drop.fusion(torch.cat([c * mask, s], 1)), atol=1e-6)  # the additive C stays whole
+    assert not torch.allclose(got, plain.combine(c, s) / plain.h_scale)
+    assert MappingNetwork(**drop.config()).fusion_common_dropout.p == 0.5
+    with pytest.raises(ValueError, match="fusion_common_dropout"):
+        MappingNetwork(4, "c", depth=1, fusion_common_dropout=1.0)
+
+
 class _ChannelSplit:
     """A stand-in mapping network: C is h's first half of channels, S its second, and combine puts them
     back (``keeps_s``) or drops S (a fusion that ignores the salient code)."""
