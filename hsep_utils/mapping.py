@@ -37,14 +37,15 @@ ARCHITECTURES = {
 class ConvEncoder(nn.Module):
     """``depth`` × (Conv3×3 + LeakyReLU 0.2); the last conv has no activation."""
 
-    def __init__(self, channels: int, depth: int, time_input: bool = True) -> None:
+    def __init__(self, channels: int, depth: int, time_input: bool = True, out_channels: int | None = None) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be ≥ 1, got {depth}")
         self.time_input = time_input
         layers: list[nn.Module] = []
         for i in range(depth):
-            layers.append(nn.Conv2d(channels + (time_input if i == 0 else 0), channels, 3, padding=1))
+            out = out_channels or channels if i == depth - 1 else channels
+            layers.append(nn.Conv2d(channels + (time_input if i == 0 else 0), out, 3, padding=1))
             if i < depth - 1:
                 layers.append(nn.LeakyReLU(0.2))
         self.net = nn.Sequential(*layers)
@@ -61,7 +62,7 @@ class MappingNetwork(nn.Module):
 
     def __init__(self, channels: int, arch: str = "a", depth: int = 8, kl_bins: int = 16,
                  time_input: bool = True, h_scale: float = 1.0, adversary_head: str = "pooled",
-                 fusion_depth: int = 1, fusion_common_dropout: float = 0.0) -> None:
+                 fusion_depth: int = 1, fusion_common_dropout: float = 0.0, common_channels: int | None = None) -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
@@ -70,7 +71,12 @@ class MappingNetwork(nn.Module):
         self.arch, self.channels, self.depth = arch, channels, depth
         self.two_specific, self.fused = ARCHITECTURES[arch]
         self.register_buffer("h_scale", torch.tensor(float(h_scale)))
-        self.shared = ConvEncoder(channels, depth, time_input)
+        if common_channels is not None and not 1 <= int(common_channels) <= channels:
+            raise ValueError(f"common_channels must be in [1, {channels}] (h's channels) or None, got {common_channels}")
+        self.common_channels = None if common_channels is None else int(common_channels)
+        self.shared = ConvEncoder(channels, depth, time_input, self.common_channels)
+        # C through k channels, brought back to h's by a 1×1 conv: at most rank k at each position
+        self.common_expand = nn.Conv2d(self.common_channels, channels, 1) if self.common_channels else None
         n_specific = 2 if self.two_specific else 1
         self.specific = nn.ModuleList(ConvEncoder(channels, depth, time_input) for _ in range(n_specific))
         if int(fusion_depth) < 1:
@@ -91,10 +97,12 @@ class MappingNetwork(nn.Module):
     def config(self) -> dict:
         return dict(channels=self.channels, arch=self.arch, depth=self.depth, kl_bins=self.kl_head.out_channels,
                     time_input=self.shared.time_input, h_scale=float(self.h_scale), adversary_head=self.adversary_head,
-                    fusion_depth=self.fusion_depth, fusion_common_dropout=self.fusion_common_dropout.p)
+                    fusion_depth=self.fusion_depth, fusion_common_dropout=self.fusion_common_dropout.p,
+                    common_channels=self.common_channels)
 
     def common(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.shared(h / self.h_scale, t)
+        c = self.shared(h / self.h_scale, t)
+        return c if self.common_expand is None else self.common_expand(c)
 
     def salient(self, h: torch.Tensor, t: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
         """S from the class's specific encoder (arch a/b) or the one salient encoder (c/d)."""

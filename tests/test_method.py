@@ -454,6 +454,24 @@ def test_fusion_common_dropout_hides_c_from_the_fusion_in_training_only():
         MappingNetwork(4, "c", depth=1, fusion_common_dropout=1.0)
 
 
+def test_common_channels_caps_c_at_rank_k_and_keeps_old_checkpoints_loadable():
+    """With ``common_channels`` k, C at every position lies in a k-dimensional affine subspace of h's channels (what
+    it can hold is capped); without it the paper's full-width C, as every committed checkpoint (no such key)."""
+    torch.manual_seed(0)
+    h, t, is_target = torch.randn(6, 8, 5, 5), 300, torch.tensor([0, 1] * 3)
+    narrow = MappingNetwork(8, "c", depth=2, common_channels=2)
+    c = narrow.split(h, t, is_target)[0]
+    assert c.shape == h.shape
+    offset = narrow.common_expand.bias.view(1, -1, 1, 1)  # the 1×1 conv's bias: an affine k-dimensional subspace
+    assert torch.linalg.matrix_rank((c - offset).permute(0, 2, 3, 1).reshape(-1, 8)) == 2
+    full = MappingNetwork(8, "c", depth=2)
+    assert torch.linalg.matrix_rank(full.split(h, t, is_target)[0].permute(0, 2, 3, 1).reshape(-1, 8)) == 8
+    MappingNetwork(**{k: v for k, v in full.config().items() if k != "common_channels"}).load_state_dict(full.state_dict())
+    MappingNetwork(**narrow.config()).load_state_dict(narrow.state_dict())
+    with pytest.raises(ValueError, match="common_channels"):
+        MappingNetwork(8, "c", depth=2, common_channels=9)
+
+
 class _ChannelSplit:
     """A stand-in mapping network: C is h's first half of channels, S its second, and combine puts them
     back (``keeps_s``) or drops S (a fusion that ignores the salient code)."""
