@@ -9,7 +9,10 @@ validation split (it chooses nothing, so it never reads the test split).
 2. Donor match of adding at α = 1 and the preset's α, in its edit form, with (a) the donor's S (the
    paper's swap) and (b) the S of the input's own counterfactual with the donor's sub-factor (a perfect
    S for that identity): (b) below the oracle h-swap's donor match means the fusion does not render
-   what S is given.
+   what S is given. With each, the confusion of the donor's sub-factor value (rows, in the order of
+   the sub-factor's values) against the value of the counterfactual the edit is nearest (columns):
+   mass in one column is a network (or base model) that draws one value whatever the donor; mass
+   spread off the diagonal, one that draws some value, not the donor's.
 """
 import os
 import sys
@@ -19,12 +22,12 @@ import torch
 from hsep_utils.datasets import toy_counterfactual_set, toy_donor_counterfactuals
 from hsep_utils.diffusion import load_diffusion
 from hsep_utils.edit import edit
-from hsep_utils.evaluation import donor_transfer, toy_regions
+from hsep_utils.evaluation import donor_transfer, nearest_counterfactual, toy_regions
 from hsep_utils.parameters import is_asymmetric, is_residual
 from hsep_utils.presets import repo_path, resolve, results_dir
 from hsep_utils.splits import inversion_cache, load_preset_data
 from hsep_utils.strength import salient_strength
-from hsep_utils.toy import SHOWN_ONLY_WITH
+from hsep_utils.toy import SHOWN_ONLY_WITH, ToyFactors
 from hsep_utils.train import load_mapping
 
 torch.manual_seed(0)
@@ -54,6 +57,14 @@ def probe(train_f, train_y, test_f, test_y, wd=1e-2):
     opt.step(closure)
     with torch.no_grad():
         return (lin(b).argmax(1) == test_y).float().mean().item()
+
+
+def sub_factor_value(images: torch.Tensor, cf_set: torch.Tensor, rows) -> list[int]:
+    """Per image, the sub-factor value of the counterfactual in ``cf_set`` (K, N, ...) it equals (the set's
+    order is per image: its own hidden value first, ``ToyFactors.counterfactuals``)."""
+    index = torch.stack([(cf_set[i] == images).flatten(1).all(1) for i in range(len(cf_set))]).float().argmax(0)
+    return [getattr(ToyFactors.from_mapping(r).counterfactuals(attr)[i], sub) for (_, r), i in zip(rows.iterrows(),
+                                                                                                   index.tolist())]
 
 
 n_pool = 128
@@ -94,3 +105,8 @@ with torch.no_grad():
             m, s = donor_transfer(e, x, cf_set, donor_cf, regions)
             print(f"alpha {a}: {source} -> donor match {m.float().mean():.3f}, donor oracle {s.float().mean():.3f}",
                   flush=True)
+            confusion = torch.zeros(len(cf_set), len(cf_set), dtype=torch.long)
+            for want, got in zip(sub_factor_value(donor_cf, cf_set, bg.rows.head(n)),
+                                 sub_factor_value(nearest_counterfactual(e, cf_set), cf_set, bg.rows.head(n))):
+                confusion[want, got] += 1
+            print("  donor's value (rows) against the nearest counterfactual's (columns):", confusion.tolist(), flush=True)

@@ -8,10 +8,7 @@ Choices the paper leaves open, and what we do:
 - h is divided by a fixed scale (its RMS over training data, ``h_scale``) before the encoders
   and the output multiplied back, so one learning rate suits any base model.
 - Fused(C, S) is Conv3×3 (2·channels → channels) + LeakyReLU(0.2); ``fusion_depth`` > 1 (beyond the
-  paper) adds Conv3×3 + LeakyReLU blocks at h's channel count after it. ``fusion_common_dropout`` p > 0
-  (beyond the paper) drops each channel of the fusion's C input with probability p in training mode
-  (``nn.Dropout2d``; the additive C is untouched), so the fusion cannot lean on details a target's C
-  keeps and must read them from S.
+  paper) adds Conv3×3 + LeakyReLU blocks at h's channel count after it.
 - The classification head (shared by C and S) is global average pooling + a linear layer to one
   logit; the KL head on C is a 1×1 conv to ``kl_bins`` logits, globally average-pooled.
 - The optional class adversary on C (beyond the paper) reads pooled C through a linear layer
@@ -37,15 +34,14 @@ ARCHITECTURES = {
 class ConvEncoder(nn.Module):
     """``depth`` × (Conv3×3 + LeakyReLU 0.2); the last conv has no activation."""
 
-    def __init__(self, channels: int, depth: int, time_input: bool = True, out_channels: int | None = None) -> None:
+    def __init__(self, channels: int, depth: int, time_input: bool = True) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be ≥ 1, got {depth}")
         self.time_input = time_input
         layers: list[nn.Module] = []
         for i in range(depth):
-            out = out_channels or channels if i == depth - 1 else channels
-            layers.append(nn.Conv2d(channels + (time_input if i == 0 else 0), out, 3, padding=1))
+            layers.append(nn.Conv2d(channels + (time_input if i == 0 else 0), channels, 3, padding=1))
             if i < depth - 1:
                 layers.append(nn.LeakyReLU(0.2))
         self.net = nn.Sequential(*layers)
@@ -62,7 +58,7 @@ class MappingNetwork(nn.Module):
 
     def __init__(self, channels: int, arch: str = "a", depth: int = 8, kl_bins: int = 16,
                  time_input: bool = True, h_scale: float = 1.0, adversary_head: str = "pooled",
-                 fusion_depth: int = 1, fusion_common_dropout: float = 0.0, common_channels: int | None = None) -> None:
+                 fusion_depth: int = 1) -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
@@ -71,20 +67,12 @@ class MappingNetwork(nn.Module):
         self.arch, self.channels, self.depth = arch, channels, depth
         self.two_specific, self.fused = ARCHITECTURES[arch]
         self.register_buffer("h_scale", torch.tensor(float(h_scale)))
-        if common_channels is not None and not 1 <= int(common_channels) <= channels:
-            raise ValueError(f"common_channels must be in [1, {channels}] (h's channels) or None, got {common_channels}")
-        self.common_channels = None if common_channels is None else int(common_channels)
-        self.shared = ConvEncoder(channels, depth, time_input, self.common_channels)
-        # C through k channels, brought back to h's by a 1×1 conv: at most rank k at each position
-        self.common_expand = nn.Conv2d(self.common_channels, channels, 1) if self.common_channels else None
+        self.shared = ConvEncoder(channels, depth, time_input)
         n_specific = 2 if self.two_specific else 1
         self.specific = nn.ModuleList(ConvEncoder(channels, depth, time_input) for _ in range(n_specific))
         if int(fusion_depth) < 1:
             raise ValueError(f"fusion_depth must be ≥ 1, got {fusion_depth}")
         self.fusion_depth = int(fusion_depth)
-        if not 0 <= float(fusion_common_dropout) < 1:
-            raise ValueError(f"fusion_common_dropout must be in [0, 1), got {fusion_common_dropout}")
-        self.fusion_common_dropout = nn.Dropout2d(float(fusion_common_dropout))
         self.fusion = nn.Sequential(nn.Conv2d(2 * channels, channels, 3, padding=1), nn.LeakyReLU(0.2), *[
             layer for _ in range(self.fusion_depth - 1) for layer in (nn.Conv2d(channels, channels, 3, padding=1),
                                                                       nn.LeakyReLU(0.2))]) if self.fused else None
@@ -97,12 +85,10 @@ class MappingNetwork(nn.Module):
     def config(self) -> dict:
         return dict(channels=self.channels, arch=self.arch, depth=self.depth, kl_bins=self.kl_head.out_channels,
                     time_input=self.shared.time_input, h_scale=float(self.h_scale), adversary_head=self.adversary_head,
-                    fusion_depth=self.fusion_depth, fusion_common_dropout=self.fusion_common_dropout.p,
-                    common_channels=self.common_channels)
+                    fusion_depth=self.fusion_depth)
 
     def common(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        c = self.shared(h / self.h_scale, t)
-        return c if self.common_expand is None else self.common_expand(c)
+        return self.shared(h / self.h_scale, t)
 
     def salient(self, h: torch.Tensor, t: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
         """S from the class's specific encoder (arch a/b) or the one salient encoder (c/d)."""
@@ -123,7 +109,7 @@ class MappingNetwork(nn.Module):
 
     def combine(self, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """h̃ = C + Fused(C, S) for (a)/(c), C + S for (b)/(d), back at h's scale."""
-        mixed = c + (self.fusion(torch.cat([self.fusion_common_dropout(c), s], 1)) if self.fused else s)
+        mixed = c + (self.fusion(torch.cat([c, s], 1)) if self.fused else s)
         return mixed * self.h_scale
 
     def forward(self, h: torch.Tensor, t, is_target: torch.Tensor):

@@ -122,12 +122,6 @@ PARAMETERS: dict[str, Parameter] = {
     "depth": Parameter(8, "conv blocks per encoder (the paper: 8 or 12)", int),
     "fusion_depth": Parameter(1, "conv blocks of Fused(C, S) in archs (a) and (c): 1 — one Conv3×3 + LeakyReLU (the "
                               "smallest reading of the paper's \"Fusion Network\"); more add blocks at h's channel count", int),
-    "common_channels": Parameter(None, "beyond the paper: C passes through this many channels (a 1×1 conv brings it "
-                                 "back to h's), so it cannot hold every detail of h and a target's own details must "
-                                 "go to S; None: h's channel count, as the paper", int),
-    "fusion_common_dropout": Parameter(0.0, "beyond the paper: in training, drop each channel of the C that Fused(C, S) "
-                                       "reads with this probability (archs (a), (c)), so that the fusion takes a target's "
-                                       "details from S, which a swap carries, rather than from C; 0: off", NUMBER),
     "t_edit": Parameter(0, "edit timesteps t >= t_edit (0: every step, 400: the noisy part)", int),
     "t_edit_max": Parameter(None, "beyond the paper: edit only timesteps t < t_edit_max, the noisiest left to the "
                             "original h (None: up to T, as the paper; docs/method.md)", int),

@@ -20,8 +20,6 @@ from .train import InversionCache, TrainConfig, train_mapping
 def train_config(params: dict) -> TrainConfig:
     """The TrainConfig a preset's parameters (``presets.resolve``: every one present) describe."""
     return TrainConfig(arch=params["arch"], depth=params["depth"], fusion_depth=params["fusion_depth"],
-                       fusion_common_dropout=params["fusion_common_dropout"],
-                       common_channels=params["common_channels"],
                        t_edit=params["t_edit"], t_edit_max=params.get("t_edit_max"), n_steps=params["ddim_steps"],
                        lr=params["lr"], epochs=params["epochs"], max_batches=params["train_batches"],
                        batch_per_class=params["batch_per_class"], kl_temperature=params["kl_temperature"],

@@ -61,8 +61,6 @@ class TrainConfig:
     swap_cycle: float = DEFAULTS["swap_cycle"]  # beyond the paper: the swapped h̃ re-encoded gives back the donor's S, its C
     removal_cycle: float = DEFAULTS["removal_cycle"]  # beyond the paper: a target's C is that of its own removal edit
     fusion_depth: int = DEFAULTS["fusion_depth"]  # conv blocks of Fused(C, S) (1: the smallest reading of the paper's)
-    fusion_common_dropout: float = DEFAULTS["fusion_common_dropout"]  # beyond the paper: channel dropout on the fusion's C
-    common_channels: int | None = DEFAULTS["common_channels"]  # beyond the paper: C through this many channels
     edit_form: str = DEFAULTS["edit_form"]  # validation's edits: replace (the paper) or residual, h + f(C, S′) − f(C, S)
     image_loss_every: int = DEFAULTS["image_loss_every"]  # beyond the paper (faster): image terms on every k-th step only
     asymmetric: bool = DEFAULTS["reverse_process"] == "asymmetric"  # Eq. 4 as Asyrp: x_{t-1} from P_t(ε of h̃) + D_t(ε of h)
@@ -466,8 +464,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
                     Images.concat([x_bg.take(first_bg), x_tg.take(first_tg)]))
         net = MappingNetwork(diffusion.unet.config.block_out_channels[-1], cfg.arch, cfg.depth, cfg.kl_bins,
                              cfg.time_input, estimate_h_scale(diffusion, xT0, cfg.n_steps),
-                             cfg.common_adversary_head, cfg.fusion_depth, cfg.fusion_common_dropout,
-                             cfg.common_channels).to(dev)
+                             cfg.common_adversary_head, cfg.fusion_depth).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         epoch, batch, rows, val_rows, best, elapsed, updates = 0, 0, [], [], [-math.inf], 0.0, 0
     # with ema_decay the averaged weights are the network: validated, selected, saved as "net", returned
@@ -515,7 +512,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
     def record_validation() -> None:
         """Validate, log, and keep ``best.pt`` when this validation ranks highest."""
         nonlocal best
-        evaluated.eval()  # training-only layers (the fusion's dropout) off for the edits validated
+        evaluated.eval()  # edits in eval mode, as every loaded checkpoint's; training goes on in train mode
         metrics = validate(evaluated) if validate is not None else {"sr": float(done())}
         net.train()
         val_rows.append(dict(epoch=epoch, batch=batch, batches=done(), minutes=(time.time() - t0) / 60, **metrics))

@@ -429,49 +429,6 @@ def test_fusion_depth_adds_blocks_and_keeps_old_checkpoints_loadable():
         MappingNetwork(4, "c", depth=1, fusion_depth=0)
 
 
-def test_fusion_common_dropout_hides_c_from_the_fusion_in_training_only():
-    """With ``fusion_common_dropout`` the fusion reads C with whole channels dropped in training mode, never in
-    eval mode (edits, validation), and the additive C is never dropped; old checkpoints (no such key) load; a
-    probability of 1 or more, which would leave the fusion no C to learn from, is refused."""
-    torch.manual_seed(0)
-    plain = MappingNetwork(4, "c", depth=1)
-    drop = MappingNetwork(**{**plain.config(), "fusion_common_dropout": 0.5})
-    drop.load_state_dict(plain.state_dict())
-    MappingNetwork(**{k: v for k, v in plain.config().items() if k != "fusion_common_dropout"}).load_state_dict(
-        plain.state_dict())
-    c, s = torch.randn(8, 4, 3, 3), torch.randn(8, 4, 3, 3)
-    plain.eval(), drop.eval()
-    assert torch.equal(drop.combine(c, s), plain.combine(c, s))
-    drop.train()
-    torch.manual_seed(1)
-    mask = torch.nn.functional.dropout2d(torch.ones(8, 4, 1, 1), 0.5, training=True)
-    torch.manual_seed(1)
-    got = drop.combine(c, s) / drop.h_scale
-    assert torch.allclose(got, c + drop.fusion(torch.cat([c * mask, s], 1)), atol=1e-6)  # the additive C stays whole
-    assert not torch.allclose(got, plain.combine(c, s) / plain.h_scale)
-    assert MappingNetwork(**drop.config()).fusion_common_dropout.p == 0.5
-    with pytest.raises(ValueError, match="fusion_common_dropout"):
-        MappingNetwork(4, "c", depth=1, fusion_common_dropout=1.0)
-
-
-def test_common_channels_caps_c_at_rank_k_and_keeps_old_checkpoints_loadable():
-    """With ``common_channels`` k, C at every position lies in a k-dimensional affine subspace of h's channels (what
-    it can hold is capped); without it the paper's full-width C, as every committed checkpoint (no such key)."""
-    torch.manual_seed(0)
-    h, t, is_target = torch.randn(6, 8, 5, 5), 300, torch.tensor([0, 1] * 3)
-    narrow = MappingNetwork(8, "c", depth=2, common_channels=2)
-    c = narrow.split(h, t, is_target)[0]
-    assert c.shape == h.shape
-    offset = narrow.common_expand.bias.view(1, -1, 1, 1)  # the 1×1 conv's bias: an affine k-dimensional subspace
-    assert torch.linalg.matrix_rank((c - offset).permute(0, 2, 3, 1).reshape(-1, 8)) == 2
-    full = MappingNetwork(8, "c", depth=2)
-    assert torch.linalg.matrix_rank(full.split(h, t, is_target)[0].permute(0, 2, 3, 1).reshape(-1, 8)) == 8
-    MappingNetwork(**{k: v for k, v in full.config().items() if k != "common_channels"}).load_state_dict(full.state_dict())
-    MappingNetwork(**narrow.config()).load_state_dict(narrow.state_dict())
-    with pytest.raises(ValueError, match="common_channels"):
-        MappingNetwork(8, "c", depth=2, common_channels=9)
-
-
 class _ChannelSplit:
     """A stand-in mapping network: C is h's first half of channels, S its second, and combine puts them
     back (``keeps_s``) or drops S (a fusion that ignores the salient code)."""
