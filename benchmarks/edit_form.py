@@ -7,7 +7,8 @@ never reads the test split.
     python benchmarks/edit_form.py OUTDIR PRESET [PRESET ...]
     python benchmarks/edit_form.py --table OUTDIR [OUTDIR ...]   # the JSONs as one markdown table
 
-``RESULTS_ROOT`` reads the presets' trained results from another root (e.g. a screening run's);
+``RESULTS_ROOT`` reads the presets' trained results from another root (e.g. a screening run's); ``OVERRIDES`` (JSON)
+sets parameters the edits read that the screen changed (e.g. ``{"t_edit_max": 1000}``);
 ``FORMS`` (default ``replace,residual``) the forms to score; ``BETA`` (default ``auto``) the removal
 strength (``1``: only the paper's S = 0). Writes ``OUTDIR/<preset>.json`` (per form: α, β, the rows
 x / y / x (α = 1) / y (β = 1) with classifier SR, oracle SRs, donor match, CF MSE ratio, PSNR, PSNR
@@ -62,7 +63,8 @@ def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     forms = os.environ.get("FORMS", "replace,residual").split(",")
-    root = {"results_root": os.environ["RESULTS_ROOT"]} if "RESULTS_ROOT" in os.environ else None
+    root = {"results_root": os.environ["RESULTS_ROOT"]} if "RESULTS_ROOT" in os.environ else {}
+    root.update(json.loads(os.environ.get("OVERRIDES", "{}")))
     for preset in sys.argv[2:]:
         params = resolve(preset, root)
         diffusion = load_diffusion(repo_path(params["base_model"]), "cpu")
