@@ -242,6 +242,19 @@ def test_ema_update_by_hand():
     assert ema[0].item() == pytest.approx(0.1)
 
 
+def test_validation_and_the_returned_network_are_in_eval_mode(tiny_diffusion, tmp_path):
+    """Edits run in eval mode everywhere (a loaded checkpoint is): validation too, and the network training
+    returns, with or without a weight average; training itself goes on in train mode after each validation."""
+    x_bg, x_tg = _data(4, seed=3), _data(4, seed=4)
+    keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
+    for ema_decay in (0.0, 0.9):
+        cfg = TrainConfig(depth=2, n_steps=3, lr=1e-3, epochs=2, batch_per_class=2, t_edit=400, ema_decay=ema_decay)
+        modes = []
+        net = train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path / str(ema_decay), progress=False,
+                            validate=lambda n: modes.append(n.training) or {"sr": 0.0})
+        assert modes and not any(modes) and not net.training
+
+
 def test_ema_weights_are_what_is_validated_saved_and_resumed(tiny_diffusion, tmp_path):
     x_bg, x_tg = _data(4, seed=3), _data(4, seed=4)
     keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
