@@ -44,7 +44,7 @@ def main() -> None:
         diffusion = load_diffusion(repo_path(params["base_model"]), "cpu")
         net = load_mapping(results_dir(params) / "mapping" / "best.pt", "cpu")
         classifiers = {c: load_classifier(results_dir(params) / f"{c}.pt")[0] for c in ("classifier", "judge")}
-        n = params["n_edit_images"]
+        n = params["n_val_per_class"]  # the same number of pairs on each population, validation's (64 + 64)
         sealed = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
         own = load_preset_data({**params, "test_seed": None}, diffusion.sample_size, params["n_val_per_class"])
         cache = inversion_cache(diffusion, params, sealed)
