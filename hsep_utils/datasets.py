@@ -189,7 +189,7 @@ def toy_donor_counterfactuals(rows: pd.DataFrame, donor_rows: pd.DataFrame, attr
 
 def toy_counterfactual_set(rows: pd.DataFrame, attribute: str, size: int) -> torch.Tensor:
     """(K, N, 3, H, W) in [-1, 1]: every counterfactual each toy manifest row allows
-    (``ToyFactors.counterfactuals``: adding glasses, one per lens shape), ``toy_counterfactuals``'
+    (``ToyFactors.counterfactuals``: adding glasses, one per glasses style), ``toy_counterfactuals``'
     first; a row with fewer repeats its first. What edits are scored against
     (``evaluation.nearest_counterfactual``)."""
     found = [ToyFactors.from_mapping(r).counterfactuals(attribute) for _, r in rows.iterrows()]

@@ -16,7 +16,7 @@ at the same step count: what any edit scored against it can reach at that fideli
 between generating with the image's own h and with another image's h, over the MSE between the two
 images — near 0 means the decoder ignores h (the skip connections decide), near 1 means h decides.
 For a local attribute it adds the h-swap's PSNR outside the attribute's box, and when adding an attribute
-with salient sub-factors (glasses: the lens shape) given ``donors``, the **donor h-swap**: h replaced by
+with salient sub-factors (glasses: their style) given ``donors``, the **donor h-swap**: h replaced by
 that of the counterfactual with donor i's sub-factors, i.e. what a perfect S of the donor would give, scored
 by ``donor_match`` — whether this base model's h carries the sub-factors at all. It scores the validation
 split: the diagnostic chooses base models and step counts.

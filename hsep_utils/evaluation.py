@@ -122,7 +122,7 @@ def psnr_outside(a: torch.Tensor, b: torch.Tensor, regions: list[tuple[int, int,
 def donor_transfer(edited: torch.Tensor, original: torch.Tensor, counterfactual: torch.Tensor,
                    donor_counterfactual: torch.Tensor, regions=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image (bool), for adding by swap: ``match`` — the edit's nearest counterfactual of the set
-    is the one with the donor's own salient sub-factors (e.g. the glasses' lens shape), i.e. S carried
+    is the one with the donor's own salient sub-factors (e.g. the glasses' style), i.e. S carried
     them; ``success`` — the donor's oracle: the attribute was added (``oracle_success``) and matches."""
     match = (nearest_counterfactual(edited, counterfactual) == donor_counterfactual).flatten(1).all(1)
     return match, oracle_success(edited, original, counterfactual, regions) & match
@@ -130,7 +130,7 @@ def donor_transfer(edited: torch.Tensor, original: torch.Tensor, counterfactual:
 
 def nearest_counterfactual(edited: torch.Tensor, counterfactual: torch.Tensor) -> torch.Tensor:
     """Per image, the one of its true counterfactuals (K, N, C, H, W: ``toy_counterfactual_set``)
-    nearest (MSE) the edit: a factor the input does not show (the lens shape of glasses being
+    nearest (MSE) the edit: a factor the input does not show (the style of glasses being
     added) no edit can read off it, so each of its values is a right edit. One counterfactual per
     image (N, C, H, W) passes through."""
     if counterfactual.dim() == edited.dim():

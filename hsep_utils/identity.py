@@ -74,7 +74,7 @@ class IdentityEncoder(nn.Module):
 def training_views(data_seed: int, n_identities: int, views: int, size: int, seed: int,
                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Each identity rendered ``views`` times with random attributes and salient sub-factors (the
-    embedding must not tell a lens shape or a beard style apart either): images (N·views, 3, size,
+    embedding must not tell a glasses style or a beard style apart either): images (N·views, 3, size,
     size) in [-1, 1] and identity labels 0 … n−1."""
     rng = np.random.default_rng([seed, data_seed])
     attrs = rng.integers(0, 2, (n_identities, views, len(ATTRIBUTES)))

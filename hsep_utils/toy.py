@@ -17,10 +17,12 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-RENDERER_VERSION = 5
+RENDERER_VERSION = 6
 """Recorded in each toy dataset.json; raise it whenever ``render`` draws anything differently
 (2: glasses are wraparound sunglasses instead of thin rings; 5: the world screened as "renderer v5"
-in docs/experiments.md — every attribute drawn as layout, each with a salient sub-factor)."""
+in docs/experiments.md — every attribute drawn as layout, each with a salient sub-factor; 6: the
+glasses' sub-factor is where they are worn, a change of layout h carries, instead of the band's
+outline, which the unedited noisy steps settle)."""
 ATTRIBUTES = ("glasses", "smile", "age", "gender")
 """Binary attributes. glasses/smile are local (eye / mouth region), age/gender are global."""
 
@@ -29,11 +31,11 @@ _EYE_COLOURS = np.array([[60, 100, 190], [100, 60, 30], [60, 140, 70], [110, 110
 _SKIN_LIGHT, _SKIN_DARK = np.array([245, 210, 185], float), np.array([120, 75, 50], float)
 _LENS, _FRAME = (8, 8, 10), (20, 20, 22)  # the sunglasses: a near-black band in a black frame
 _MOUTH = (55, 12, 22)  # inside an open mouth
-SUB_FACTORS = ("lens_shape", "mouth_shape", "bald_pattern", "beard_style")
-SHOWN_ONLY_WITH = {"glasses": {"lens_shape": range(3)}, "smile": {"mouth_shape": range(3)},
+SUB_FACTORS = ("glasses_style", "mouth_shape", "bald_pattern", "beard_style")
+SHOWN_ONLY_WITH = {"glasses": {"glasses_style": range(3)}, "smile": {"mouth_shape": range(3)},
                    "age": {"bald_pattern": range(3)}, "gender": {"beard_style": range(3)}}
 """The salient sub-factor of each attribute, with its values: shown only while the attribute is on
-(a face without glasses has a lens shape that no pixel of it shows), it varies between target
+(a face without glasses has a glasses style that no pixel of it shows), it varies between target
 images, so a swap can carry the donor's own salient content and ``donor_match`` can score it."""
 
 
@@ -55,7 +57,7 @@ class ToyFactors:
     eye_spacing: float  # half the distance between the eyes
     eye_colour: int
     shirt_hue: float
-    lens_shape: int = 0  # with glasses: 0 renderer 2's band, 1 a deep band up to the brows, 2 a band over the ears
+    glasses_style: int = 0  # with glasses: 0 a band over the eyes, 1 the band pushed up onto the forehead, 2 one round lens over the left eye
     mouth_shape: int = 0  # with a smile: 0 a wide grin, 1 a tall open laugh, 2 pulled to one side
     bald_pattern: int = 0  # with age: 0 bald temples, 1 a bald middle, 2 bald above the brows
     beard_style: int = 0  # with gender: 0 long, over the neck and chest, 1 short and full, 2 a moustache
@@ -73,7 +75,7 @@ class ToyFactors:
     def counterfactuals(self, attribute: str) -> list["ToyFactors"]:
         """Every counterfactual this image allows, ``flipped`` first: turning an attribute on also
         chooses the factors only it shows (``SHOWN_ONLY_WITH``), which the image does not fix — a
-        face given glasses may rightly get any lens shape, whatever its unseen factor says."""
+        face given glasses may rightly get any glasses style, whatever its unseen factor says."""
         first = self.flipped(attribute)
         hidden = SHOWN_ONLY_WITH.get(attribute, {}) if getattr(first, attribute) else {}
         choices = [dict(zip(hidden, values)) for values in itertools.product(*hidden.values())]
@@ -81,7 +83,7 @@ class ToyFactors:
 
     def with_salient_of(self, donor: "ToyFactors", attribute: str) -> "ToyFactors":
         """The counterfactual a swap from ``donor`` should give: ``attribute`` flipped, and the factors
-        only it shows (``SHOWN_ONLY_WITH``: e.g. the glasses' lens shape) taken from the donor."""
+        only it shows (``SHOWN_ONLY_WITH``: e.g. the glasses' style) taken from the donor."""
         first = self.flipped(attribute)
         hidden = SHOWN_ONLY_WITH.get(attribute, {}) if getattr(first, attribute) else {}
         return replace(first, **{k: getattr(donor, k) for k in hidden})
@@ -141,7 +143,7 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
 
     Every attribute is drawn as a change of layout, large enough that a 32 px base model's h carries
     it (docs/experiments.md, renderers v3–v5: h carries where things are drawn far better than what
-    colour they are): glasses a near-black wraparound band (``lens_shape``); a smile an open mouth
+    colour they are): glasses near-black sunglasses (``glasses_style``: where they are worn); a smile an open mouth
     that drops the jaw (``mouth_shape``); age a receding hairline and large ears (``bald_pattern``);
     gender long hair behind the face against short hair, a wide jaw and a beard (``beard_style``)."""
     R = size * supersample
@@ -195,13 +197,15 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
     else:
         d.line([(cx - 0.3 * w, my), (cx + 0.3 * w, my)], fill=lip, width=max(2, int(0.07 * h)))
 
-    if f.glasses:  # a near-black band in a black frame, by lens shape
+    if f.glasses:  # near-black lenses in a black frame, worn by glasses style
         er = 0.2 * w
-        x0, y0, x1, y1 = _attribute_box(f, "glasses", R)
-        band = {0: [cx - 1.02 * w, ey - 1.25 * er, cx + 1.02 * w, ey + 1.25 * er],  # renderer 2's band
-                1: [cx - 1.02 * w, y0, cx + 1.02 * w, y1],  # deep: up to the brows
-                2: [x0, ey - 1.25 * er, x1, ey + 1.25 * er]}[f.lens_shape]  # ends over the ears
-        d.rounded_rectangle(band, radius=int(0.9 * er), fill=_LENS, outline=_FRAME, width=supersample)
+        lift = 0.4 * h if f.glasses_style == 1 else 0.0  # pushed up onto the forehead, the eyes showing
+        if f.glasses_style == 2:  # one round lens over the left eye
+            ex = cx - f.eye_spacing * R
+            d.ellipse([ex - 2.0 * er, ey - 1.9 * er, ex + 2.0 * er, ey + 1.9 * er], fill=_LENS, outline=_FRAME, width=supersample)
+        else:
+            d.rounded_rectangle([cx - 1.02 * w, ey - 1.25 * er - lift, cx + 1.02 * w, ey + 1.25 * er - lift],
+                                radius=int(0.9 * er), fill=_LENS, outline=_FRAME, width=supersample)
     return np.asarray(img.resize((size, size), Image.BOX))
 
 
@@ -273,9 +277,9 @@ def _attribute_box(f: ToyFactors, attribute: str, side: float) -> tuple[float, f
     image ``side`` wide: ``render`` draws the sunglasses and the open mouth with its dropped jaw in it,
     ``attribute_region`` pads it."""
     cx, cy, w, h = (v * side for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
-    if attribute == "glasses":
-        ey, er = cy - 0.08 * h, 0.2 * w
-        return (cx - 1.3 * w, ey - 2.0 * er, cx + 1.3 * w, ey + 1.6 * er)
+    if attribute == "glasses":  # from the band pushed up onto the forehead down to the single lens's rim
+        ey = cy - 0.08 * h
+        return (cx - 1.3 * w, ey - 0.4 * h - 0.4 * w, cx + 1.3 * w, ey + 0.4 * w)
     if attribute == "smile":  # the open mouth and the dropped jaw (a wide jaw's outline moves from 0.1 h above cy)
         return (cx - 1.12 * w, cy - 0.12 * h, cx + 1.12 * w, cy + 1.2 * h)
     raise ValueError(f"{attribute!r} is a global attribute: it has no region")

@@ -31,7 +31,7 @@ def test_oracle_hswap_reports_every_figure(tiny_diffusion, split):
 
 
 def test_donor_hswap_gives_the_donors_counterfactual_h(tiny_diffusion, split, tmp_path):
-    """Adding with donors: h replaced by that of the counterfactual with donor i's lens shape, scored
+    """Adding with donors: h replaced by that of the counterfactual with donor i's glasses style, scored
     by donor match; PSNR outside the box is the h-swap's. Removing has no donor figures."""
     torch.manual_seed(0)
     donors = _test_split(tmp_path / "donors", "target")
@@ -64,7 +64,7 @@ def test_the_ceiling_scores_the_counterfactuals_own_reconstruction(tiny_diffusio
     classifier = SmallCNN().eval()
     found = oracle_hswap(tiny_diffusion, split, "glasses", classifier, False, n=4, n_steps=4)
     rows, x = split.rows.head(4), split.x[:4].load()
-    cf_set = toy_counterfactual_set(rows, "glasses", 16)  # scored against every lens shape
+    cf_set = toy_counterfactual_set(rows, "glasses", 16)  # scored against every glasses style
     cf = cf_set[0]
     rec_cf = tiny_diffusion.reconstruct(cf, 4)
     by_hand = oracle_success(rec_cf, x, cf_set, toy_regions(rows, "glasses", 16)).float().mean().item()

@@ -89,7 +89,7 @@ def test_oracle_success_and_cf_mse_ratio_take_each_edits_nearest_counterfactual(
     assert cf_mse_ratio(edited, original, choices) == pytest.approx(0.04)
 
 
-def test_toy_counterfactual_set_renders_one_per_lens_shape_when_adding_glasses(tmp_path):
+def test_toy_counterfactual_set_renders_one_per_glasses_style_when_adding_glasses(tmp_path):
     from hsep_utils.datasets import build_toy_dataset, toy_counterfactual_set, toy_counterfactuals
 
     manifest, _ = build_toy_dataset(tmp_path, "glasses", 2, 3, seed=0, progress=False)
@@ -447,8 +447,8 @@ def test_salient_strength_auto_without_a_reaching_alpha_takes_the_best_and_names
         strength.salient_strength({**params, "salient_strength": "auto"})
 
 
-def test_donor_oracle_and_donor_match_ask_for_the_donors_lens_shape():
-    """Adding glasses by swap should take the donor's own lens shape: rendered toy faces with the
+def test_donor_oracle_and_donor_match_ask_for_the_donors_glasses_style():
+    """Adding glasses by swap should take the donor's own glasses style: rendered toy faces with the
     donor's shape pass both; glasses of another shape pass the any-shape oracle only."""
     import pandas as pd
 
@@ -458,14 +458,14 @@ def test_donor_oracle_and_donor_match_ask_for_the_donors_lens_shape():
     from hsep_utils.toy import ToyFactors
 
     faces = [sample_factors(3, i, glasses=0) for i in range(3)]
-    donors = [replace(sample_factors(4, i, glasses=1), lens_shape=c) for i, c in enumerate((2, 0, 1))]
+    donors = [replace(sample_factors(4, i, glasses=1), glasses_style=c) for i, c in enumerate((2, 0, 1))]
     rows, donor_rows = pd.DataFrame([f.as_dict() for f in faces]), pd.DataFrame([d.as_dict() for d in donors])
     original = from_uint8(np.stack([render(f) for f in faces]))
     cf_set = toy_counterfactual_set(rows, "glasses", 32)
     donor_cf = toy_donor_counterfactuals(rows, donor_rows, "glasses", 32)
     regions = toy_regions(rows, "glasses", 32)
-    right = from_uint8(np.stack([render(replace(f, glasses=1, lens_shape=d.lens_shape)) for f, d in zip(faces, donors)]))
-    wrong = from_uint8(np.stack([render(replace(f, glasses=1, lens_shape=(d.lens_shape + 1) % 3))
+    right = from_uint8(np.stack([render(replace(f, glasses=1, glasses_style=d.glasses_style)) for f, d in zip(faces, donors)]))
+    wrong = from_uint8(np.stack([render(replace(f, glasses=1, glasses_style=(d.glasses_style + 1) % 3))
                                  for f, d in zip(faces, donors)]))
     assert torch.equal(donor_cf, right)
     match, success = donor_transfer(right, original, cf_set, donor_cf, regions)
@@ -480,7 +480,7 @@ def test_donor_oracle_and_donor_match_ask_for_the_donors_lens_shape():
     assert removal["donor_match"] == UNAVAILABLE and "no donor" in removal["reasons"]["donor_match"]
     face = replace(ToyFactors.from_mapping(rows.iloc[0]), smile=0)
     smiling = face.with_salient_of(donors[0], "smile")  # the donor's mouth, the face's own lenses
-    assert smiling.smile == 1 and smiling.mouth_shape == donors[0].mouth_shape and smiling.lens_shape == face.lens_shape
+    assert smiling.smile == 1 and smiling.mouth_shape == donors[0].mouth_shape and smiling.glasses_style == face.glasses_style
 
 
 def test_psnr_outside_ignores_the_box():
