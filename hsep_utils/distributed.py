@@ -58,10 +58,20 @@ class Ranks:
         return x / self.world
 
     def average_gradients(self, params) -> None:
-        """Average ``.grad`` of ``params`` across processes in one flat all-reduce."""
+        """Average ``.grad`` of ``params`` across processes in one flat all-reduce. A parameter that
+        got no gradient in this process (a branch its share never took) but did in another counts as a
+        zero gradient here, as in DDP: otherwise the processes' flat vectors would not line up."""
         if self.world == 1:
             return
-        grads = [p.grad for p in params if p.grad is not None]
+        params = list(params)
+        if not params:
+            return
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+        torch.distributed.all_reduce(has)  # how many processes have each gradient
+        for p, n in zip(params, has.tolist()):
+            if n and p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p, n in zip(params, has.tolist()) if n]
         if not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])

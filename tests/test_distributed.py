@@ -63,6 +63,31 @@ def test_two_processes_match_one(tmp_path):
     assert not (tmp_path / "two" / "mapping" / "last.pt.tmp").exists()
 
 
+def _average_with_a_missing_gradient(rank: int, store: str, out: str) -> None:
+    import datetime
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2,
+                                         timeout=datetime.timedelta(seconds=60))
+    used, branch, unused = (torch.nn.Parameter(torch.zeros(n)) for n in (2, 3, 1))
+    used.grad = torch.full((2,), float(rank + 1))
+    if rank == 0:  # only this process's share took the branch
+        branch.grad = torch.full((3,), 4.0)
+    Ranks(rank, 2).average_gradients([used, branch, unused])
+    torch.save({"used": used.grad, "branch": branch.grad, "unused": unused.grad}, f"{out}{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_a_gradient_missing_in_one_process_averages_as_zero(tmp_path):
+    """Before this, the processes all-reduced flat vectors of different lengths (5 and 2 numbers)."""
+    torch.multiprocessing.spawn(_average_with_a_missing_gradient, args=(str(tmp_path / "store"), str(tmp_path / "r")),
+                                nprocs=2)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"r{rank}.pt", weights_only=True)
+        torch.testing.assert_close(got["used"], torch.full((2,), 1.5))
+        torch.testing.assert_close(got["branch"], torch.full((3,), 2.0))
+        assert got["unused"] is None
+
+
 def test_shares_and_an_uneven_training_batch_is_named():
     assert [Ranks(r, 3).share(7) for r in range(3)] == [slice(0, 2), slice(2, 4), slice(4, 7)]
     with pytest.raises(ValueError, match="batch_per_class=3 does not split evenly over 2 processes"):
