@@ -68,10 +68,11 @@ class Ranks:
             return
         has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
         torch.distributed.all_reduce(has)  # how many processes have each gradient
-        for p, n in zip(params, has.tolist()):
-            if n and p.grad is None:
+        present = [p for p, n in zip(params, has.tolist()) if n]
+        for p in present:
+            if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        grads = [p.grad for p, n in zip(params, has.tolist()) if n]
+        grads = [p.grad for p in present]
         if not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])

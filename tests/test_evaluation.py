@@ -449,7 +449,7 @@ def test_salient_strength_auto_without_a_reaching_alpha_takes_the_best_and_names
 
 def test_donor_oracle_and_donor_match_ask_for_the_donors_glasses_style():
     """Adding glasses by swap should take the donor's own glasses style: rendered toy faces with the
-    donor's shape pass both; glasses of another shape pass the any-shape oracle only."""
+    donor's style pass both; glasses of another style pass the any-style oracle only."""
     import pandas as pd
 
     from hsep_utils.datasets import toy_counterfactual_set, toy_donor_counterfactuals
@@ -479,7 +479,7 @@ def test_donor_oracle_and_donor_match_ask_for_the_donors_glasses_style():
                              regions=regions)
     assert removal["donor_match"] == UNAVAILABLE and "no donor" in removal["reasons"]["donor_match"]
     face = replace(ToyFactors.from_mapping(rows.iloc[0]), smile=0)
-    smiling = face.with_salient_of(donors[0], "smile")  # the donor's mouth, the face's own lenses
+    smiling = face.with_salient_of(donors[0], "smile")  # the donor's mouth, the face's own glasses style
     assert smiling.smile == 1 and smiling.mouth_shape == donors[0].mouth_shape and smiling.glasses_style == face.glasses_style
 
 
