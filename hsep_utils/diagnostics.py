@@ -154,11 +154,13 @@ def main(argv=None) -> None:
                     "best.pt): also print its mapping_gap per direction")
     ap.add_argument("--reverse-process", choices=("asymmetric", "symmetric"),
                     help="the edited DDIM step (default: the preset's reverse_process; see Diffusion.generate)")
+    ap.add_argument("--t-edit-max", type=int, metavar="T", help="edit the steps t < T only (default: the preset's "
+                    "t_edit_max); 1000 or more: every step")
     a = ap.parse_args(argv)
     params = resolve(a.preset)
     params["reverse_process"] = a.reverse_process or params.get("reverse_process")
     a.steps = a.steps or params["ddim_steps"]
-    window = dict(t_edit=params["t_edit"], t_edit_max=params.get("t_edit_max"))
+    window = dict(t_edit=params["t_edit"], t_edit_max=a.t_edit_max or params.get("t_edit_max"))
     if params["dataset_kind"] != "toy":
         raise SystemExit(f"{a.preset}: the oracle h-swap needs counterfactuals, which only toy presets have")
     diffusion = diffusion_of({**params, "base_model": a.base_model or params["base_model"]})
