@@ -22,9 +22,10 @@ by ``donor_match`` — whether this base model's h carries the sub-factors at al
 split: the diagnostic chooses base models and step counts.
 
 With ``--mapping best.pt`` it also splits a trained mapping network's shortfall (``mapping_gap``):
-the paper's edit (add: the paired target's S; remove: S = 0) against the same network given the true
-counterfactual's own S (what a perfect donor would give) and the counterfactual reconstructed
-through the network (its C and S: the network's fidelity alone).
+the preset's edit (add: the paired target's S at the preset's α; remove: S′ = (1 − β)·S; in the
+preset's edit form) against the same network given the true counterfactual's own S (what a perfect
+donor would give) and the counterfactual reconstructed through the network (its C and S: the
+network's fidelity alone).
 """
 from __future__ import annotations
 
@@ -104,13 +105,18 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
 @torch.no_grad()
 def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors: Split, attribute: str, classifier,
                 original_is_target: bool, n: int = 64, n_steps: int = 20, asymmetric: bool = True,
-                t_edit: int = 0, t_edit_max: int | None = None) -> dict:
-    """Classifier SR, oracle SR and CF MSE ratio of three edits of the first ``n`` images of a toy
-    split (see the module docstring): ``paper`` (add: donor i's S, as ``swap_salient``; remove:
-    S = 0), ``counterfactual_salient`` (own C, the true counterfactual's S) and
-    ``counterfactual_through_net`` (the counterfactual's own C and S); and ``salient_rms_over_h_rms``,
-    the RMS of the inputs' S over that of their h along their own generation. The edits use the
-    steps a preset edits (``t_edit`` ≤ t < ``t_edit_max``)."""
+                t_edit: int = 0, t_edit_max: int | None = None, strength: float = 1.0,
+                residual: bool = False) -> dict:
+    """Classifier SR, oracle SR, CF MSE ratio (and for a local attribute the PSNR outside its box)
+    of three edits of the first ``n`` images of a toy split (see the module docstring): ``edit``
+    (add: donor i's S, as ``swap_salient``; remove: S = 0), ``counterfactual_salient`` (own C, the
+    true counterfactual's S) and ``counterfactual_through_net`` (the counterfactual's own C and S);
+    and ``salient_rms_over_h_rms``, the RMS of the inputs' S over that of their h along their own
+    generation. The edits use the steps a preset edits (``t_edit`` ≤ t < ``t_edit_max``) and its
+    form: ``strength`` is α adding (both swaps) and β removing (``edit``), ``residual``
+    the residual form; the counterfactual through the network is always f(C, S), its fidelity alone.
+    So whether an edit's damage outside the box comes from the donor's S (``edit`` against
+    ``counterfactual_salient``) or from the network at that strength (both) can be told apart."""
     head, x = split.rows.head(n), split.x[:n].load()
     window = dict(asymmetric=asymmetric, t_edit=t_edit, t_edit_max=t_edit_max)
     n = len(x)
@@ -119,27 +125,31 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
     regions = toy_regions(head, attribute, x.shape[-1])
     own, other = torch.full((n,), original_is_target), torch.full((n,), not original_is_target)
     xT, xT_cf = diffusion.invert(x, n_steps), diffusion.invert(cf, n_steps)
+    swap_alpha = 1.0 if original_is_target else strength  # removing, the counterfactual's S is a background's
     if original_is_target:
-        paper = edit(diffusion, net, xT, own, n_steps, "remove", **window)
+        edited = edit(diffusion, net, xT, own, n_steps, "remove", alpha=strength, residual=residual, **window)
     else:
-        paper = edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=diffusion.invert(donors.x[:n].load(), n_steps),
-                     donor_is_target=other, **window)
-    edits = dict(paper=paper,
+        edited = edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=diffusion.invert(donors.x[:n].load(), n_steps),
+                     donor_is_target=other, alpha=strength, residual=residual, **window)
+    edits = dict(edit=edited,
                  counterfactual_salient=edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=xT_cf,
-                                             donor_is_target=other, **window),
+                                             donor_is_target=other, alpha=swap_alpha, residual=residual, **window),
                  counterfactual_through_net=edit(diffusion, net, xT_cf, other, n_steps, "reconstruct", **window))
     edits = {name: e.cpu() for name, e in edits.items()}
     found = {name: dict(classifier_sr=edit_success(classifier, x, e, original_is_target)[0],
                         oracle_sr=oracle_success(e, x, cf_set, regions).float().mean().item(),
                         cf_mse_ratio=cf_mse_ratio(e, x, cf_set))
              for name, e in edits.items()}
+    if regions is not None:
+        for name, e in edits.items():
+            found[name]["psnr_outside"] = psnr_outside(e, x, regions).mean().item()
     found["salient_rms_over_h_rms"] = salient_rms(diffusion, net, xT, own, n_steps)
     return found
 
 
 def main(argv=None) -> None:
     from .classifier import fit_attribute_classifier, load_classifier
-    from .parameters import is_asymmetric
+    from .parameters import is_asymmetric, is_residual
     from .presets import diffusion_of, resolve, results_dir
     from .splits import load_preset_data
 
@@ -169,6 +179,7 @@ def main(argv=None) -> None:
     classifier = load_classifier(saved)[0] if saved.exists() else fit_attribute_classifier(data, params["seed"])[0]
     classifier = classifier.to(diffusion.device)
     if a.mapping:
+        from .strength import salient_strength
         from .train import load_mapping
 
         net = load_mapping(a.mapping, diffusion.device)
@@ -180,7 +191,8 @@ def main(argv=None) -> None:
         print(name, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}))
         if a.mapping:
             gap = mapping_gap(diffusion, net, split, donors, params["attribute"], classifier, is_target, a.n, a.steps,
-                              is_asymmetric(params), **window)
+                              is_asymmetric(params), **window, residual=is_residual(params),
+                              strength=salient_strength(params, "remove" if is_target else "add"))
             print(name, "mapping: RMS of S / RMS of h along the inputs' own generation",
                   round(gap.pop("salient_rms_over_h_rms"), 3))
             for edit_name, scores in gap.items():

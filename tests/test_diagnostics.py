@@ -7,7 +7,7 @@ from hsep_utils.classifier import SmallCNN, edit_success
 from hsep_utils.datasets import build_toy_dataset, load_images, toy_counterfactual_set, toy_donor_counterfactuals
 from hsep_utils.diagnostics import mapping_gap, oracle_hswap
 from hsep_utils.edit import edit, swap_salient
-from hsep_utils.evaluation import donor_transfer, oracle_success, toy_regions
+from hsep_utils.evaluation import donor_transfer, oracle_success, psnr_outside, toy_regions
 from hsep_utils.mapping import MappingNetwork
 from hsep_utils.splits import Split
 
@@ -82,23 +82,27 @@ def test_a_decoder_that_ignores_h_has_no_h_influence(tiny_diffusion, split, monk
     assert found["h_influence"] == 0.0
 
 
-def test_mapping_gap_scores_the_papers_edit_and_the_counterfactuals(tiny_diffusion, split, tmp_path):
-    """Wiring: ``paper`` is ``swap_salient``'s added image (donor i for image i), and
-    ``counterfactual_through_net`` is the counterfactual reconstructed through the network."""
+def test_mapping_gap_scores_the_presets_edit_and_the_counterfactuals(tiny_diffusion, split, tmp_path):
+    """Wiring: ``edit`` is ``swap_salient``'s added image (donor i for image i) at the preset's α and
+    edit form, and ``counterfactual_through_net`` is the counterfactual reconstructed through the
+    network (f(C, S), whatever the form); glasses are local, so each edit has its PSNR outside the box."""
     torch.manual_seed(0)
     net = MappingNetwork(tiny_diffusion.unet.config.block_out_channels[-1], "a", depth=1).eval()
     classifier = SmallCNN().eval()
     donors = _test_split(tmp_path / "donors", "target")
-    gap = mapping_gap(tiny_diffusion, net, split, donors, "glasses", classifier, False, n=4, n_steps=3)
-    assert set(gap) == {"paper", "counterfactual_salient", "counterfactual_through_net", "salient_rms_over_h_rms"}
+    gap = mapping_gap(tiny_diffusion, net, split, donors, "glasses", classifier, False, n=4, n_steps=3, strength=2.0,
+                      residual=True)
+    assert set(gap) == {"edit", "counterfactual_salient", "counterfactual_through_net", "salient_rms_over_h_rms"}
     assert gap["salient_rms_over_h_rms"] > 0
     rows, x = split.rows.head(4), split.x[:4].load()
     cf_set = toy_counterfactual_set(rows, "glasses", 16)
     cf, regions = cf_set[0], toy_regions(rows, "glasses", 16)
-    added, _ = swap_salient(tiny_diffusion, net, tiny_diffusion.invert(x, 3), tiny_diffusion.invert(donors.x[:4].load(), 3), 3)
+    added, _ = swap_salient(tiny_diffusion, net, tiny_diffusion.invert(x, 3), tiny_diffusion.invert(donors.x[:4].load(), 3), 3,
+                            alpha=2.0, residual=True, remove=False)
     through = edit(tiny_diffusion, net, tiny_diffusion.invert(cf, 3), torch.ones(4, dtype=torch.bool), 3, "reconstruct")
-    for name, image in (("paper", added), ("counterfactual_through_net", through)):
+    for name, image in (("edit", added), ("counterfactual_through_net", through)):
         assert gap[name]["oracle_sr"] == pytest.approx(oracle_success(image, x, cf_set, regions).float().mean().item())
+        assert gap[name]["psnr_outside"] == pytest.approx(psnr_outside(image, x, regions).mean().item())
         assert gap[name]["classifier_sr"] == pytest.approx(edit_success(classifier, x, image, False)[0], nan_ok=True)
 
 
