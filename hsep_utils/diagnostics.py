@@ -109,7 +109,7 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
                 residual: bool = False) -> dict:
     """Classifier SR, oracle SR, CF MSE ratio (and for a local attribute the PSNR outside its box)
     of three edits of the first ``n`` images of a toy split (see the module docstring): ``edit``
-    (add: donor i's S, as ``swap_salient``; remove: S = 0), ``counterfactual_salient`` (own C, the
+    (add: donor i's S, as ``swap_salient``; remove: S′ = (1 − β)·S), ``counterfactual_salient`` (own C, the
     true counterfactual's S) and ``counterfactual_through_net`` (the counterfactual's own C and S);
     and ``salient_rms_over_h_rms``, the RMS of the inputs' S over that of their h along their own
     generation. The edits use the steps a preset edits (``t_edit`` ≤ t < ``t_edit_max``) and its
@@ -135,14 +135,16 @@ def mapping_gap(diffusion: Diffusion, net: MappingNetwork, split: Split, donors:
                  counterfactual_salient=edit(diffusion, net, xT, own, n_steps, "swap", donor_xT=xT_cf,
                                              donor_is_target=other, alpha=swap_alpha, residual=residual, **window),
                  counterfactual_through_net=edit(diffusion, net, xT_cf, other, n_steps, "reconstruct", **window))
-    edits = {name: e.cpu() for name, e in edits.items()}
-    found = {name: dict(classifier_sr=edit_success(classifier, x, e, original_is_target)[0],
-                        oracle_sr=oracle_success(e, x, cf_set, regions).float().mean().item(),
-                        cf_mse_ratio=cf_mse_ratio(e, x, cf_set))
-             for name, e in edits.items()}
-    if regions is not None:
-        for name, e in edits.items():
-            found[name]["psnr_outside"] = psnr_outside(e, x, regions).mean().item()
+    def scores(e: torch.Tensor) -> dict:
+        e = e.cpu()
+        found = dict(classifier_sr=edit_success(classifier, x, e, original_is_target)[0],
+                     oracle_sr=oracle_success(e, x, cf_set, regions).float().mean().item(),
+                     cf_mse_ratio=cf_mse_ratio(e, x, cf_set))
+        if regions is not None:  # a local attribute
+            found["psnr_outside"] = psnr_outside(e, x, regions).mean().item()
+        return found
+
+    found = {name: scores(e) for name, e in edits.items()}
     found["salient_rms_over_h_rms"] = salient_rms(diffusion, net, xT, own, n_steps)
     return found
 
