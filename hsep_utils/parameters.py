@@ -159,6 +159,10 @@ PARAMETERS: dict[str, Parameter] = {
     "swap_cycle": Parameter(0.0, "beyond the paper: weight of a latent cycle on the adding swap — a background "
                             "given a target's S, encoded again, must give back that S and its own C (MUNIT's latent "
                             "reconstruction), so S's content is written into h̃ (0: off)", NUMBER),
+    "edit_sparsity": Parameter(0.0, "beyond the paper: weight of an L1 penalty on the change each edit makes to h — "
+                               "a background given a target's S (adding), a target given S = 0 (removing) — on h's "
+                               "normalised scale, so S carries only what the edit needs, not the rest of its image (0: off)",
+                               NUMBER),
     "removal_cycle": Parameter(0.0, "beyond the paper: weight of a cycle on removal — a target's C must equal the "
                                "C of its own removal edit (S = 0), so what only targets show (the beard's style) "
                                "leaves C for S, which a swap carries (0: off)", NUMBER),

@@ -26,6 +26,7 @@ def train_config(params: dict) -> TrainConfig:
                        validate_every=params["validate_every"], common_adversary=params["common_adversary"],
                        common_adversary_head=params["common_adversary_head"], edit_form=params["edit_form"],
                        swap_cycle=params["swap_cycle"], removal_cycle=params["removal_cycle"],
+                       edit_sparsity=params["edit_sparsity"],
                        image_loss_every=params["image_loss_every"], asymmetric=is_asymmetric(params),
                        latent_warmup_steps=params["latent_warmup_steps"], latent_warmup_pool=params["latent_warmup_pool"],
                        latent_warmup_lr=params["latent_warmup_lr"], ema_decay=float(params["ema_decay"]),

@@ -60,6 +60,7 @@ class TrainConfig:
     common_adversary_head: str = DEFAULTS["common_adversary_head"]  # pooled: on C's channel means; conv: on C's map
     swap_cycle: float = DEFAULTS["swap_cycle"]  # beyond the paper: the swapped h̃ re-encoded gives back the donor's S, its C
     removal_cycle: float = DEFAULTS["removal_cycle"]  # beyond the paper: a target's C is that of its own removal edit
+    edit_sparsity: float = DEFAULTS["edit_sparsity"]  # beyond the paper: L1 on the change an edit (add, remove) makes to h
     fusion_depth: int = DEFAULTS["fusion_depth"]  # conv blocks of Fused(C, S) (1: the smallest reading of the paper's)
     edit_form: str = DEFAULTS["edit_form"]  # validation's edits: replace (the paper) or residual, h + f(C, S′) − f(C, S)
     image_loss_every: int = DEFAULTS["image_loss_every"]  # beyond the paper (faster): image terms on every k-th step only
@@ -216,7 +217,7 @@ def epoch_order(n: int, group: int, generator: torch.Generator) -> torch.Tensor:
 
 def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.Tensor, cfg: TrainConfig,
                  r: Ranks = Ranks()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The latent terms (Eq. 6–10, the optional common-class adversary, swap and removal cycles) of a batch of h at
+    """The latent terms (Eq. 6–10; optional: common-class adversary, swap and removal cycles, edit sparsity) of a batch of h at
     timestep t: they need h only, not the image. Returns (h̃, {term: tensor}). ``cfg.background_salient``
     zero recombines backgrounds with S = 0 (Fig. 4), so h̃ and the terms on it see what removal feeds;
     ``cfg.kl_head`` none takes the KL over pooled C's own channels, which no head can make alike;
@@ -244,6 +245,8 @@ def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.
         terms["swap_cycle"] = cfg.swap_cycle * swap_cycle(net, h, t, c, s, is_target, residual)
     if cfg.removal_cycle > 0:
         terms["removal_cycle"] = cfg.removal_cycle * removal_cycle(net, h, t, c, s, is_target, residual)
+    if cfg.edit_sparsity > 0:
+        terms["edit_sparsity"] = cfg.edit_sparsity * edit_sparsity(net, h, c, s, is_target, residual)
     return h_tilde, terms
 
 
@@ -266,6 +269,24 @@ def removal_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor,
         removed = edited_h(net, h[tg], c[tg], s[tg], torch.zeros_like(s[tg]), residual)
         c_removed = net.common(removed, torch.as_tensor(t, device=h.device).expand(len(tg)))
     return _relative_mse(c[tg], c_removed)
+
+
+def edit_sparsity(net: MappingNetwork, h: torch.Tensor, c: torch.Tensor, s: torch.Tensor, is_target: torch.Tensor,
+                  residual: bool) -> torch.Tensor:
+    """Beyond the paper: the mean absolute change, on h's normalised scale, that the two edits make to h — the
+    i-th background of the batch given the i-th target's S (adding, as the swap), each target given S = 0
+    (removing; ``residual``: h + f(C, S′) − f(C, S)). The latent terms rebuild each image from its own codes and
+    never ask a target's S to leave out the rest of its image (hair, skin, background), which a swap then carries
+    to the background (docs/experiments.md, "the oracle on every attribute"); an L1 price on the change lets S
+    keep only what reconstructing the targets needs from it, and the fusion use only that. Encoders and fusion
+    both learn from it. 0 when the batch has no target."""
+    bg, tg = (~is_target).nonzero().squeeze(1), is_target.nonzero().squeeze(1)
+    if len(tg) == 0:
+        return h.new_zeros(())
+    n = min(len(bg), len(tg))
+    added = edited_h(net, h[bg[:n]], c[bg[:n]], s[bg[:n]], s[tg[:n]], residual) - h[bg[:n]]
+    removed = edited_h(net, h[tg], c[tg], s[tg], torch.zeros_like(s[tg]), residual) - h[tg]
+    return torch.cat([added, removed]).abs().mean() / net.h_scale
 
 
 def swap_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor, s: torch.Tensor, is_target: torch.Tensor,
@@ -298,7 +319,7 @@ def swap_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor, s:
 
 
 def weighted_total(terms: dict[str, torch.Tensor], cfg: TrainConfig, image_weight: float = 1.0) -> torch.Tensor:
-    """Σ λ·term (terms without a λ, the adversary and the cycles, carry their weight already); the image terms are
+    """Σ λ·term (terms without a λ — the adversary, the cycles, the edit sparsity — carry their weight already); the image terms are
     also weighted by ``image_weight`` (``TrainConfig.image_weight``)."""
     return sum(cfg.lambdas.get(k, 1.0) * (image_weight if k in L.IMAGE_TERMS else 1.0) * v for k, v in terms.items())
 

@@ -10,7 +10,7 @@ from hsep_utils.ema import ema_update
 from hsep_utils.mapping import ARCHITECTURES, MappingNetwork
 from hsep_utils.train import TrainConfig, load_mapping, step_losses, train_mapping
 from hsep_utils.train import latent_terms as T_latent_terms
-from hsep_utils.train import removal_cycle, swap_cycle
+from hsep_utils.train import edit_sparsity, removal_cycle, swap_cycle
 
 LATENT_ONLY = {**{t: 0.0 for t in L.LOSS_TERMS}, "consistency": 1.0}  # no image term: no decoder backward
 
@@ -447,6 +447,7 @@ class _ChannelSplit:
     back (``keeps_s``) or drops S (a fusion that ignores the salient code)."""
 
     shared, specific = torch.nn.Identity(), torch.nn.ModuleList()  # no encoder weights
+    h_scale = 1.0
 
     def __init__(self, keeps_s: bool) -> None:
         self.keeps_s = keeps_s
@@ -481,6 +482,28 @@ def test_swap_cycle_is_zero_when_the_swap_carries_the_donors_s_and_not_when_it_d
     assert net.fusion[0].weight.grad.abs().sum() > 0
     assert all(p.grad is None for m in (net.shared, net.specific) for p in m.parameters())
     assert all(p.requires_grad for p in net.parameters())
+
+
+def test_edit_sparsity_prices_what_an_edit_changes_beyond_s():
+    """The edit sparsity is the mean absolute change the adding swap and the removal make to h: 0 for a fusion
+    that ignores S (no edit changes anything), larger when S also holds what C holds (the rest of the image,
+    which the edits then carry) than when it holds only its own channels; it is a term only when its weight is
+    set, and both the encoders and the fusion learn from it."""
+    torch.manual_seed(0)
+    h = torch.randn(6, 4, 3, 3)
+    is_target = torch.tensor([0, 1, 0, 1, 0, 1]).bool()
+    c, s = _ChannelSplit(True).split(h, 500, is_target)
+    assert edit_sparsity(_ChannelSplit(False), h, c, s, is_target, True).item() == pytest.approx(0, abs=1e-6)
+    for residual in (False, True):
+        clean = edit_sparsity(_ChannelSplit(True), h, c, s, is_target, residual).item()
+        leaky = edit_sparsity(_ChannelSplit(True), h, c, h, is_target, residual).item()  # S holds every channel
+        assert leaky > clean > 0.1
+    net = MappingNetwork(4, "c", depth=1)
+    assert "edit_sparsity" not in T_latent_terms(net, h, 500, is_target, TrainConfig(arch="c"))[1]
+    terms = T_latent_terms(net, h, 500, is_target, TrainConfig(arch="c", edit_sparsity=1.0))[1]
+    terms["edit_sparsity"].backward()
+    assert net.fusion[0].weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.specific.parameters())
 
 
 def test_removal_cycle_asks_c_to_hold_only_what_survives_the_removal():
