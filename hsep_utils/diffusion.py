@@ -39,6 +39,11 @@ def in_edit_window(t: int, t_edit: int, t_edit_max: int | None) -> bool:
     return t_edit <= t and (t_edit_max is None or t < t_edit_max)
 
 
+def predicted_x0(x: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor) -> torch.Tensor:
+    """x0 as x_t and ε at ᾱ = a_t predict it (DDIM's P_t)."""
+    return (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+
+
 def ddim_update(x: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor, a_next: torch.Tensor,
                 eta: float = 0.0, generator: torch.Generator | None = None,
                 eps_direction: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +53,7 @@ def ddim_update(x: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor, a_next: t
     x_t (D_t). They differ in Asyrp's asymmetric reverse process (the paper's Eq. 4): P_t from the
     edited h̃, D_t from the original h. With one ε for both, an edit of ε at large t is almost
     cancelled: x_next moves by (√(1 − ᾱ_next) − √(ᾱ_next / ᾱ_t)·√(1 − ᾱ_t))·Δε ≈ 0 where ᾱ ≈ 0."""
-    x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+    x0 = predicted_x0(x, eps, a_t)
     d = eps if eps_direction is None else eps_direction
     if eta == 0:
         return a_next.sqrt() * x0 + (1 - a_next).sqrt() * d, x0

@@ -163,6 +163,10 @@ PARAMETERS: dict[str, Parameter] = {
                                "a background given a target's S (adding), a target given S = 0 (removing) — on h's "
                                "normalised scale, so S carries only what the edit needs, not the rest of its image (0: off)",
                                NUMBER),
+    "swap_identity": Parameter(0.0, "beyond the paper: weight of the ID loss on the adding swap — the x0 a "
+                               "background given a target's S predicts, against that background (per-step phase, "
+                               "where the image terms are), so the swap keeps its identity and takes only the "
+                               "attribute (0: off)", NUMBER),
     "removal_cycle": Parameter(0.0, "beyond the paper: weight of a cycle on removal — a target's C must equal the "
                                "C of its own removal edit (S = 0), so what only targets show (the beard's style) "
                                "leaves C for S, which a swap carries (0: off)", NUMBER),

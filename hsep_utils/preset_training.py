@@ -26,7 +26,7 @@ def train_config(params: dict) -> TrainConfig:
                        validate_every=params["validate_every"], common_adversary=params["common_adversary"],
                        common_adversary_head=params["common_adversary_head"], edit_form=params["edit_form"],
                        swap_cycle=params["swap_cycle"], removal_cycle=params["removal_cycle"],
-                       edit_sparsity=params["edit_sparsity"],
+                       edit_sparsity=params["edit_sparsity"], swap_identity=params["swap_identity"],
                        image_loss_every=params["image_loss_every"], asymmetric=is_asymmetric(params),
                        latent_warmup_steps=params["latent_warmup_steps"], latent_warmup_pool=params["latent_warmup_pool"],
                        latent_warmup_lr=params["latent_warmup_lr"], ema_decay=float(params["ema_decay"]),
@@ -43,14 +43,16 @@ def image_term_models(cfg: TrainConfig, device, params: dict | None = None,
     weights are absent is switched off (λ = 0, recorded in the run's config) with one warning naming
     the file to place. ``models``: those networks, when already loaded (never the metrics')."""
     models = models or preset_loss_models(params or {"dataset_kind": "toy"}, device)
-    lambdas, found = dict(cfg.lambdas), {}
+    lambdas, swap_id, found = dict(cfg.lambdas), cfg.swap_identity, {}
     for term, key in (("lpips", "lpips"), ("id", "id_embed")):
-        model = models[key] if lambdas[term] > 0 else None
+        model = models[key] if lambdas[term] > 0 or (term == "id" and swap_id > 0) else None
         if isinstance(model, Unavailable):
-            warnings.warn(f"{term.upper()} loss term off: {model.reason}", stacklevel=1)
+            warnings.warn(f"{term.upper()} loss term{' and swap identity' if term == 'id' and swap_id > 0 else ''} "
+                          f"off: {model.reason}", stacklevel=1)
             lambdas[term], model = 0.0, None
+            swap_id = 0.0 if term == "id" else swap_id
         found[term] = model
-    return replace(cfg, lambdas=lambdas), found["lpips"], found["id"]
+    return replace(cfg, lambdas=lambdas, swap_identity=swap_id), found["lpips"], found["id"]
 
 
 def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig, out_dir: str | Path,

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm  # text bars: ipywidgets ones keep only their first state in executed notebooks
 
 from . import losses as L
-from .diffusion import Diffusion, ddim_update, in_edit_window
+from .diffusion import Diffusion, ddim_update, in_edit_window, predicted_x0
 from .distributed import Ranks, ranks
 from .edit import check_compatible
 from .ema import ema_update
@@ -61,6 +61,7 @@ class TrainConfig:
     swap_cycle: float = DEFAULTS["swap_cycle"]  # beyond the paper: the swapped h̃ re-encoded gives back the donor's S, its C
     removal_cycle: float = DEFAULTS["removal_cycle"]  # beyond the paper: a target's C is that of its own removal edit
     edit_sparsity: float = DEFAULTS["edit_sparsity"]  # beyond the paper: L1 on the change an edit (add, remove) makes to h
+    swap_identity: float = DEFAULTS["swap_identity"]  # beyond the paper: the adding swap keeps the background's identity
     fusion_depth: int = DEFAULTS["fusion_depth"]  # conv blocks of Fused(C, S) (1: the smallest reading of the paper's)
     edit_form: str = DEFAULTS["edit_form"]  # validation's edits: replace (the paper) or residual, h + f(C, S′) − f(C, S)
     image_loss_every: int = DEFAULTS["image_loss_every"]  # beyond the paper (faster): image terms on every k-th step only
@@ -289,6 +290,28 @@ def edit_sparsity(net: MappingNetwork, h: torch.Tensor, c: torch.Tensor, s: torc
     return torch.cat([added, removed]).abs().mean() / net.h_scale
 
 
+def swap_identity(net: MappingNetwork, diffusion: Diffusion, enc, x: torch.Tensor, t: int, is_target: torch.Tensor,
+                  residual: bool, id_embed: Callable, x_real: torch.Tensor,
+                  id_real: torch.Tensor | None = None) -> torch.Tensor:
+    """Beyond the paper: the ID loss (Eq. 11) on the adding swap — the i-th background of the batch given the
+    i-th target's S (``residual``: h + f(C, S_t) − f(C, S)), its predicted x0 against that background. The
+    paper's ID loss compares each image with its own reconstruction, which a target's S may help rebuild with
+    the target's hair, skin and background; a swap then carries them to the background (docs/experiments.md,
+    "the oracle on every attribute"). An identity encoder blind to the attribute (facenet; the toy one is
+    trained to be) lets the attribute pass and prices the rest. ``enc``: the batch's ``hspace.Encoded`` at t;
+    ``id_real``: ``id_embed(x_real)`` when computed once per batch. 0 when the batch lacks a class."""
+    bg, tg = (~is_target).nonzero().squeeze(1), is_target.nonzero().squeeze(1)
+    n = min(len(bg), len(tg))
+    if n == 0:
+        return x.new_zeros(())
+    bg, tg = bg[:n], tg[:n]
+    c, s = net.split(enc.h, t, is_target)
+    swapped = edited_h(net, enc.h[bg], c[bg], s[bg], s[tg], residual)
+    eps = decode(diffusion.unet, enc.rows(bg), swapped)
+    x0 = predicted_x0(x[bg], eps, diffusion.alpha(t, x[bg]))
+    return L.identity(id_embed, x0, x_real[bg], None if id_real is None else id_real[bg])
+
+
 def swap_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor, s: torch.Tensor, is_target: torch.Tensor,
                residual: bool) -> torch.Tensor:
     """Beyond the paper (after MUNIT's latent reconstruction, Huang et al. 2018): the i-th background of the
@@ -319,8 +342,8 @@ def swap_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor, s:
 
 
 def weighted_total(terms: dict[str, torch.Tensor], cfg: TrainConfig, image_weight: float = 1.0) -> torch.Tensor:
-    """Σ λ·term (terms without a λ — the adversary, the cycles, the edit sparsity — carry their weight already); the image terms are
-    also weighted by ``image_weight`` (``TrainConfig.image_weight``)."""
+    """Σ λ·term (terms without a λ — the adversary, the cycles, the edit sparsity, the swap identity — carry their
+    weight already); the image terms are also weighted by ``image_weight`` (``TrainConfig.image_weight``)."""
     return sum(cfg.lambdas.get(k, 1.0) * (image_weight if k in L.IMAGE_TERMS else 1.0) * v for k, v in terms.items())
 
 
@@ -341,8 +364,7 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
     image_terms = [k for k in L.IMAGE_TERMS if lam[k] > 0] if image_weight > 0 else []
     if image_terms:
         eps = decode(diffusion.unet, enc, h_tilde)
-        a = diffusion.alpha(t, x)
-        x0_pred = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        x0_pred = predicted_x0(x, eps, diffusion.alpha(t, x))
         if lam["pixel"] > 0:
             terms["pixel"] = L.pixel(x0_pred, x_real)
         if lam["id"] > 0 and id_embed is not None:
@@ -350,7 +372,10 @@ def step_losses(net: MappingNetwork, diffusion: Diffusion, x: torch.Tensor, t: i
         if lam["lpips"] > 0 and lpips is not None:
             terms["lpips"] = L.lpips_loss(lpips, x0_pred, x_real, lpips_real)
         eps = eps.detach()
-    else:
+    if cfg.swap_identity > 0 and image_weight > 0 and id_embed is not None:
+        terms["swap_identity"] = cfg.swap_identity * image_weight * swap_identity(
+            net, diffusion, enc, x, t, is_target, cfg.edit_form == "residual", id_embed, x_real, id_real)
+    if not image_terms:
         with torch.no_grad():
             eps = decode(diffusion.unet, enc, h_tilde.detach())
     eps_direction = None
@@ -568,7 +593,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
         net.train()
         id_real = lpips_real = None  # the real images' embeddings: once per batch, not per timestep
         with torch.no_grad():
-            if id_embed is not None and cfg.lambdas["id"] > 0:
+            if id_embed is not None and (cfg.lambdas["id"] > 0 or cfg.swap_identity > 0):
                 id_real = id_embed(x_real)
             if lpips is not None and cfg.lambdas["lpips"] > 0:
                 lpips_real = L.lpips_features(lpips, x_real)

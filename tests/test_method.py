@@ -10,7 +10,7 @@ from hsep_utils.ema import ema_update
 from hsep_utils.mapping import ARCHITECTURES, MappingNetwork
 from hsep_utils.train import TrainConfig, load_mapping, step_losses, train_mapping
 from hsep_utils.train import latent_terms as T_latent_terms
-from hsep_utils.train import edit_sparsity, removal_cycle, swap_cycle
+from hsep_utils.train import edit_sparsity, removal_cycle, swap_cycle, swap_identity
 
 LATENT_ONLY = {**{t: 0.0 for t in L.LOSS_TERMS}, "consistency": 1.0}  # no image term: no decoder backward
 
@@ -502,6 +502,50 @@ def test_edit_sparsity_prices_what_an_edit_changes_beyond_s():
     assert "edit_sparsity" not in T_latent_terms(net, h, 500, is_target, TrainConfig(arch="c"))[1]
     terms = T_latent_terms(net, h, 500, is_target, TrainConfig(arch="c", edit_sparsity=1.0))[1]
     terms["edit_sparsity"].backward()
+    assert net.fusion[0].weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.specific.parameters())
+
+
+class _WholeH:
+    """A stand-in mapping network whose codes are h itself: all of it in C (``in_salient`` False: no edit
+    changes anything) or all of it in S (a target's S then brings its whole image to a swap)."""
+
+    def __init__(self, in_salient: bool) -> None:
+        self.in_salient = in_salient
+
+    def split(self, h, t, is_target):
+        return (torch.zeros_like(h), h) if self.in_salient else (h, torch.zeros_like(h))
+
+    def combine(self, c, s):
+        return c + s
+
+
+def test_swap_identity_prices_what_a_swap_brings_beyond_the_attribute(tiny_diffusion):
+    """The swap identity compares the x0 a background predicts once given a target's S with the background:
+    0 when the swap changes nothing of h, above 0 when the target's S is its whole h (the residual swap then
+    hands the background the target's h); a term of ``step_losses`` only when its weight is set, and one the
+    encoders and the fusion learn from."""
+    from hsep_utils.diffusion import predicted_x0
+    from hsep_utils.hspace import decode, encode
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 16, 16)
+    is_t = torch.tensor([0, 1, 0, 1], dtype=torch.bool)
+    bg = torch.tensor([0, 2])
+    enc = encode(tiny_diffusion.unet, x, 500)
+    with torch.no_grad():
+        x_real = x.clone()
+        x_real[bg] = predicted_x0(x[bg], decode(tiny_diffusion.unet, enc.rows(bg)), tiny_diffusion.alpha(500, x))
+        flat = lambda im: im.flatten(1)  # noqa: E731 — an "identity encoder" that sees every pixel
+        kept = swap_identity(_WholeH(False), tiny_diffusion, enc, x, 500, is_t, True, flat, x_real).item()
+        brought = swap_identity(_WholeH(True), tiny_diffusion, enc, x, 500, is_t, True, flat, x_real).item()
+    assert kept == pytest.approx(0, abs=1e-5)
+    assert brought > 1e-3
+    net = MappingNetwork(32, "c", depth=1)
+    assert "swap_identity" not in step_losses(net, tiny_diffusion, x, 500, x_real, is_t, TrainConfig(arch="c"), flat)[1]
+    total, terms, _, _ = step_losses(net, tiny_diffusion, x, 500, x_real, is_t, TrainConfig(arch="c", swap_identity=1.0),
+                                     flat)
+    terms["swap_identity"].backward()
     assert net.fusion[0].weight.grad.abs().sum() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.specific.parameters())
 
