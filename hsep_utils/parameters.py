@@ -163,6 +163,10 @@ PARAMETERS: dict[str, Parameter] = {
                                "a background given a target's S (adding), a target given S = 0 (removing) — on h's "
                                "normalised scale, so S carries only what the edit needs, not the rest of its image (0: off)",
                                NUMBER),
+    "edit_sparsity_groups": Parameter("elements", "what edit_sparsity prices: elements — the mean |Δh| (L1); "
+                                      "positions — the mean over h's positions of the change's channel norm / √channels "
+                                      "(group L1: a change spread over many positions, as a colour, costs more than one "
+                                      "kept where the attribute is)", str, ("elements", "positions")),
     "swap_identity": Parameter(0.0, "beyond the paper: weight of the ID loss on the adding swap — the x0 a "
                                "background given a target's S predicts, against that background (per-step phase, "
                                "where the image terms are), so the swap keeps its identity and takes only the "

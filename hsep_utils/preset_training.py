@@ -27,6 +27,7 @@ def train_config(params: dict) -> TrainConfig:
                        common_adversary_head=params["common_adversary_head"], edit_form=params["edit_form"],
                        swap_cycle=params["swap_cycle"], removal_cycle=params["removal_cycle"],
                        edit_sparsity=params["edit_sparsity"], swap_identity=params["swap_identity"],
+                       edit_sparsity_groups=params["edit_sparsity_groups"],
                        image_loss_every=params["image_loss_every"], asymmetric=is_asymmetric(params),
                        latent_warmup_steps=params["latent_warmup_steps"], latent_warmup_pool=params["latent_warmup_pool"],
                        latent_warmup_lr=params["latent_warmup_lr"], ema_decay=float(params["ema_decay"]),

@@ -61,6 +61,7 @@ class TrainConfig:
     swap_cycle: float = DEFAULTS["swap_cycle"]  # beyond the paper: the swapped h̃ re-encoded gives back the donor's S, its C
     removal_cycle: float = DEFAULTS["removal_cycle"]  # beyond the paper: a target's C is that of its own removal edit
     edit_sparsity: float = DEFAULTS["edit_sparsity"]  # beyond the paper: L1 on the change an edit (add, remove) makes to h
+    edit_sparsity_groups: str = DEFAULTS["edit_sparsity_groups"]  # elements: L1 of the change; positions: group L1
     swap_identity: float = DEFAULTS["swap_identity"]  # beyond the paper: the adding swap keeps the background's identity
     fusion_depth: int = DEFAULTS["fusion_depth"]  # conv blocks of Fused(C, S) (1: the smallest reading of the paper's)
     edit_form: str = DEFAULTS["edit_form"]  # validation's edits: replace (the paper) or residual, h + f(C, S′) − f(C, S)
@@ -88,7 +89,7 @@ class TrainConfig:
             raise ValueError(f"image_loss_every must be ≥ 1, got {self.image_loss_every}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name in ("common_adversary_head", "edit_form", "kl_head", "background_salient", "consistency_scale",
+        for name in ("common_adversary_head", "edit_form", "edit_sparsity_groups", "kl_head", "background_salient", "consistency_scale",
                      "kl_pairing", "classification_loss", "image_term_weighting"):
             if getattr(self, name) not in PARAMETERS[name].choices:
                 raise ValueError(f"{name} must be one of {list(PARAMETERS[name].choices)}, got {getattr(self, name)!r}")
@@ -247,7 +248,8 @@ def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.
     if cfg.removal_cycle > 0:
         terms["removal_cycle"] = cfg.removal_cycle * removal_cycle(net, h, t, c, s, is_target, residual)
     if cfg.edit_sparsity > 0:
-        terms["edit_sparsity"] = cfg.edit_sparsity * edit_sparsity(net, h, c, s, is_target, residual)
+        terms["edit_sparsity"] = cfg.edit_sparsity * edit_sparsity(net, h, c, s, is_target, residual,
+                                                                   cfg.edit_sparsity_groups)
     return h_tilde, terms
 
 
@@ -272,22 +274,31 @@ def removal_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor,
     return _relative_mse(c[tg], c_removed)
 
 
+def sparsity_price(change: torch.Tensor, groups: str = "elements") -> torch.Tensor:
+    """The price of a change of h (B, C, H, W): ``elements`` its mean absolute value (L1), ``positions`` the mean
+    over positions of its norm across channels / √C (group L1, on the same scale as the L1 for a change of equal
+    size everywhere), which costs a change spread over many positions more than one kept to a few."""
+    if groups == "elements":
+        return change.abs().mean()
+    return change.pow(2).mean(1).add(1e-12).sqrt().mean()
+
+
 def edit_sparsity(net: MappingNetwork, h: torch.Tensor, c: torch.Tensor, s: torch.Tensor, is_target: torch.Tensor,
-                  residual: bool) -> torch.Tensor:
+                  residual: bool, groups: str = "elements") -> torch.Tensor:
     """Beyond the paper: the mean absolute change, on h's normalised scale, that the two edits make to h — the
     i-th background of the batch given the i-th target's S (adding, as the swap), each target given S = 0
     (removing; ``residual``: h + f(C, S′) − f(C, S)). The latent terms rebuild each image from its own codes and
     never ask a target's S to leave out the rest of its image (hair, skin, background), which a swap then carries
     to the background (docs/experiments.md, "the oracle on every attribute"); an L1 price on the change lets S
-    keep only what reconstructing the targets needs from it, and the fusion use only that. Encoders and fusion
-    both learn from it. 0 when the batch has no target."""
+    keep only what reconstructing the targets needs from it, and the fusion use only that. ``groups``: what is
+    priced (``sparsity_price``). Encoders and fusion both learn from it. 0 when the batch has no target."""
     bg, tg = (~is_target).nonzero().squeeze(1), is_target.nonzero().squeeze(1)
     if len(tg) == 0:
         return h.new_zeros(())
     n = min(len(bg), len(tg))
     added = edited_h(net, h[bg[:n]], c[bg[:n]], s[bg[:n]], s[tg[:n]], residual) - h[bg[:n]]
     removed = edited_h(net, h[tg], c[tg], s[tg], torch.zeros_like(s[tg]), residual) - h[tg]
-    return torch.cat([added, removed]).abs().mean() / net.h_scale
+    return sparsity_price(torch.cat([added, removed]), groups) / net.h_scale
 
 
 def swap_identity(net: MappingNetwork, diffusion: Diffusion, enc, x: torch.Tensor, t: int, is_target: torch.Tensor,

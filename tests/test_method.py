@@ -10,7 +10,7 @@ from hsep_utils.ema import ema_update
 from hsep_utils.mapping import ARCHITECTURES, MappingNetwork
 from hsep_utils.train import TrainConfig, load_mapping, step_losses, train_mapping
 from hsep_utils.train import latent_terms as T_latent_terms
-from hsep_utils.train import edit_sparsity, removal_cycle, swap_cycle, swap_identity
+from hsep_utils.train import edit_sparsity, removal_cycle, sparsity_price, swap_cycle, swap_identity
 
 LATENT_ONLY = {**{t: 0.0 for t in L.LOSS_TERMS}, "consistency": 1.0}  # no image term: no decoder backward
 
@@ -518,6 +518,21 @@ class _WholeH:
 
     def combine(self, c, s):
         return c + s
+
+
+def test_sparsity_price_by_positions_costs_a_spread_change_more():
+    """Two changes of the same L1: four channels at one position, one channel at four positions. The element price
+    is the same (0.25); the position price is half for the concentrated one (0.25 against 0.5), and equals the
+    element price for a change of one size everywhere."""
+    here, spread = torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 2, 2)
+    here[0, :, 0, 0] = 1.0
+    spread[0, 0] = 1.0
+    assert sparsity_price(here).item() == pytest.approx(sparsity_price(spread).item())
+    assert sparsity_price(here, "positions").item() == pytest.approx(0.25, abs=1e-5)
+    assert sparsity_price(spread, "positions").item() == pytest.approx(0.5, abs=1e-5)
+    assert sparsity_price(torch.ones(2, 4, 3, 3), "positions").item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="edit_sparsity_groups"):
+        TrainConfig(edit_sparsity_groups="channels")
 
 
 def test_swap_identity_prices_what_a_swap_brings_beyond_the_attribute(tiny_diffusion):

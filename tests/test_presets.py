@@ -114,7 +114,7 @@ def test_one_source_of_defaults():
     from hsep_utils.train import TrainConfig
 
     # TrainConfig, field by field, against the parameter it stands for
-    same_name = ("arch", "depth", "fusion_depth", "t_edit", "lr", "epochs", "kl_temperature", "common_adversary", "common_adversary_head", "edit_form", "swap_cycle", "removal_cycle", "edit_sparsity", "swap_identity",
+    same_name = ("arch", "depth", "fusion_depth", "t_edit", "lr", "epochs", "kl_temperature", "common_adversary", "common_adversary_head", "edit_form", "swap_cycle", "removal_cycle", "edit_sparsity", "swap_identity", "edit_sparsity_groups",
                  "image_loss_every",
                  "seed", "kl_head", "background_salient", "consistency_scale", "kl_pairing", "classification_loss",
                  "image_term_weighting")
