@@ -274,6 +274,14 @@ def removal_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor,
     return _relative_mse(c[tg], c_removed)
 
 
+def swap_pairs(is_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's adding swaps as the training terms imitate them: the i-th background with the i-th target,
+    as many pairs as the smaller class has images (indices into the batch; empty when a class is absent)."""
+    bg, tg = (~is_target).nonzero().squeeze(1), is_target.nonzero().squeeze(1)
+    n = min(len(bg), len(tg))
+    return bg[:n], tg[:n]
+
+
 def sparsity_price(change: torch.Tensor, groups: str = "elements") -> torch.Tensor:
     """The price of a change of h (B, C, H, W): ``elements`` its mean absolute value (L1), ``positions`` the mean
     over positions of its norm across channels / √C (group L1, on the same scale as the L1 for a change of equal
@@ -292,11 +300,11 @@ def edit_sparsity(net: MappingNetwork, h: torch.Tensor, c: torch.Tensor, s: torc
     to the background (docs/experiments.md, "the oracle on every attribute"); an L1 price on the change lets S
     keep only what reconstructing the targets needs from it, and the fusion use only that. ``groups``: what is
     priced (``sparsity_price``). Encoders and fusion both learn from it. 0 when the batch has no target."""
-    bg, tg = (~is_target).nonzero().squeeze(1), is_target.nonzero().squeeze(1)
+    tg = is_target.nonzero().squeeze(1)
     if len(tg) == 0:
         return h.new_zeros(())
-    n = min(len(bg), len(tg))
-    added = edited_h(net, h[bg[:n]], c[bg[:n]], s[bg[:n]], s[tg[:n]], residual) - h[bg[:n]]
+    bg, paired = swap_pairs(is_target)
+    added = edited_h(net, h[bg], c[bg], s[bg], s[paired], residual) - h[bg]
     removed = edited_h(net, h[tg], c[tg], s[tg], torch.zeros_like(s[tg]), residual) - h[tg]
     return sparsity_price(torch.cat([added, removed]), groups) / net.h_scale
 
@@ -311,11 +319,9 @@ def swap_identity(net: MappingNetwork, diffusion: Diffusion, enc, x: torch.Tenso
     "the oracle on every attribute"). An identity encoder blind to the attribute (facenet; the toy one is
     trained to be) lets the attribute pass and prices the rest. ``enc``: the batch's ``hspace.Encoded`` at t;
     ``id_real``: ``id_embed(x_real)`` when computed once per batch. 0 when the batch lacks a class."""
-    bg, tg = (~is_target).nonzero().squeeze(1), is_target.nonzero().squeeze(1)
-    n = min(len(bg), len(tg))
-    if n == 0:
+    bg, tg = swap_pairs(is_target)
+    if len(bg) == 0:
         return x.new_zeros(())
-    bg, tg = bg[:n], tg[:n]
     c, s = net.split(enc.h, t, is_target)
     swapped = edited_h(net, enc.h[bg], c[bg], s[bg], s[tg], residual)
     eps = decode(diffusion.unet, enc.rows(bg), swapped)
@@ -334,11 +340,10 @@ def swap_cycle(net: MappingNetwork, h: torch.Tensor, t: int, c: torch.Tensor, s:
     then did nothing). It asks the fusion to write what S holds — the donor's beard style, which a
     target's C may also carry — into h̃ where the encoders find it. 0 when the batch lacks a class; no
     gradient for the archs without a fusion."""
-    bg, tg = (~is_target).nonzero().squeeze(1), is_target.nonzero().squeeze(1)
-    n = min(len(bg), len(tg))
+    bg, tg = swap_pairs(is_target)
+    n = len(bg)
     if n == 0:
         return h.new_zeros(())
-    bg, tg = bg[:n], tg[:n]
     c_bg, s_bg, s_tg = c[bg].detach(), s[bg].detach(), s[tg].detach()
     swapped = edited_h(net, h[bg], c_bg, s_bg, s_tg, residual)
     encoders = [p for m in (net.shared, net.specific) for p in m.parameters() if p.requires_grad]
