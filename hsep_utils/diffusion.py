@@ -139,10 +139,15 @@ class Diffusion:
     @torch.no_grad()
     def generate(self, xT: torch.Tensor, n_steps: int, edit_fn: EditFn | None = None, t_edit: int = 0,
                  eta: float = 0.0, generator: torch.Generator | None = None, return_trajectory: bool = False,
-                 progress: bool = False, asymmetric: bool = True, t_edit_max: int | None = None):
+                 progress: bool = False, asymmetric: bool = True, t_edit_max: int | None = None,
+                 start_below: int | None = None, stop_below: int | None = None):
         """DDIM generation xT → x0 (Eq. 4): h̃ = edit_fn(h, t) for t ≥ t_edit (and t < t_edit_max
         when given: the noisiest steps left unedited), the original h elsewhere, where optional η > 0
         adds DDIM noise (default off: fully deterministic).
+
+        ``stop_below``: return the state entering the first step with t < ``stop_below`` instead of
+        x0; ``start_below``: ``xT`` is such a state, and only the steps with t < ``start_below`` run
+        (an unedited start shared by many edits is generated once: ``InversionCache.window_start``).
 
         ``asymmetric`` (default, as the paper and Asyrp): while editing, h̃ gives the predicted x0
         and the original h the direction term (``eps_pair``: one more decoder pass per step for the
@@ -150,8 +155,9 @@ class Diffusion:
         edit at the noisy steps (see ``ddim_update``)."""
         seq = self.timesteps(n_steps)
         x, traj = xT.to(self.device), Trajectory()
-        for t, t_next in tqdm(list(zip(reversed(seq), reversed([-1] + seq[:-1]))), desc="generate",
-                              disable=not progress):
+        steps = [(t, t_next) for t, t_next in zip(reversed(seq), reversed([-1] + seq[:-1]))
+                 if (start_below is None or t < start_below) and (stop_below is None or t >= stop_below)]
+        for t, t_next in tqdm(steps, desc="generate", disable=not progress):
             editing = edit_fn is not None and in_edit_window(t, t_edit, t_edit_max)
             if editing and asymmetric:
                 eps, eps_direction, h, h_used = self.eps_pair(x, t, edit_fn)

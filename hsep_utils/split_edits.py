@@ -3,7 +3,8 @@ validation, the choice of α and the tables all measure. Under data parallelism 
 its share and every process gets all edits back; each generates ``cache.batch_size`` images at a
 time (the preset's ``eval_batch_size``). The donors' S comes from their h trajectories, which the
 cache keeps beside their inversions: one generation per donor for every later edit, however many
-checkpoints and salient strengths are edited."""
+checkpoints and salient strengths are edited; so do the images' states entering the edit window
+(below ``t_edit_max``): the unedited steps above it run once per image, not in every edit."""
 from __future__ import annotations
 
 import torch
@@ -35,12 +36,17 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
         return r.gather(none) if add else None, r.gather(none) if remove else None
     keys_bg, keys_tg, x_bg, x_tg = bg.keys[:n][part], tg.keys[:n][part], bg.x[:n][part], tg.x[:n][part]
     added, removed, b = [], [], cache.batch_size
+    window = t_edit_max is not None  # the unedited steps above the window: generated once per image, kept
+
+    def start(keys: list[str], x) -> torch.Tensor:
+        return cache.window_start(keys, x, t_edit_max) if window else cache(keys, x)
+
     for i in range(0, len(keys_bg), b):  # a chunk's donor trajectories at a time: bounded memory at any size
         sl = slice(i, i + b)
-        a, rm = swap_salient(diffusion, net.eval(), cache(keys_bg[sl], x_bg[sl]) if add else None,
-                             cache(keys_tg[sl], x_tg[sl]), n_steps, t_edit, alpha, asymmetric, remove, b,
-                             cache.h_trajectories(keys_tg[sl], x_tg[sl]) if add else None, t_edit_max, residual,
-                             removal_strength, add)
+        h_tg = cache.h_trajectories(keys_tg[sl], x_tg[sl], t_edit_max) if add else None
+        a, rm = swap_salient(diffusion, net.eval(), start(keys_bg[sl], x_bg[sl]) if add else None,
+                             start(keys_tg[sl], x_tg[sl]), n_steps, t_edit, alpha, asymmetric, remove, b,
+                             h_tg, t_edit_max, residual, removal_strength, add, from_window=window)
         added.append(a.cpu() if add else None)
         removed.append(rm.cpu() if remove else None)
     return r.gather(torch.cat(added)) if add else None, r.gather(torch.cat(removed)) if remove else None

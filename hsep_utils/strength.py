@@ -43,9 +43,11 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
     SRs, the classifier's and the oracle's, since the exact counterfactual says whether the attribute
     was really edited. Without one that does: the smallest of the best bound (the lower of the two on
     toy presets). The smallest, because a stronger edit moves the image further from its original.
-    The strengths above the first that reaches the target are not edited (they cannot be chosen).
+    The grid is searched by bisection, SR taken to rise with the strength (3 edits of the default 6
+    strengths, not up to 6; where it does not, the choice still reaches the target, but a smaller
+    strength that also does may go unedited); when none reaches the target, every strength is edited.
     Writes ``out_csv`` (alpha or beta, sr_add or sr_remove, sr_counted, their bounds ``*_low``,
-    oracle_sr on toy presets, psnr, chosen: one row per strength edited) and returns the choice."""
+    oracle_sr on toy presets, psnr, chosen: one row per strength edited, in order) and returns the choice."""
     if direction not in STRENGTHS:
         raise ValueError(f"direction must be one of {list(STRENGTHS)}, got {direction!r}")
     adding, (_, column, _) = direction == "add", STRENGTHS[direction]
@@ -60,8 +62,10 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
         regions = toy_regions(head, params["attribute"], bg.x.shape[-1])
     target = params.get("strength_target_sr")
     target = DEFAULTS["strength_target_sr"] if target is None else target
-    rows = []
-    for strength in sorted(grid):  # the first that reaches the target is the choice: larger ones are not edited
+    grid, rows = sorted(grid), {}
+
+    def measure(i: int) -> float:
+        strength = grid[i]
         added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
                                     is_asymmetric(params), strength if adding else 1.0, remove=not adding,
                                     t_edit_max=params.get("t_edit_max"), residual=is_residual(params),
@@ -75,9 +79,20 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
             row["oracle_sr"] = oracle_success(edited, originals, cf, regions).float().mean().item()
             row["oracle_sr_low"] = rate_lower_bound(row["oracle_sr"], n, confidence)
             score = min(score, row["oracle_sr_low"])  # NaN (nothing counted) stays NaN
-        rows.append({**row, "psnr": psnr_per_image(edited, originals).mean().item(), "score": score})
-        if score >= target:
-            break
+        rows[i] = {**row, "psnr": psnr_per_image(edited, originals).mean().item(), "score": score}
+        return score
+
+    low, high = 0, len(grid)  # bisection for the first strength that reaches the target
+    while low < high:
+        middle = (low + high) // 2
+        if measure(middle) >= target:
+            high = middle
+        else:
+            low = middle + 1
+    if low == len(grid):  # none reached: every strength is edited, for the best bound
+        for i in sorted(set(range(len(grid))) - rows.keys()):
+            measure(i)
+    rows = [rows[i] for i in sorted(rows)]
     table = pd.DataFrame(rows)
     score = table.pop("score")
     reached = table.index[score >= target]

@@ -181,21 +181,48 @@ class InversionCache:
         return torch.stack([found[k] for k in keys]).to(self.diffusion.device)
 
     @torch.no_grad()
-    def h_trajectories(self, keys: list[str], x0: torch.Tensor | Images) -> torch.Tensor:
+    def h_trajectories(self, keys: list[str], x0: torch.Tensor | Images, state_below: int | None = None) -> torch.Tensor:
         """h at every step of each image's unedited generation from its inversion (the trajectory a
         perfect h̃ = h would follow), in generation order (t descending): (N, n_steps, C, H, W),
         float16 on the CPU (h needs no more precision here). Kept on disk beside the inversions when
-        the cache has a directory (one generation per image for every later run), not in memory."""
-        found = {k: torch.load(self._path(k, "h"), weights_only=True) for k in keys
-                 if self.dir is not None and self._path(k, "h").exists()}
+        the cache has a directory (one generation per image for every later run), not in memory.
+        ``state_below``: the same generations also keep ``window_start(keys, x0, state_below)``."""
+        def generate(batch_keys: list[str], x: torch.Tensor) -> torch.Tensor:
+            _, traj = self.diffusion.generate(self(batch_keys, x), self.n_steps, return_trajectory=True)
+            step = next((i for i, t in enumerate(traj.timesteps) if state_below is not None and t < state_below), None)
+            if step is not None and self.dir is not None:
+                for k, xt in zip(batch_keys, traj.xt[step].cpu()):
+                    if not self._path(k, f"x{state_below}").exists():
+                        save_torch(xt.clone(), self._path(k, f"x{state_below}"))
+            return torch.stack(traj.h, 1).to("cpu", torch.float16)
+
+        return self._per_image(keys, x0, "h", generate)
+
+    @torch.no_grad()
+    def window_start(self, keys: list[str], x0: torch.Tensor | Images, below: int) -> torch.Tensor:
+        """Each image's state entering the first step with t < ``below`` (an edit window's top,
+        ``t_edit_max``) of its unedited generation from its inversion. The steps above it are the same
+        for every edit of the image, so they run once, in the canonical groups (the same bytes as
+        running them inside each edit of a group). On disk beside the inversions when the cache has a
+        directory; without one, generated at every call."""
+        def generate(batch_keys: list[str], x: torch.Tensor) -> torch.Tensor:
+            return self.diffusion.generate(self(batch_keys, x), self.n_steps, stop_below=below).cpu()
+
+        return self._per_image(keys, x0, f"x{below}", generate).to(self.diffusion.device)
+
+    def _per_image(self, keys: list[str], x0: torch.Tensor | Images, kind: str,
+                   generate: Callable[[list[str], torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``kind``'s tensor of each of ``keys``: read from disk, or ``generate``-d for the missing
+        ones' whole canonical groups (and saved there when the cache has a directory)."""
+        found = {k: torch.load(self._path(k, kind), weights_only=True) for k in keys
+                 if self.dir is not None and self._path(k, kind).exists()}
         missing = [i for i, k in enumerate(keys) if k not in found]
         for batch_keys, x in self._batches(keys, missing, x0):
-            _, traj = self.diffusion.generate(self(batch_keys, x), self.n_steps, return_trajectory=True)
-            for k, h in zip(batch_keys, torch.stack(traj.h, 1).to("cpu", torch.float16)):
+            for k, value in zip(batch_keys, generate(batch_keys, x)):
                 if k not in found:
-                    found[k] = h
+                    found[k] = value
                     if self.dir is not None:
-                        save_torch(h.clone(), self._path(k, "h"))
+                        save_torch(value.clone(), self._path(k, kind))
         return torch.stack([found[k] for k in keys])
 
     def _path(self, key: str, kind: str = "") -> Path:

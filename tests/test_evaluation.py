@@ -377,7 +377,7 @@ def test_salient_strength_auto_takes_the_smallest_alpha_reaching_the_target(monk
     csv = tmp_path / "p" / "mapping" / "salient_strength.csv"
     assert strength.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.5
     table = pd.read_csv(csv)
-    assert list(table["alpha"]) == [1.0, 1.25, 1.5]  # α above the first that reaches the target are not edited
+    assert list(table["alpha"]) == [1.25, 1.5, 2.0]  # bisection: 3 of the 6 strengths edited
     assert list(table["sr_add"]) == [sr[a] for a in table["alpha"]]
     assert table["chosen"].sum() == 1 and table.loc[table["chosen"], "alpha"].item() == 1.5
     assert strength.choose_salient_strength(None, None, None, data, {**params, "strength_target_sr": 0.99}, None, csv,
@@ -395,7 +395,7 @@ def test_removal_strength_auto_is_chosen_the_same_way_on_the_removal_sr(monkeypa
     assert strength.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5,
                                              direction="remove") == 1.5
     table = pd.read_csv(csv)
-    assert list(table["beta"]) == [1.0, 1.25, 1.5] and list(table["sr_remove"]) == [0.5, 0.8, 0.95]
+    assert list(table["beta"]) == [1.25, 1.5, 2.0] and list(table["sr_remove"]) == [0.8, 0.95, 1.0]
     assert strength.salient_strength({**params, "removal_strength": "auto"}, "remove") == 1.5
     assert strength.salient_strength({**params, "removal_strength": 2}, "remove") == 2.0
     assert strength.salient_strength(params, "remove") == 1.0  # the paper's S = 0
@@ -433,7 +433,8 @@ def test_salient_strength_auto_on_toy_presets_asks_the_oracle_too(monkeypatch, t
     assert strength.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 1.25  # classifier only
     assert "oracle_sr" not in pd.read_csv(csv)
     assert strength.choose_salient_strength(None, None, None, data, toy, None, csv, confidence=0.5) == 2.0  # the oracle reaches 0.9 at 2
-    assert list(pd.read_csv(csv)["oracle_sr"]) == [oracle[a] for a in strength.STRENGTH_GRID if a <= 2.0]
+    table = pd.read_csv(csv)
+    assert list(table["alpha"]) == [1.25, 1.5, 2.0] and list(table["oracle_sr"]) == [oracle[a] for a in table["alpha"]]
     # none reaches: the smallest α of the best lower SR (1.0 at α 2; the classifier alone is 1.0 there too)
     assert strength.choose_salient_strength(None, None, None, data, {**toy, "strength_target_sr": 1.01}, None, csv,
                                              confidence=0.5) == 2.0
@@ -443,6 +444,7 @@ def test_salient_strength_auto_without_a_reaching_alpha_takes_the_best_and_names
     sr = {1.0: 0.3, 1.25: 0.6, 1.5: 0.7, 2.0: 0.7, 2.5: float("nan"), 3.0: 0.65}
     strength, data, params = _strength_setup(monkeypatch, tmp_path, sr)
     assert strength.choose_salient_strength(None, None, None, data, params, None, tmp_path / "s.csv", confidence=0.5) == 1.5
+    assert list(pd.read_csv(tmp_path / "s.csv")["alpha"]) == list(strength.STRENGTH_GRID)  # every one edited
     with pytest.raises(FileNotFoundError, match="salient_strength.csv.*run notebook 02"):
         strength.salient_strength({**params, "salient_strength": "auto"})
 

@@ -373,6 +373,41 @@ def test_swap_from_stored_donor_trajectories_matches_generating_the_donors_with_
     assert torch.equal(removed, removed_riding)
 
 
+def test_edits_start_from_the_kept_window_state_with_the_same_bytes_and_fewer_passes(tiny_diffusion, tmp_path,
+                                                                                      monkeypatch):
+    """The unedited steps above ``t_edit_max`` are the same in every edit of an image: ``edit_pairs``
+    generates them once per image (kept beside its inversion) and edits from there, with the bytes
+    of generating every edit from xT."""
+    import pandas as pd
+
+    import hsep_utils.diffusion as diffusion_module
+    from hsep_utils.split_edits import edit_pairs
+    from hsep_utils.splits import Split
+    from hsep_utils.train import InversionCache
+
+    xT = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    top = tiny_diffusion.generate(xT, 5, stop_below=600)
+    assert torch.equal(tiny_diffusion.generate(top, 5, start_below=600), tiny_diffusion.generate(xT, 5))
+    net = MappingNetwork(32, "a", depth=1).eval()
+    bg, tg = (Split(pd.DataFrame({"file": [f"{c}{i}" for i in range(4)]}), _data(4, seed=seed))
+              for c, seed in (("b", 1), ("t", 2)))
+    cache = InversionCache(tiny_diffusion, 5, tmp_path / "inv", batch_size=4)
+    for split in (bg, tg):
+        cache.register(split.keys, split.x)
+    encoded, encode = [], diffusion_module.encode
+    monkeypatch.setattr(diffusion_module, "encode", lambda unet, x, t: encoded.append(len(x)) or encode(unet, x, t))
+    edit_pairs(tiny_diffusion, net, cache, bg, tg, 5, 0, alpha=1.5, t_edit_max=600)  # fills the cache
+    assert len(list((tmp_path / "inv").glob("*.x600.pt"))) == 8
+    encoded.clear()
+    added, removed = edit_pairs(tiny_diffusion, net, cache, bg, tg, 5, 0, alpha=1.5, t_edit_max=600)
+    assert sum(encoded) == 2 * 4 * 3  # adding and removing, 4 images each, the 3 steps below t = 600 of 5
+    whole = swap_salient(tiny_diffusion, net, cache(bg.keys, bg.x), cache(tg.keys, tg.x), 5, 0, 1.5, batch_size=4,
+                         h_tg=cache.h_trajectories(tg.keys, tg.x), t_edit_max=600)
+    assert torch.equal(added, whole[0]) and torch.equal(removed, whole[1])
+    with pytest.raises(ValueError, match="t_edit_max"):
+        edit(tiny_diffusion, net, xT, torch.ones(2, dtype=torch.bool), 5, "remove", from_window=True)
+
+
 def test_validation_reconstructs_only_its_first_images_per_class_when_asked(tiny_diffusion):
     import pandas as pd
 
