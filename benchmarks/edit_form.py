@@ -8,7 +8,8 @@ never reads the test split.
     python benchmarks/edit_form.py --table OUTDIR [OUTDIR ...]   # the JSONs as one markdown table
 
 ``RESULTS_ROOT`` reads the presets' trained results from another root (e.g. a screening run's); ``OVERRIDES`` (JSON)
-sets parameters the edits read that the screen changed (e.g. ``{"t_edit_max": 1000}``);
+sets parameters the edits read that the screen changed (e.g. ``{"t_edit_max": 1000}``; a ``donor_specificity`` below 1
+fits the network's donor prior first when it has none, ``hsep_utils.donor_prior``);
 ``FORMS`` (default ``replace,residual``) the forms to score; ``BETA`` (default ``auto``) the removal
 strength (``1``: only the paper's S = 0). Writes ``OUTDIR/<preset>.json`` (per form: α, β, the rows
 x / y / x (α = 1) / y (β = 1) with classifier SR, oracle SRs, donor match, CF MSE ratio, PSNR, PSNR
@@ -23,6 +24,8 @@ from mapping_budget import validation_rows
 
 from hsep_utils.classifier import load_classifier
 from hsep_utils.diffusion import load_diffusion
+from hsep_utils.donor_prior import load_donor_prior
+from hsep_utils.preset_training import fit_donor_prior
 from hsep_utils.evaluation import preset_metric_models
 from hsep_utils.io import write_text
 from hsep_utils.presets import repo_path, resolve, results_dir
@@ -72,19 +75,24 @@ def main() -> None:
         classifier = load_classifier(results_dir(params) / "classifier.pt")[0]
         models = preset_metric_models(params, "cpu")
         cache = inversion_cache(diffusion, params, data)
-        net = load_mapping(results_dir(params) / "mapping" / "best.pt", "cpu")
+        checkpoint = results_dir(params) / "mapping" / "best.pt"
+        net = load_mapping(checkpoint, "cpu")
+        if params["donor_specificity"] != 1 and not (checkpoint.parent / "donor_prior.pt").exists():
+            fit_donor_prior(diffusion, net, cache, data["train_bg"], data["train_tg"], params, checkpoint)
+        prior = load_donor_prior(params, checkpoint)
         found = dict(preset=preset, results=str(results_dir(params)))
         for form in forms:
             t0 = time.time()
             p = {**params, "edit_form": form}
-            alpha = choose_salient_strength(diffusion, net, cache, data, p, classifier, out / f"{preset}_alpha_{form}.csv")
+            alpha = choose_salient_strength(diffusion, net, cache, data, p, classifier, out / f"{preset}_alpha_{form}.csv",
+                                            donor_prior=prior)
             beta = 1.0
             if os.environ.get("BETA", "auto") == "auto":
                 beta = choose_salient_strength(diffusion, net, cache, data, p, classifier, out / f"{preset}_beta_{form}.csv",
                                                direction="remove")
             chosen = {**p, "salient_strength": alpha, "removal_strength": beta}
             found[form] = dict(alpha=alpha, beta=beta, rows=validation_rows(diffusion, net, cache, data, chosen, classifier,
-                                                                             models),
+                                                                             models, prior),
                                minutes=round((time.time() - t0) / 60, 1))
             print(preset, form, json.dumps(found[form]), flush=True)
             write_text(out / f"{preset}.json", json.dumps(found, indent=1))

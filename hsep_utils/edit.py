@@ -5,14 +5,21 @@ At every step t ≥ t_edit (and t < t_edit_max when given) the edited images use
 h + f(C, α·S′) − f(C, S). Removing at strength β takes S′ = (1 − β)·S: β = 1 is S = 0. Donors are generated in
 the same batch from their own inversions, with their original h, so their S at step t comes from
 the trajectory they would follow unedited; or that trajectory's h is given (``donor_h``), stored
-once per donor (``InversionCache.h_trajectories``) instead of generated again for every edit.
+once per donor (``InversionCache.h_trajectories``) instead of generated again for every edit. A
+``donor_prior`` (beyond the paper, ``donor_prior.DonorPrior``) pulls a donor's S toward the training
+targets' mean before the swap takes it.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 
 from .diffusion import Diffusion
 from .mapping import MappingNetwork, edited_h
+
+if TYPE_CHECKING:
+    from .donor_prior import DonorPrior
 
 MODES = ("reconstruct", "remove", "swap")
 
@@ -33,7 +40,8 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
          mode: str = "reconstruct", t_edit: int = 0, donor_xT: torch.Tensor | None = None,
          donor_is_target: torch.Tensor | None = None, alpha: float = 1.0, asymmetric: bool = True,
          batch_size: int | None = None, donor_h: torch.Tensor | None = None,
-         t_edit_max: int | None = None, residual: bool = False, from_window: bool = False) -> torch.Tensor:
+         t_edit_max: int | None = None, residual: bool = False, from_window: bool = False,
+         donor_prior: DonorPrior | None = None) -> torch.Tensor:
     """Generate edited images from inverted latents ``xT`` (N, 3, H, W); returns (N, 3, H, W).
     ``alpha``: the strength of the edit — S′ = α·(own S) reconstructing, α·(donor's S) swapping, and
     (1 − α)·(own S) removing (α = 1: S = 0, the paper's removal; α > 1 goes past it).
@@ -45,7 +53,8 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
     ``residual`` (beyond the paper): h + f(C, α·S′) − f(C, S) instead of f(C, α·S′), so the mapping
     network's reconstruction error of h cancels and only the change of S edits the image.
     ``from_window``: ``xT`` (and ``donor_xT``) are the states entering the edit window, the first step
-    with t < ``t_edit_max``, of the images' unedited generations (``InversionCache.window_start``)."""
+    with t < ``t_edit_max``, of the images' unedited generations (``InversionCache.window_start``).
+    ``donor_prior`` (swap): the donors' S pulled toward the training targets' mean first (``DonorPrior.pull``)."""
     if mode not in MODES:
         raise ValueError(f"unknown edit mode {mode!r}; known: {', '.join(MODES)}")
     if from_window and t_edit_max is None:
@@ -59,7 +68,7 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
         part = lambda v, i: None if v is None else v[i:i + batch_size]  # noqa: E731
         return torch.cat([edit(diffusion, net, xT[i:i + batch_size], is_target[i:i + batch_size], n_steps, mode, t_edit,
                                part(donor_xT, i), part(donor_is_target, i), alpha, asymmetric, None, part(donor_h, i),
-                               t_edit_max, residual, from_window)
+                               t_edit_max, residual, from_window, donor_prior)
                           for i in range(0, n, batch_size)])
     cls = is_target.to(torch.bool).to(xT.device)
     riding = mode == "swap" and donor_h is None  # the donors are generated in the same batch
@@ -73,7 +82,8 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
         if mode == "swap" and not riding:
             h = torch.cat([h, donor_h[:, step[t]].to(h)])
         c, s = net.split(h, t, cls)
-        s_new = {"reconstruct": alpha * s[:n], "remove": (1 - alpha) * s[:n], "swap": alpha * s[n:]}[mode]
+        donor_s = s[n:] if donor_prior is None or mode != "swap" else donor_prior.pull(s[n:], t)
+        s_new = {"reconstruct": alpha * s[:n], "remove": (1 - alpha) * s[:n], "swap": alpha * donor_s}[mode]
         mixed = edited_h(net, h[:n], c[:n], s[:n], s_new, residual)
         return torch.cat([mixed, h[n:]]) if riding else mixed
 
@@ -87,18 +97,19 @@ def swap_salient(diffusion: Diffusion, net: MappingNetwork, xT_bg: torch.Tensor,
                  batch_size: int | None = None,
                  h_tg: torch.Tensor | None = None, t_edit_max: int | None = None, residual: bool = False,
                  removal_strength: float = 1.0, add: bool = True,
-                 from_window: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                 from_window: bool = False,
+                 donor_prior: DonorPrior | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The paper's swap: background images take the paired target's S (attribute added, S′ = α·S_target); target
     images take S = 0 (attribute removed; with ``removal_strength`` β, S′ = (1 − β)·S). Returns (edited
     backgrounds, edited targets); with ``remove`` False the targets are only donors and the second is
     None, with ``add`` False the first. ``h_tg``: the targets' h along their unedited generation
-    (``edit``'s ``donor_h``), when already at hand. ``residual``, ``from_window``: ``edit``'s."""
+    (``edit``'s ``donor_h``), when already at hand. ``residual``, ``from_window``, ``donor_prior``: ``edit``'s."""
     tg = torch.ones(len(xT_tg), dtype=torch.bool)
     added = removed = None
     if add:
         bg = torch.zeros(len(xT_bg), dtype=torch.bool)
         added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, None if h_tg is not None else xT_tg, tg, alpha,
-                     asymmetric, batch_size, h_tg, t_edit_max, residual, from_window)
+                     asymmetric, batch_size, h_tg, t_edit_max, residual, from_window, donor_prior)
     if remove:
         removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=removal_strength,
                        asymmetric=asymmetric, batch_size=batch_size, t_edit_max=t_edit_max, residual=residual,

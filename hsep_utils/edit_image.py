@@ -66,7 +66,9 @@ def edit_image(diffusion, net, params: dict, x: torch.Tensor, add: bool, alphas:
                donor: torch.Tensor | None = None) -> torch.Tensor:
     """Edits of images ``x`` (N, 3, H, W), (len(alphas) · N, 3, H, W): the attribute added with
     ``donor``'s S (one donor per image, or one for all) times each α, or removed (α unused: S′ = (1 − β)·S
-    at the preset's removal strength β, 1 being S = 0)."""
+    at the preset's removal strength β, 1 being S = 0). Adding with a ``donor_specificity`` below 1 pulls the donor's S toward the preset's
+    ``donor_prior`` (written beside its mapping network by notebook 02)."""
+    from .donor_prior import load_donor_prior
     from .edit import edit
     from .parameters import is_asymmetric, is_residual
     from .strength import salient_strength
@@ -80,9 +82,10 @@ def edit_image(diffusion, net, params: dict, x: torch.Tensor, add: bool, alphas:
                     alpha=salient_strength(params, "remove"), asymmetric=asym, batch_size=params["eval_batch_size"],
                     **window).cpu()
     donor_xT = diffusion.invert(donor.to(device), steps).expand(n, -1, -1, -1)
+    prior = load_donor_prior(params, mapping_file(params))
     bg, tg = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
     return torch.cat([edit(diffusion, net, xT, bg, steps, "swap", t_edit, donor_xT, tg, alpha, asym,
-                           params["eval_batch_size"], **window).cpu()
+                           params["eval_batch_size"], donor_prior=prior, **window).cpu()
                       for alpha in alphas])
 
 

@@ -179,6 +179,10 @@ PARAMETERS: dict[str, Parameter] = {
     "edit_form": Parameter("replace", "how an edit uses h̃: replace — h̃ = f(C, α·S′) stands in for h (the paper); "
                            "residual (beyond the paper) — h + f(C, α·S′) − f(C, S): only the change of S edits, the "
                            "mapping network's error in reconstructing h cancels", str, ("replace", "residual")),
+    "donor_specificity": Parameter(1.0, "beyond the paper: γ of the adding swap's S′ = S̄ + γ·(S_donor − S̄), S̄ the "
+                                   "training targets' mean S at the step (hsep_utils.donor_prior, written by notebook 02): "
+                                   "how much of what is the donor's own beyond what every target's S holds the swap "
+                                   "carries (1: the paper's swap; 0: the same edit whatever the donor; above 1: more of it)", NUMBER),
     "salient_strength": Parameter(1.0, "beyond the paper: α of h̃ = f(C, α·S) when adding, notebooks 03–04 (1: the "
                                   "paper; auto: notebook 02 picks the smallest α of 1 … 3 whose validation adding SR "
                                   "reaches strength_target_sr with 90 % confidence, on toy presets the oracle SR too; "

@@ -1,12 +1,18 @@
 """Training a preset's mapping network (notebook 02, ``train_cli``): its ``TrainConfig`` from the
-parameters, the networks the image terms need, and validation on the held-out splits."""
+parameters, the networks the image terms need, validation on the held-out splits, and the donor prior
+computed from the trained network (``donor_prior``)."""
 from __future__ import annotations
 
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from .diffusion import Diffusion
+from .donor_prior import FILE as PRIOR_FILE, checkpoint_digest
+from .images import as_images
+from .io import save_torch
 from .classifier import swap_success
 from .evaluation import preset_loss_models
 from .mapping import MappingNetwork
@@ -14,7 +20,7 @@ from .metrics import Unavailable
 from .parameters import DEFAULTS, is_asymmetric
 from .split_edits import edit_pairs, reconstruction_psnr
 from .splits import Split
-from .train import InversionCache, TrainConfig, train_mapping
+from .train import InversionCache, TrainConfig, train_mapping, training_order
 
 
 def train_config(params: dict) -> TrainConfig:
@@ -80,3 +86,27 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
                          data["train_tg"].keys, cfg, out_dir, validate=validate, id_embed=id_embed, lpips=lpips,
                          inversion_dir=inversion_dir, progress=progress, eval_batch_size=eval_batch_size,
                          validated_by=getattr(classifier, "record", None))
+
+
+@torch.no_grad()
+def fit_donor_prior(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, train_bg: Split, train_tg: Split,
+                    params: dict, checkpoint: Path) -> Path:
+    """S̄_t of the latent warm-up's pool of training targets (``training_order``'s first epoch: cached h
+    trajectories, or ``latent_warmup_pool`` of them generated once when the run had no warm-up) at every
+    edited step, written as ``donor_prior.pt`` beside ``checkpoint`` (the network it was computed with)."""
+    n = min(len(train_tg.keys), params["latent_warmup_pool"])
+    pool = training_order(len(train_bg.keys), len(train_tg.keys), cache.batch_size, params["seed"], 0)[1][:n].tolist()
+    keys, x = [train_tg.keys[i] for i in pool], as_images(train_tg.x)
+    timesteps = list(reversed(diffusion.timesteps(params["ddim_steps"])))  # the trajectories' order
+    edited = [k for k, t in enumerate(timesteps) if params["t_edit"] <= t < (params.get("t_edit_max") or float("inf"))]
+    sums = {timesteps[k]: 0.0 for k in edited}
+    for i in range(0, n, cache.batch_size):
+        h = cache.h_trajectories(keys[i:i + cache.batch_size], x.take(pool[i:i + cache.batch_size]))
+        for k in edited:
+            hk = h[:, k].to(diffusion.device, torch.float32)
+            _, s = net.split(hk, timesteps[k], torch.ones(len(hk), dtype=torch.bool, device=hk.device))
+            sums[timesteps[k]] = sums[timesteps[k]] + s.sum(0).cpu()
+    path = Path(checkpoint).parent / PRIOR_FILE
+    save_torch({"timesteps": list(sums), "mean": torch.stack([v / n for v in sums.values()]), "n_targets": n,
+                "checkpoint_sha256": checkpoint_digest(checkpoint)}, path)
+    return path

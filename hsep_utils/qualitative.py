@@ -1,6 +1,8 @@
 """Fig. 6/7: the grids of notebook 03."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +18,19 @@ from .splits import Split
 from .strength import salient_strength
 from .train import InversionCache
 
+if TYPE_CHECKING:
+    from .donor_prior import DonorPrior
+
 
 def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
                       params: dict, out_dir: str | Path, n: int = 8,
-                      alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)) -> dict[str, np.ndarray]:
+                      alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
+                      donor_prior: DonorPrior | None = None) -> dict[str, np.ndarray]:
     """Fig. 6/7: rows original / reconstruction / edit (/ true counterfactual on toy presets), for
     adding the attribute to backgrounds (S from the paired target, times the preset's
     ``salient_strength``) and removing it from targets (S′ = (1 − β)·S, β the preset's
     ``removal_strength``; 1: S = 0), both in the preset's ``edit_form``; plus an S-strength strip
-    h̃ = f(C, α·S) for one background with a target's S."""
+    h̃ = f(C, α·S) for one background with a target's S; the swaps' donor S pulled by ``donor_prior`` when given."""
     out_dir, steps, t_edit, asym = Path(out_dir), params["ddim_steps"], params["t_edit"], is_asymmetric(params)
     t_edit_max, residual = params.get("t_edit_max"), is_residual(params)
     bg, tg = data["test_bg"], data["test_tg"]
@@ -32,7 +38,7 @@ def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     is_bg, is_tg = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
     added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, steps, t_edit, salient_strength(params), asym,
                                   batch_size=cache.batch_size, t_edit_max=t_edit_max, residual=residual,
-                                  removal_strength=salient_strength(params, "remove"))
+                                  removal_strength=salient_strength(params, "remove"), donor_prior=donor_prior)
     grids = {}
     for name, split, xT, cls, edited in (("add", bg, xT_bg, is_bg, added), ("remove", tg, xT_tg, is_tg, removed)):
         rows = [split.x[:n].load(), edit(diffusion, net, xT, cls, steps, "reconstruct", t_edit, asymmetric=asym,
@@ -41,7 +47,7 @@ def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
             rows.append(toy_counterfactuals(split.rows.head(n), params["attribute"], split.x.shape[-1]))
         grids[name] = save_grid(rows, out_dir / f"qualitative_{name}.png", scale=4)
     strip = [edit(diffusion, net, xT_bg[:1], is_bg[:1], steps, "swap", t_edit, xT_tg[:1], is_tg[:1], alpha=a,
-                  asymmetric=asym, t_edit_max=t_edit_max, residual=residual).cpu()
+                  asymmetric=asym, t_edit_max=t_edit_max, residual=residual, donor_prior=donor_prior).cpu()
              for a in alphas]
     grids["strength"] = save_grid([torch.cat(strip)], out_dir / "salient_strength.png", scale=4)
     return grids

@@ -1,6 +1,8 @@
 """Tables 1–4: the rows of notebook 04 (and of each ablation configuration)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .datasets import toy_counterfactual_set, toy_donor_counterfactuals
 from .diffusion import Diffusion
 from .evaluation import domain_metrics, toy_regions
@@ -11,6 +13,9 @@ from .splits import Split
 from .strength import salient_strength
 from .train import InversionCache
 
+if TYPE_CHECKING:
+    from .donor_prior import DonorPrior
+
 
 PAPER_STRENGTH_ROW = "x (α = 1)"
 """The domain label of the paper's unscaled swap in Tables 1–4 when the preset's strength differs."""
@@ -20,25 +25,27 @@ PAPER_REMOVAL_ROW = "y (β = 1)"
 
 
 def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
-                      params: dict, classifier, models: dict, n: int | None = None) -> list[dict]:
+                      params: dict, classifier, models: dict, n: int | None = None,
+                      donor_prior: DonorPrior | None = None) -> list[dict]:
     """Tables 1–4: one ``evaluation.domain_metrics`` row per domain for the first ``n`` test images of
     each class — x: backgrounds given the paired target's S (times the preset's ``salient_strength``),
     y: targets given S = 0 — with, on toy presets, the true counterfactuals (oracle SR,
     counterfactual MSE ratio, fd_toy, PSNR outside a local attribute's box) and, adding, the
     counterfactual with the donor's own sub-factors (donor match, the donor's oracle SR). When that
-    strength is not 1, a row ``x (α = 1)`` is the paper's own swap; when the removal strength β is not
-    1, a row ``y (β = 1)`` the paper's removal."""
+    strength is not 1 or a ``donor_prior`` pulls the donors' S (``edit``'s), a row ``x (α = 1)`` is the paper's
+    own swap; when the removal strength β is not 1, a row ``y (β = 1)`` the paper's removal."""
     bg, tg = data["test_bg"], data["test_tg"]
     n = min(len(bg.x), len(tg.x)) if n is None else min(n, len(bg.x), len(tg.x))
     alpha, beta = salient_strength(params), salient_strength(params, "remove")
     pairs = dict(t_edit_max=params.get("t_edit_max"), residual=is_residual(params))
     added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                                is_asymmetric(params), alpha, removal_strength=beta, **pairs)
+                                is_asymmetric(params), alpha, removal_strength=beta, donor_prior=donor_prior, **pairs)
     domains = [("x", bg, added, tg, False), ("y", tg, removed, bg, True)]
-    if alpha != 1.0 or beta != 1.0:
+    paper_swap = alpha == 1.0 and donor_prior is None
+    if not paper_swap or beta != 1.0:
         paper_add, paper_remove = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                                             is_asymmetric(params), remove=beta != 1.0, add=alpha != 1.0, **pairs)
-        if alpha != 1.0:
+                                             is_asymmetric(params), remove=beta != 1.0, add=not paper_swap, **pairs)
+        if not paper_swap:
             domains.append((PAPER_STRENGTH_ROW, bg, paper_add, tg, False))
         if beta != 1.0:
             domains.append((PAPER_REMOVAL_ROW, tg, paper_remove, bg, True))

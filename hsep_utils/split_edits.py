@@ -7,6 +7,8 @@ checkpoints and salient strengths are edited; so do the images' states entering 
 (below ``t_edit_max``): the unedited steps above it run once per image, not in every edit."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from .diffusion import Diffusion
@@ -18,15 +20,19 @@ from .metrics import psnr_per_image
 from .splits import Split
 from .train import InversionCache
 
+if TYPE_CHECKING:
+    from .donor_prior import DonorPrior
+
 
 def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
                n_steps: int, t_edit: int, n: int | None = None,
                asymmetric: bool = True, alpha: float = 1.0,
                remove: bool = True, t_edit_max: int | None = None, residual: bool = False,
-               removal_strength: float = 1.0, add: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+               removal_strength: float = 1.0, add: bool = True,
+               donor_prior: DonorPrior | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Background i takes target i's S (times ``alpha``, from its stored h trajectory); target i
     takes S = 0 (S′ = (1 − ``removal_strength``)·S). With ``remove`` False only adding (the second is
-    None), with ``add`` False only removing (the first is None); ``residual``: ``edit``'s. Under data parallelism each process edits its share and
+    None), with ``add`` False only removing (the first is None); ``residual``, ``donor_prior``: ``edit``'s. Under data parallelism each process edits its share and
     every process gets all edits back."""
     n = min(len(bg.x), len(tg.x)) if n is None else n
     r = ranks()
@@ -46,7 +52,8 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
         h_tg = cache.h_trajectories(keys_tg[sl], x_tg[sl], t_edit_max) if add else None
         a, rm = swap_salient(diffusion, net.eval(), start(keys_bg[sl], x_bg[sl]) if add else None,
                              start(keys_tg[sl], x_tg[sl]), n_steps, t_edit, alpha, asymmetric, remove, b,
-                             h_tg, t_edit_max, residual, removal_strength, add, from_window=window)
+                             h_tg, t_edit_max, residual, removal_strength, add, from_window=window,
+                             donor_prior=donor_prior)
         added.append(a.cpu() if add else None)
         removed.append(rm.cpu() if remove else None)
     return r.gather(torch.cat(added)) if add else None, r.gather(torch.cat(removed)) if remove else None

@@ -2,6 +2,8 @@
 when removing — chosen on the validation split (``salient_strength`` / ``removal_strength: auto``) or given."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +21,9 @@ from .split_edits import edit_pairs
 from .splits import Split
 from .train import InversionCache
 
+if TYPE_CHECKING:
+    from .donor_prior import DonorPrior
+
 STRENGTH_GRID = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 """The salient strengths α that ``salient_strength: auto`` chooses from."""
 
@@ -34,7 +39,7 @@ STRENGTHS = {"add": ("salient_strength", "alpha", "salient_strength.csv"),
 def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
                             params: dict, classifier, out_csv: str | Path,
                             grid: tuple[float, ...] = STRENGTH_GRID, confidence: float = STRENGTH_CONFIDENCE,
-                            direction: str = "add") -> float:
+                            direction: str = "add", donor_prior: DonorPrior | None = None) -> float:
     """Beyond the paper (α = 1, S = 0): the strength of the edits of ``direction`` — adding, α of
     h̃ = f(C, α·S′); removing, β of S′ = (1 − β)·S — chosen on the validation split as the smallest
     of ``grid`` whose SR in that direction reaches ``strength_target_sr`` with ``confidence``
@@ -69,7 +74,8 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
         added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
                                     is_asymmetric(params), strength if adding else 1.0, remove=not adding,
                                     t_edit_max=params.get("t_edit_max"), residual=is_residual(params),
-                                    removal_strength=1.0 if adding else strength, add=adding)
+                                    removal_strength=1.0 if adding else strength, add=adding,
+                                    donor_prior=donor_prior if adding else None)
         edited = added if adding else removed
         sr, counted = edit_success(classifier, originals, edited, original_is_target=not adding)
         row = {column: strength, f"sr_{direction}": sr, "sr_counted": counted,

@@ -244,6 +244,13 @@ def epoch_order(n: int, group: int, generator: torch.Generator) -> torch.Tensor:
     return torch.cat([s * group + torch.randperm(min(group, n - s * group), generator=generator) for s in starts])
 
 
+def training_order(n_bg: int, n_tg: int, group: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each class's training order in ``epoch`` (``epoch_order``): the same on a resume, and for whoever
+    needs to know which images a run drew (the latent warm-up's pool is the first epoch's first ones)."""
+    g = torch.Generator().manual_seed(seed * 7919 + epoch)
+    return epoch_order(n_bg, group, g), epoch_order(n_tg, group, g)
+
+
 def latent_terms(net: MappingNetwork, h: torch.Tensor, t: int, is_target: torch.Tensor, cfg: TrainConfig,
                  r: Ranks = Ranks()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The latent terms (Eq. 6–10; optional: common-class adversary, swap and removal cycles, edit sparsity) of a batch of h at
@@ -510,10 +517,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
 
     @functools.lru_cache(maxsize=1)
     def order(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each class's training order in ``epoch`` (``epoch_order``), the same on a resume; made once
-        an epoch, not once a batch."""
-        g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
-        return epoch_order(len(x_bg), cache.batch_size, g), epoch_order(len(x_tg), cache.batch_size, g)
+        """``training_order`` of this run; made once an epoch, not once a batch."""
+        return training_order(len(x_bg), len(x_tg), cache.batch_size, cfg.seed, epoch)
 
     seq = diffusion.timesteps(cfg.n_steps)
     steps = list(zip(reversed(seq), reversed([-1] + seq[:-1])))

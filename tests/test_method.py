@@ -930,3 +930,55 @@ def test_numbers_do_not_depend_on_the_inversion_cache_history(tiny_diffusion, tm
     assert run("other", "inv-other") == cold
     assert run("warm", "inv-cold") == cold
     assert len(list((tmp_path / "inv-cold").glob("*.n4.g3.pt"))) == 14  # every image, in its group
+
+
+def test_donor_prior_pulls_the_swap_toward_the_targets_mean_and_is_tied_to_its_network(tiny_diffusion, tmp_path):
+    """donor_specificity γ: S′ = S̄ + γ·(S_donor − S̄). γ = 1 is the paper's swap (the same bytes as no prior), γ = 0
+    the same edit whatever the donor; the prior is the mean S of the latent warm-up's pool of training targets,
+    written beside the network and refused for another one, and asked for by name when missing."""
+    import pandas as pd
+
+    from hsep_utils.donor_prior import DonorPrior, load_donor_prior
+    from hsep_utils.preset_training import fit_donor_prior
+    from hsep_utils.splits import Split
+    from hsep_utils.io import save_torch
+    from hsep_utils.train import InversionCache, training_order
+
+    torch.manual_seed(6)
+    net = MappingNetwork(32, "c", depth=1).eval()
+    bg, tg = (Split(pd.DataFrame({"file": [f"{c}{i}" for i in range(4)]}), _data(4, seed=seed))
+              for c, seed in (("b", 1), ("t", 2)))
+    cache = InversionCache(tiny_diffusion, 5, tmp_path / "inv", batch_size=2)
+    for split in (bg, tg):
+        cache.register(split.keys, split.x)
+    checkpoint = tmp_path / "mapping" / "best.pt"
+    save_torch({"net": net.state_dict()}, checkpoint)
+    params = {"donor_specificity": 0.0, "latent_warmup_pool": 2, "seed": 0, "ddim_steps": 5, "t_edit": 0,
+              "t_edit_max": 600}
+    with pytest.raises(FileNotFoundError, match="donor_prior.pt"):
+        load_donor_prior(params, checkpoint)
+    fit_donor_prior(tiny_diffusion, net, cache, bg, tg, params, checkpoint)
+    prior = load_donor_prior(params, checkpoint)
+    assert sorted(prior.mean) == sorted(t for t in tiny_diffusion.timesteps(5) if t < 600)  # the edited steps
+    pool = training_order(4, 4, 2, 0, 0)[1][:2].tolist()  # the warm-up's first two targets
+    h = cache.h_trajectories([tg.keys[i] for i in pool], tg.x[pool]).float()
+    t = max(prior.mean)
+    k = list(reversed(tiny_diffusion.timesteps(5))).index(t)
+    with torch.no_grad():
+        s = net.split(h[:, k], t, torch.ones(2, dtype=torch.bool))[1]
+    torch.testing.assert_close(prior.mean[t], s.mean(0), atol=1e-5, rtol=0)
+    assert load_donor_prior({**params, "donor_specificity": 1.0}, checkpoint) is None
+
+    xT = cache(bg.keys, bg.x)
+    is_bg, is_tg = torch.zeros(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool)
+    swap = lambda donors, p: edit(tiny_diffusion, net, xT[:2], is_bg, 5, "swap", donor_xT=donors,  # noqa: E731
+                                  donor_is_target=is_tg, t_edit_max=600, residual=True, donor_prior=p)
+    donors_a, donors_b = cache(tg.keys, tg.x)[:2], cache(tg.keys, tg.x)[2:]
+    assert torch.equal(swap(donors_a, DonorPrior(1.0, prior.mean)), swap(donors_a, None))
+    assert (swap(donors_a, None) - swap(donors_b, None)).abs().max() > 1e-3
+    torch.testing.assert_close(swap(donors_a, prior), swap(donors_b, prior), atol=1e-5, rtol=0)  # γ = 0
+    with pytest.raises(ValueError, match="donor_specificity"):
+        DonorPrior(-0.5, prior.mean)
+    save_torch({"net": MappingNetwork(32, "c", depth=1).state_dict()}, checkpoint)  # another network
+    with pytest.raises(ValueError, match="another network"):
+        load_donor_prior(params, checkpoint)
