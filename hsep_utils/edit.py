@@ -11,15 +11,11 @@ targets' mean before the swap takes it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from .diffusion import Diffusion
+from .donor_prior import DonorPrior
 from .mapping import MappingNetwork, edited_h
-
-if TYPE_CHECKING:
-    from .donor_prior import DonorPrior
 
 MODES = ("reconstruct", "remove", "swap")
 

@@ -1,8 +1,6 @@
 """Fig. 6/7: the grids of notebook 03."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +8,7 @@ import torch
 
 from .datasets import toy_counterfactuals
 from .diffusion import Diffusion
+from .donor_prior import DonorPrior
 from .edit import edit, swap_salient
 from .mapping import MappingNetwork
 from .parameters import is_asymmetric, is_residual
@@ -17,9 +16,6 @@ from .plotting import save_grid
 from .splits import Split
 from .strength import salient_strength
 from .train import InversionCache
-
-if TYPE_CHECKING:
-    from .donor_prior import DonorPrior
 
 
 def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],

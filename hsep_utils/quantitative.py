@@ -1,10 +1,9 @@
 """Tables 1–4: the rows of notebook 04 (and of each ablation configuration)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .datasets import toy_counterfactual_set, toy_donor_counterfactuals
 from .diffusion import Diffusion
+from .donor_prior import DonorPrior
 from .evaluation import domain_metrics, toy_regions
 from .mapping import MappingNetwork
 from .parameters import is_asymmetric, is_residual
@@ -13,15 +12,11 @@ from .splits import Split
 from .strength import salient_strength
 from .train import InversionCache
 
-if TYPE_CHECKING:
-    from .donor_prior import DonorPrior
-
 
 PAPER_STRENGTH_ROW = "x (α = 1)"
 """The domain label of the paper's unscaled swap in Tables 1–4 when the preset's strength differs."""
 PAPER_REMOVAL_ROW = "y (β = 1)"
 """The domain label of the paper's removal (S = 0) when the preset's removal strength differs."""
-
 
 
 def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],

@@ -7,21 +7,17 @@ checkpoints and salient strengths are edited; so do the images' states entering 
 (below ``t_edit_max``): the unedited steps above it run once per image, not in every edit."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from .diffusion import Diffusion
 from .distributed import ranks
+from .donor_prior import DonorPrior
 from .edit import edit, swap_salient
 from .images import Images
 from .mapping import MappingNetwork
 from .metrics import psnr_per_image
 from .splits import Split
 from .train import InversionCache
-
-if TYPE_CHECKING:
-    from .donor_prior import DonorPrior
 
 
 def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,

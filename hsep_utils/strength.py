@@ -2,8 +2,6 @@
 when removing — chosen on the validation split (``salient_strength`` / ``removal_strength: auto``) or given."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +9,7 @@ import pandas as pd
 from .classifier import edit_success
 from .datasets import toy_counterfactual_set
 from .diffusion import Diffusion
+from .donor_prior import DonorPrior
 from .evaluation import oracle_success, toy_regions
 from .io import save_dataframe
 from .mapping import MappingNetwork
@@ -20,9 +19,6 @@ from .presets import results_dir
 from .split_edits import edit_pairs
 from .splits import Split
 from .train import InversionCache
-
-if TYPE_CHECKING:
-    from .donor_prior import DonorPrior
 
 STRENGTH_GRID = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 """The salient strengths α that ``salient_strength: auto`` chooses from."""

@@ -53,6 +53,8 @@ def test_02_train_mapping_network(smoke):
     out = run("02_train_mapping_network.ipynb", *smoke)
     for f in ("classifier.pt", "mapping/best.pt", "mapping/last.pt", "mapping/loss_curves.png"):
         assert (out / f).exists(), f
+    assert resolve("toy-glasses")["donor_specificity"] != 1  # so the prior its swaps pull toward is written
+    assert (out / "mapping" / "donor_prior.pt").exists()
     log = pd.read_csv(out / "mapping" / "train_log.csv")
     assert {"silence", "consistency", "kl", "orthogonal", "classification", "pixel", "total"} <= set(log.columns)
     edited = [t for t in ddim_timesteps(5) if t < resolve("toy-glasses")["t_edit_max"]]  # the preset's edit window
