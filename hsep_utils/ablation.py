@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from .mapping import ARCHITECTURES
 from .preset_training import image_term_models, train_config, train_preset
 from .quantitative import quantitative_rows
 from .splits import Split, inversion_cache, inversion_dir
+from .train import TrainConfig
 
 
 ABLATION_GRID = dict(t_edit=(400, 0), arch=("a", "b", "c", "d"), depth=(8, 12))
@@ -41,17 +43,30 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
     for t_edit, arch, depth in tqdm(configs, desc="ablation", disable=not progress):
         run = out_dir / f"t{t_edit}-{arch}-d{depth}"
         done = run / "rows.json"
-        if not done.exists():
-            p = {**params, "t_edit": t_edit, "arch": arch, "depth": depth,
-                 "train_batches": params["ablation_batches"], "validate_every": 0, "ema_decay": 0,
-                 "salient_strength": 1.0, "removal_strength": 1.0, "edit_form": "replace"}  # the paper's edits
-            cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, losses)
+        p = {**params, "t_edit": t_edit, "arch": arch, "depth": depth,
+             "train_batches": params["ablation_batches"], "validate_every": 0, "ema_decay": 0,
+             "salient_strength": 1.0, "removal_strength": 1.0, "edit_form": "replace"}  # the paper's edits
+        cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, losses)
+        if done.exists():
+            check_same_recipe(run, cfg)
+        else:
             net = train_preset(diffusion, data, cfg, run, classifier, cache_dir, lpips, id_embed, progress=False,
                                eval_batch_size=params["eval_batch_size"], n_recon_per_class=params["n_val_recon_per_class"])
             found = quantitative_rows(diffusion, net, cache, data, p, judge, models, params["n_ablation_images"])
             write_text(done, json.dumps(found, indent=1))
         rows += [{"t_edit": t_edit, "arch": arch, "depth": depth, **r} for r in json.loads(done.read_text())]
     return pd.DataFrame(rows)
+
+
+def check_same_recipe(run: Path, cfg: TrainConfig) -> None:
+    """A finished configuration is read back only if it was trained with the recipe asked for now: a preset
+    changed since (another loss weight, say) would otherwise put the old recipe's rows in the new tables."""
+    recorded = json.loads((run / "train_config.json").read_text())["train"]
+    differ = sorted(k for k, v in json.loads(json.dumps(asdict(cfg))).items() if recorded.get(k) != v)
+    if differ:
+        shown = ", ".join(f"{k} {recorded.get(k)!r} → {getattr(cfg, k)!r}" for k in differ)
+        raise ValueError(f"{run} was trained with another recipe than the preset's now ({shown}): delete {run.parent} "
+                         f"(or that folder alone) to train the ablation again")
 
 
 def write_ablation_tables(table: pd.DataFrame, tables_dir: str | Path, preset: str) -> dict[int, str]:

@@ -225,6 +225,21 @@ def test_ablation_means_by_hand():
     assert means.loc["12", "y_psnr"] == pytest.approx(10 * (0.5 + 0.5 + 0.0 + 0.25) / 4)
 
 
+def test_a_finished_ablation_configuration_is_read_back_only_with_the_same_recipe(tmp_path):
+    import json
+    from dataclasses import asdict, replace
+
+    from hsep_utils.ablation import check_same_recipe
+    from hsep_utils.train import TrainConfig
+
+    cfg = TrainConfig(edit_sparsity=1.0)
+    (tmp_path / "t0-a-d8").mkdir()
+    (tmp_path / "t0-a-d8" / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "net": {}}))
+    check_same_recipe(tmp_path / "t0-a-d8", cfg)  # the recipe it was trained with
+    with pytest.raises(ValueError, match=r"edit_sparsity 1.0 → 1.25.*delete"):
+        check_same_recipe(tmp_path / "t0-a-d8", replace(cfg, edit_sparsity=1.25))
+
+
 def test_write_table_layout(tmp_path):
     rows = [dict(domain=d, lpips=0.2, mse=0.01, psnr=20.0, id=0.9, fid=UNAVAILABLE, sr=s, sr_counted=3, n=4,
                  reasons=dict(fid="FID needs inception-2015-12-05.pt")) for d, s in (("x", 0.5), ("y", 0.75))]
