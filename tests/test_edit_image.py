@@ -22,7 +22,8 @@ def trained(tmp_path):
     (tmp_path / "results" / "toy-glasses" / "mapping").mkdir(parents=True)
     torch.save(dict(net=net.state_dict(), net_config=net.config()), tmp_path / "results" / "toy-glasses" / "mapping" / "best.pt")
     overrides = dict(base_model=tmp_path / "model", results_root=tmp_path / "results", data_root=tmp_path / "data",
-                     scale="smoke", device="cpu", ddim_steps=4, salient_strength=1.5, removal_strength=1.5)
+                     scale="smoke", device="cpu", ddim_steps=4, salient_strength=1.5, removal_strength=1.5,
+                     donor_specificity=1)  # the paper's swap: a random network has no donor prior
     return tmp_path, [a for k, v in overrides.items() for a in ("-p", k, str(v))]
 
 
@@ -66,6 +67,9 @@ def test_edit_image_names_what_is_missing(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"other/toy-glasses/mapping/best\.pt does not exist: train .*notebook 02"):
         main([str(face), "--preset", "toy-glasses", "--remove", "--out", str(tmp_path / "o.png"), *overrides,
               "-p", "results_root", str(tmp_path / "other")])
+    with pytest.raises(FileNotFoundError, match=r"donor_specificity 0.5 needs .*mapping/donor_prior\.pt.*notebook 02"):
+        main([str(face), "--preset", "toy-glasses", "--add", "--out", str(tmp_path / "o.png"), *overrides,
+              "-p", "donor_specificity", "0.5"])
     with pytest.raises(SystemExit):  # --donor with --remove is a usage error
         main([str(face), "--preset", "toy-glasses", "--remove", "--donor", str(face), "--out", str(tmp_path / "o.png")])
     assert not (tmp_path / "o.png").exists()
