@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .diffusion import Diffusion
+from .diffusion import Diffusion, in_edit_window
 from .donor_prior import FILE as PRIOR_FILE, checkpoint_digest
 from .images import as_images
 from .io import save_torch
@@ -98,7 +98,7 @@ def fit_donor_prior(diffusion: Diffusion, net: MappingNetwork, cache: InversionC
     pool = training_order(len(train_bg.keys), len(train_tg.keys), cache.batch_size, params["seed"], 0)[1][:n].tolist()
     keys, x = [train_tg.keys[i] for i in pool], as_images(train_tg.x)
     timesteps = list(reversed(diffusion.timesteps(params["ddim_steps"])))  # the trajectories' order
-    edited = [k for k, t in enumerate(timesteps) if params["t_edit"] <= t < (params.get("t_edit_max") or float("inf"))]
+    edited = [k for k, t in enumerate(timesteps) if in_edit_window(t, params["t_edit"], params.get("t_edit_max"))]
     sums = {timesteps[k]: 0.0 for k in edited}
     for i in range(0, n, cache.batch_size):
         h = cache.h_trajectories(keys[i:i + cache.batch_size], x.take(pool[i:i + cache.batch_size]))

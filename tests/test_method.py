@@ -138,6 +138,22 @@ def _data(n=4, size=16, seed=0):
     return torch.rand(n, 3, size, size, generator=g) * 2 - 1
 
 
+def _registered_pairs(diffusion, directory, batch_size):
+    """Four backgrounds and four targets (``Split``s of random images) and an ``InversionCache`` in ``directory``
+    with both registered, as a preset's cache holds its splits."""
+    import pandas as pd
+
+    from hsep_utils.splits import Split
+    from hsep_utils.train import InversionCache
+
+    bg, tg = (Split(pd.DataFrame({"file": [f"{c}{i}" for i in range(4)]}), _data(4, seed=seed))
+              for c, seed in (("b", 1), ("t", 2)))
+    cache = InversionCache(diffusion, 5, directory, batch_size=batch_size)
+    for split in (bg, tg):
+        cache.register(split.keys, split.x)
+    return bg, tg, cache
+
+
 def test_gradients_reach_only_the_mapping_network(tiny_diffusion):
     net = MappingNetwork(32, "a", depth=2)
     x = torch.randn(4, 3, 16, 16)
@@ -378,22 +394,14 @@ def test_edits_start_from_the_kept_window_state_with_the_same_bytes_and_fewer_pa
     """The unedited steps above ``t_edit_max`` are the same in every edit of an image: ``edit_pairs``
     generates them once per image (kept beside its inversion) and edits from there, with the bytes
     of generating every edit from xT."""
-    import pandas as pd
-
     import hsep_utils.diffusion as diffusion_module
     from hsep_utils.split_edits import edit_pairs
-    from hsep_utils.splits import Split
-    from hsep_utils.train import InversionCache
 
     xT = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))
     top = tiny_diffusion.generate(xT, 5, stop_below=600)
     assert torch.equal(tiny_diffusion.generate(top, 5, start_below=600), tiny_diffusion.generate(xT, 5))
     net = MappingNetwork(32, "a", depth=1).eval()
-    bg, tg = (Split(pd.DataFrame({"file": [f"{c}{i}" for i in range(4)]}), _data(4, seed=seed))
-              for c, seed in (("b", 1), ("t", 2)))
-    cache = InversionCache(tiny_diffusion, 5, tmp_path / "inv", batch_size=4)
-    for split in (bg, tg):
-        cache.register(split.keys, split.x)
+    bg, tg, cache = _registered_pairs(tiny_diffusion, tmp_path / "inv", batch_size=4)
     encoded, encode = [], diffusion_module.encode
     monkeypatch.setattr(diffusion_module, "encode", lambda unet, x, t: encoded.append(len(x)) or encode(unet, x, t))
     edit_pairs(tiny_diffusion, net, cache, bg, tg, 5, 0, alpha=1.5, t_edit_max=600)  # fills the cache
@@ -936,21 +944,14 @@ def test_donor_prior_pulls_the_swap_toward_the_targets_mean_and_is_tied_to_its_n
     """donor_specificity γ: S′ = S̄ + γ·(S_donor − S̄). γ = 1 is the paper's swap (the same bytes as no prior), γ = 0
     the same edit whatever the donor; the prior is the mean S of the latent warm-up's pool of training targets,
     written beside the network and refused for another one, and asked for by name when missing."""
-    import pandas as pd
-
     from hsep_utils.donor_prior import DonorPrior, load_donor_prior
-    from hsep_utils.preset_training import fit_donor_prior
-    from hsep_utils.splits import Split
     from hsep_utils.io import save_torch
-    from hsep_utils.train import InversionCache, training_order
+    from hsep_utils.preset_training import fit_donor_prior
+    from hsep_utils.train import training_order
 
     torch.manual_seed(6)
     net = MappingNetwork(32, "c", depth=1).eval()
-    bg, tg = (Split(pd.DataFrame({"file": [f"{c}{i}" for i in range(4)]}), _data(4, seed=seed))
-              for c, seed in (("b", 1), ("t", 2)))
-    cache = InversionCache(tiny_diffusion, 5, tmp_path / "inv", batch_size=2)
-    for split in (bg, tg):
-        cache.register(split.keys, split.x)
+    bg, tg, cache = _registered_pairs(tiny_diffusion, tmp_path / "inv", batch_size=2)
     checkpoint = tmp_path / "mapping" / "best.pt"
     save_torch({"net": net.state_dict()}, checkpoint)
     params = {"donor_specificity": 0.0, "latent_warmup_pool": 2, "seed": 0, "ddim_steps": 5, "t_edit": 0,
