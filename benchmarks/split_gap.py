@@ -13,7 +13,7 @@ from hsep_utils.classifier import edit_success, load_classifier
 from hsep_utils.datasets import toy_counterfactual_set
 from hsep_utils.diffusion import load_diffusion
 from hsep_utils.evaluation import oracle_success, toy_regions
-from hsep_utils.parameters import is_asymmetric, is_residual
+from hsep_utils.parameters import edit_settings, is_asymmetric
 from hsep_utils.presets import repo_path, resolve, results_dir
 from hsep_utils.split_edits import edit_pairs
 from hsep_utils.splits import inversion_cache, load_preset_data
@@ -24,8 +24,7 @@ from hsep_utils.train import load_mapping
 def scores(diffusion, net, cache, bg, tg, params, classifiers, n) -> dict:
     added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
                                 is_asymmetric(params), salient_strength(params),
-                                removal_strength=salient_strength(params, "remove"),
-                                t_edit_max=params.get("t_edit_max"), residual=is_residual(params))
+                                removal_strength=salient_strength(params, "remove"), **edit_settings(params))
     found = {}
     for name, split, edited, is_target in (("x", bg, added, False), ("y", tg, removed, True)):
         x = split.x[:n].load()

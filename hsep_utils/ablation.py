@@ -45,7 +45,7 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
         done = run / "rows.json"
         p = {**params, "t_edit": t_edit, "arch": arch, "depth": depth,
              "train_batches": params["ablation_batches"], "validate_every": 0, "ema_decay": 0,
-             "salient_strength": 1.0, "removal_strength": 1.0, "edit_form": "replace"}  # the paper's edits
+             "salient_strength": 1.0, "removal_strength": 1.0, "edit_form": "replace", "edit_mask": 0.0}  # the paper's edits
         cfg, lpips, id_embed = image_term_models(train_config(p), diffusion.device, p, losses)
         if done.exists():
             check_same_recipe(run, cfg)

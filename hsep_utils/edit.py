@@ -37,7 +37,7 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
          donor_is_target: torch.Tensor | None = None, alpha: float = 1.0, asymmetric: bool = True,
          batch_size: int | None = None, donor_h: torch.Tensor | None = None,
          t_edit_max: int | None = None, residual: bool = False, from_window: bool = False,
-         donor_prior: DonorPrior | None = None) -> torch.Tensor:
+         donor_prior: DonorPrior | None = None, edit_mask: float = 0.0) -> torch.Tensor:
     """Generate edited images from inverted latents ``xT`` (N, 3, H, W); returns (N, 3, H, W).
     ``alpha``: the strength of the edit — S′ = α·(own S) reconstructing, α·(donor's S) swapping, and
     (1 − α)·(own S) removing (α = 1: S = 0, the paper's removal; α > 1 goes past it).
@@ -50,7 +50,8 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
     network's reconstruction error of h cancels and only the change of S edits the image.
     ``from_window``: ``xT`` (and ``donor_xT``) are the states entering the edit window, the first step
     with t < ``t_edit_max``, of the images' unedited generations (``InversionCache.window_start``).
-    ``donor_prior`` (swap): the donors' S pulled toward the training targets' mean first (``DonorPrior.pull``)."""
+    ``donor_prior`` (swap): the donors' S pulled toward the training targets' mean first (``DonorPrior.pull``).
+    ``edit_mask`` (beyond the paper; 0: off): the edit changes ε only where it changes it most (``Diffusion.generate``)."""
     if mode not in MODES:
         raise ValueError(f"unknown edit mode {mode!r}; known: {', '.join(MODES)}")
     if from_window and t_edit_max is None:
@@ -64,7 +65,7 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
         part = lambda v, i: None if v is None else v[i:i + batch_size]  # noqa: E731
         return torch.cat([edit(diffusion, net, xT[i:i + batch_size], is_target[i:i + batch_size], n_steps, mode, t_edit,
                                part(donor_xT, i), part(donor_is_target, i), alpha, asymmetric, None, part(donor_h, i),
-                               t_edit_max, residual, from_window, donor_prior)
+                               t_edit_max, residual, from_window, donor_prior, edit_mask)
                           for i in range(0, n, batch_size)])
     cls = is_target.to(torch.bool).to(xT.device)
     riding = mode == "swap" and donor_h is None  # the donors are generated in the same batch
@@ -84,7 +85,8 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
         return torch.cat([mixed, h[n:]]) if riding else mixed
 
     return diffusion.generate(xT, n_steps, edit_fn=edit_fn, t_edit=t_edit, asymmetric=asymmetric,
-                              t_edit_max=t_edit_max, start_below=t_edit_max if from_window else None)[:n]
+                              t_edit_max=t_edit_max, start_below=t_edit_max if from_window else None,
+                              edit_mask=edit_mask)[:n]
 
 
 @torch.no_grad()
@@ -94,20 +96,22 @@ def swap_salient(diffusion: Diffusion, net: MappingNetwork, xT_bg: torch.Tensor,
                  h_tg: torch.Tensor | None = None, t_edit_max: int | None = None, residual: bool = False,
                  removal_strength: float = 1.0, add: bool = True,
                  from_window: bool = False,
-                 donor_prior: DonorPrior | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                 donor_prior: DonorPrior | None = None,
+                 edit_mask: float = 0.0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The paper's swap: background images take the paired target's S (attribute added, S′ = α·S_target); target
     images take S = 0 (attribute removed; with ``removal_strength`` β, S′ = (1 − β)·S). Returns (edited
     backgrounds, edited targets); with ``remove`` False the targets are only donors and the second is
     None, with ``add`` False the first. ``h_tg``: the targets' h along their unedited generation
-    (``edit``'s ``donor_h``), when already at hand. ``residual``, ``from_window``, ``donor_prior``: ``edit``'s."""
+    (``edit``'s ``donor_h``), when already at hand. ``residual``, ``from_window``, ``donor_prior``, ``edit_mask``:
+    ``edit``'s."""
     tg = torch.ones(len(xT_tg), dtype=torch.bool)
     added = removed = None
     if add:
         bg = torch.zeros(len(xT_bg), dtype=torch.bool)
         added = edit(diffusion, net, xT_bg, bg, n_steps, "swap", t_edit, None if h_tg is not None else xT_tg, tg, alpha,
-                     asymmetric, batch_size, h_tg, t_edit_max, residual, from_window, donor_prior)
+                     asymmetric, batch_size, h_tg, t_edit_max, residual, from_window, donor_prior, edit_mask)
     if remove:
         removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=removal_strength,
                        asymmetric=asymmetric, batch_size=batch_size, t_edit_max=t_edit_max, residual=residual,
-                       from_window=from_window)
+                       from_window=from_window, edit_mask=edit_mask)
     return added, removed

@@ -70,11 +70,11 @@ def edit_image(diffusion, net, params: dict, x: torch.Tensor, add: bool, alphas:
     ``donor_prior`` (written beside its mapping network by notebook 02)."""
     from .donor_prior import load_donor_prior
     from .edit import edit
-    from .parameters import is_asymmetric, is_residual
+    from .parameters import edit_settings, is_asymmetric
     from .strength import salient_strength
 
     steps, t_edit, asym, device = params["ddim_steps"], params["t_edit"], is_asymmetric(params), diffusion.device
-    window = dict(t_edit_max=params.get("t_edit_max"), residual=is_residual(params))
+    window = edit_settings(params)
     xT = diffusion.invert(x.to(device), steps)
     n = len(x)
     if not add:

@@ -183,6 +183,10 @@ PARAMETERS: dict[str, Parameter] = {
                                    "training targets' mean S at the step (hsep_utils.donor_prior, written by notebook 02): "
                                    "how much of what is the donor's own beyond what every target's S holds the swap "
                                    "carries (1: the paper's swap; 0: the same edit whatever the donor; above 1: more of it)", NUMBER),
+    "edit_mask": Parameter(0.0, "beyond the paper: at every edited step the edit changes ε only where its change, "
+                           "blurred, reaches this fraction of the image's strongest; elsewhere the original h's ε "
+                           "(hsep_utils.diffusion.masked_edit: a mask from the edit itself, no box; 0: off, the paper)",
+                           NUMBER),
     "salient_strength": Parameter(1.0, "beyond the paper: α of h̃ = f(C, α·S) when adding, notebooks 03–04 (1: the "
                                   "paper; auto: notebook 02 picks the smallest α of 1 … 3 whose validation adding SR "
                                   "reaches strength_target_sr with 90 % confidence, on toy presets the oracle SR too; "
@@ -276,6 +280,13 @@ def is_asymmetric(params: dict) -> bool:
 def is_residual(params: dict) -> bool:
     """The preset's ``edit_form`` (default: the paper's h̃ in place of h)."""
     return (params.get("edit_form") or DEFAULTS["edit_form"]) == "residual"
+
+
+def edit_settings(params: dict) -> dict:
+    """The preset's keyword arguments of ``edit`` / ``swap_salient`` / ``edit_pairs`` beside the strengths
+    and the donor prior: ``t_edit_max``, ``residual`` and ``edit_mask``."""
+    return dict(t_edit_max=params.get("t_edit_max"), residual=is_residual(params),
+                edit_mask=float(params.get("edit_mask") or 0.0))
 
 
 def describe() -> str:

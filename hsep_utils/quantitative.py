@@ -6,7 +6,7 @@ from .diffusion import Diffusion
 from .donor_prior import DonorPrior
 from .evaluation import domain_metrics, toy_regions
 from .mapping import MappingNetwork
-from .parameters import is_asymmetric, is_residual
+from .parameters import edit_settings, is_asymmetric
 from .split_edits import edit_pairs
 from .splits import Split
 from .strength import salient_strength
@@ -14,9 +14,9 @@ from .train import InversionCache
 
 
 PAPER_STRENGTH_ROW = "x (α = 1)"
-"""The domain label of the paper's unscaled swap in Tables 1–4 when the preset's strength differs."""
+"""The domain label of the paper's swap in Tables 1–4 (α = 1, no donor prior, no edit mask) when the preset's differs."""
 PAPER_REMOVAL_ROW = "y (β = 1)"
-"""The domain label of the paper's removal (S = 0) when the preset's removal strength differs."""
+"""The domain label of the paper's removal (S = 0, no edit mask) when the preset's differs."""
 
 
 def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
@@ -27,22 +27,25 @@ def quantitative_rows(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     y: targets given S = 0 — with, on toy presets, the true counterfactuals (oracle SR,
     counterfactual MSE ratio, fd_toy, PSNR outside a local attribute's box) and, adding, the
     counterfactual with the donor's own sub-factors (donor match, the donor's oracle SR). When that
-    strength is not 1 or a ``donor_prior`` pulls the donors' S (``edit``'s), a row ``x (α = 1)`` is the paper's
-    own swap; when the removal strength β is not 1, a row ``y (β = 1)`` the paper's removal."""
+    strength is not 1, a ``donor_prior`` pulls the donors' S (``edit``'s) or an ``edit_mask`` confines the
+    edits, a row ``x (α = 1)`` is the paper's own swap; when the removal strength β is not 1 or a mask
+    confines the edits, a row ``y (β = 1)`` the paper's removal."""
     bg, tg = data["test_bg"], data["test_tg"]
     n = min(len(bg.x), len(tg.x)) if n is None else min(n, len(bg.x), len(tg.x))
     alpha, beta = salient_strength(params), salient_strength(params, "remove")
-    pairs = dict(t_edit_max=params.get("t_edit_max"), residual=is_residual(params))
+    settings = edit_settings(params)
     added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                                is_asymmetric(params), alpha, removal_strength=beta, donor_prior=donor_prior, **pairs)
+                                is_asymmetric(params), alpha, removal_strength=beta, donor_prior=donor_prior, **settings)
     domains = [("x", bg, added, tg, False), ("y", tg, removed, bg, True)]
-    paper_swap = alpha == 1.0 and donor_prior is None
-    if not paper_swap or beta != 1.0:
+    masked = settings["edit_mask"] != 0
+    paper_swap, paper_removal = alpha == 1.0 and donor_prior is None and not masked, beta == 1.0 and not masked
+    if not (paper_swap and paper_removal):
         paper_add, paper_remove = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
-                                             is_asymmetric(params), remove=beta != 1.0, add=not paper_swap, **pairs)
+                                             is_asymmetric(params), remove=not paper_removal, add=not paper_swap,
+                                             **{**settings, "edit_mask": 0.0})
         if not paper_swap:
             domains.append((PAPER_STRENGTH_ROW, bg, paper_add, tg, False))
-        if beta != 1.0:
+        if not paper_removal:
             domains.append((PAPER_REMOVAL_ROW, tg, paper_remove, bg, True))
     rows = []
     for domain, split, edited, opposite, is_target in domains:

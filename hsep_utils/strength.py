@@ -14,7 +14,7 @@ from .evaluation import oracle_success, toy_regions
 from .io import save_dataframe
 from .mapping import MappingNetwork
 from .metrics import psnr_per_image, rate_lower_bound
-from .parameters import DEFAULTS, is_asymmetric, is_residual
+from .parameters import DEFAULTS, edit_settings, is_asymmetric
 from .presets import results_dir
 from .split_edits import edit_pairs
 from .splits import Split
@@ -69,9 +69,8 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
         strength = grid[i]
         added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
                                     is_asymmetric(params), strength if adding else 1.0, remove=not adding,
-                                    t_edit_max=params.get("t_edit_max"), residual=is_residual(params),
                                     removal_strength=1.0 if adding else strength, add=adding,
-                                    donor_prior=donor_prior if adding else None)
+                                    donor_prior=donor_prior if adding else None, **edit_settings(params))
         edited = added if adding else removed
         sr, counted = edit_success(classifier, originals, edited, original_is_target=not adding)
         row = {column: strength, f"sr_{direction}": sr, "sr_counted": counted,

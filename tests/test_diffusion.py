@@ -13,7 +13,7 @@ from diffusers import UNet2DModel
 import hsep_utils.hspace as hspace
 
 from hsep_utils.base_ddpm import build_scheduler
-from hsep_utils.diffusion import ddim_timesteps, ddim_update, load_diffusion
+from hsep_utils.diffusion import ddim_timesteps, ddim_update, load_diffusion, masked_edit
 from hsep_utils.hspace import CELEBAHQ_256_CONFIG, decode, encode, h_shape
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,6 +171,43 @@ def test_asymmetric_step_decodes_the_original_h_only_where_the_edit_changed_it(t
     edited_alone = d.generate(xT, 4, edit_fn=lambda h, t: h + 1.0)[:1]
     torch.testing.assert_close(both[:1], edited_alone, rtol=0, atol=1e-3)
     assert (both[:1] - d.generate(xT, 4)[:1]).abs().max() > 1e-2
+
+
+def test_masked_edit_keeps_the_change_where_it_is_strong_and_nothing_elsewhere():
+    """A strong change in one corner survives; a faint change spread over the rest of the image and a
+    donor's zero change do not."""
+    original = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    change = torch.full((2, 3, 32, 32), 0.01)
+    change[0, :, 4:10, 4:10] = 1.0
+    change[1] = 0.0  # a swap's donor: its h is not edited
+    masked = masked_edit(original + change, original, 0.3)
+    torch.testing.assert_close(masked[0, :, 4:10, 4:10], (original + change)[0, :, 4:10, 4:10])
+    assert torch.equal(masked[0, :, 16:, 16:], original[0, :, 16:, 16:])
+    assert torch.equal(masked[1], original[1])
+    torch.testing.assert_close(masked_edit(original + change, original, 0.0), original + change)
+
+
+@pytest.mark.parametrize("asymmetric", [True, False])
+def test_a_masked_edit_changes_less_of_the_image_and_mask_zero_is_the_edit_itself(tiny_diffusion, asymmetric):
+    """edit_mask: the edit's ε change only where it is strongest, in either reverse process; the
+    unmasked image (what leaves the edited region) moves less than with the whole change; 0 is the
+    paper's edit to the bit; out of range is refused."""
+    d = tiny_diffusion
+    xT = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+
+    def corner(h, t):  # a change of h at one corner of the bottleneck
+        h = h.clone()
+        h[:, :, :2, :2] += 3.0
+        return h
+
+    plain, edited = d.generate(xT, 5), d.generate(xT, 5, edit_fn=corner, asymmetric=asymmetric)
+    masked = d.generate(xT, 5, edit_fn=corner, asymmetric=asymmetric, edit_mask=0.5)
+    assert torch.equal(d.generate(xT, 5, edit_fn=corner, asymmetric=asymmetric, edit_mask=0.0), edited)
+    far = (..., slice(8, None), slice(8, None))  # the quarter away from the edited corner
+    assert (masked - plain)[far].abs().mean() < 0.5 * (edited - plain)[far].abs().mean()
+    assert (masked - plain).abs().max() > 1e-3  # and it still edits
+    with pytest.raises(ValueError, match="edit_mask"):
+        d.generate(xT, 5, edit_fn=corner, edit_mask=1.5)
 
 
 def test_trajectory_shapes(tiny_diffusion):

@@ -90,9 +90,12 @@ def test_04_quantitative_tables(smoke):
     alpha = strength.loc[strength["chosen"], "alpha"].item()
     removal = out / "mapping" / "removal_strength.csv"  # removal_strength auto: chosen on validation too
     beta = pd.read_csv(removal).query("chosen")["beta"].item() if removal.exists() else 1.0
-    # the paper's swap and removal beside (the swap also when the donors' S is pulled toward the targets' mean)
-    paper_swap = alpha == 1 and resolve("toy-glasses")["donor_specificity"] == 1
-    assert list(t["domain"]) == ["x", "y"] + ([] if paper_swap else ["x (α = 1)"]) + (["y (β = 1)"] if beta != 1 else [])
+    # the paper's swap and removal beside (the swap also when the donors' S is pulled toward the targets' mean,
+    # both when an edit mask confines the edits)
+    preset = resolve("toy-glasses")
+    paper_swap = alpha == 1 and preset["donor_specificity"] == 1 and not preset["edit_mask"]
+    paper_removal = beta == 1 and not preset["edit_mask"]
+    assert list(t["domain"]) == ["x", "y"] + ([] if paper_swap else ["x (α = 1)"]) + ([] if paper_removal else ["y (β = 1)"])
     assert f"salient strength α = {alpha}" in (out / "tables" / "quantitative.md").read_text()
     assert "the judge: SmallCNN (width 48, 4 blocks)" in (out / "tables" / "quantitative.md").read_text()
     assert t["mse"].astype(float).gt(0).all() and t["id"].astype(float).between(-1, 1).all()
