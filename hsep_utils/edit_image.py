@@ -74,18 +74,18 @@ def edit_image(diffusion, net, params: dict, x: torch.Tensor, add: bool, alphas:
     from .strength import salient_strength
 
     steps, t_edit, asym, device = params["ddim_steps"], params["t_edit"], is_asymmetric(params), diffusion.device
-    window = edit_settings(params)
+    settings = edit_settings(params)
     xT = diffusion.invert(x.to(device), steps)
     n = len(x)
     if not add:
         return edit(diffusion, net, xT, torch.ones(n, dtype=torch.bool), steps, "remove", t_edit,
                     alpha=salient_strength(params, "remove"), asymmetric=asym, batch_size=params["eval_batch_size"],
-                    **window).cpu()
+                    **settings).cpu()
     donor_xT = diffusion.invert(donor.to(device), steps).expand(n, -1, -1, -1)
     prior = load_donor_prior(params, mapping_file(params))
     bg, tg = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
     return torch.cat([edit(diffusion, net, xT, bg, steps, "swap", t_edit, donor_xT, tg, alpha, asym,
-                           params["eval_batch_size"], donor_prior=prior, **window).cpu()
+                           params["eval_batch_size"], donor_prior=prior, **settings).cpu()
                       for alpha in alphas])
 
 
