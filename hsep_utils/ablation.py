@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +15,7 @@ from .mapping import ARCHITECTURES
 from .preset_training import image_term_models, train_config, train_preset
 from .quantitative import quantitative_rows
 from .splits import Split, inversion_cache, inversion_dir
-from .train import TrainConfig
+from .train import TrainConfig, recipe, recorded_recipe
 
 
 ABLATION_GRID = dict(t_edit=(400, 0), arch=("a", "b", "c", "d"), depth=(8, 12))
@@ -61,8 +60,8 @@ def ablation_study(diffusion: Diffusion, data: dict[str, Split], params: dict, c
 def check_same_recipe(run: Path, cfg: TrainConfig) -> None:
     """A finished configuration is read back only if it was trained with the recipe asked for now: a preset
     changed since (another loss weight, say) would otherwise put the old recipe's rows in the new tables."""
-    recorded = json.loads((run / "train_config.json").read_text())["train"]
-    differ = sorted(k for k, v in json.loads(json.dumps(asdict(cfg))).items() if recorded.get(k) != v)
+    recorded = recorded_recipe(json.loads((run / "train_config.json").read_text())["train"])
+    differ = sorted(k for k, v in recipe(cfg).items() if recorded.get(k) != v)
     if differ:
         shown = ", ".join(f"{k} {recorded.get(k)!r} → {getattr(cfg, k)!r}" for k in differ)
         raise ValueError(f"{run} was trained with another recipe than the preset's now ({shown}): delete {run.parent} "

@@ -119,6 +119,17 @@ LEGACY_DEFAULTS = {"asymmetric": False}
 """Settings whose default changed: what a checkpoint that does not record them was trained with."""
 
 
+def recipe(cfg: TrainConfig) -> dict:
+    """``cfg`` as checkpoints and ``train_config.json`` record it (JSON values)."""
+    return _jsonable(asdict(cfg))
+
+
+def recorded_recipe(recorded: dict) -> dict:
+    """A recorded recipe completed: a setting added after it was written takes the value that keeps the old
+    behaviour, so it compares equal to ``recipe`` of the config it was trained with."""
+    return {**recipe(TrainConfig()), **LEGACY_DEFAULTS, **recorded}
+
+
 class InversionCache:
     """DDIM inversions xT keyed by (model, image key, n_steps), on disk when given a directory, and
     in memory: all of them without one, with one at most ``in_memory`` (the most recently used; a
@@ -536,9 +547,8 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
     fresh = not last.exists()
     if not fresh:
         ck = torch.load(last, map_location="cpu", weights_only=True)
-        # a setting added after the checkpoint was written takes the value that keeps the old behaviour
-        recorded = {**_jsonable(asdict(TrainConfig())), **LEGACY_DEFAULTS, **ck["train_config"]}
-        if recorded != _jsonable(asdict(cfg)):
+        recorded = recorded_recipe(ck["train_config"])
+        if recorded != recipe(cfg):
             raise ValueError(f"{last} was trained with {recorded}, not {asdict(cfg)}: "
                              f"use another output folder or delete it")
         check_compatible(ck["net_config"], diffusion, f"{last} cannot resume here: use another output folder or delete it")
@@ -576,7 +586,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
         if not r.is_main:
             return
         state = dict(net=evaluated.state_dict(), net_config=net.config(), epoch=epoch, batch=batch, best=best,
-                     elapsed=time.time() - t0, train_config=_jsonable(asdict(cfg)),
+                     elapsed=time.time() - t0, train_config=recipe(cfg),
                      validated_by=_jsonable(validated_by))
         if resumable:
             state.update(opt=opt.state_dict(), rows=rows, val_rows=val_rows, updates=updates)
@@ -668,7 +678,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
     bar.close()
     config_json = out / "train_config.json"
     if r.is_main and (done() > start or not config_json.exists()):  # a finished run read back changes no file
-        write_text(config_json, json.dumps(dict(train=_jsonable(asdict(cfg)), net=net.config(),
+        write_text(config_json, json.dumps(dict(train=recipe(cfg), net=net.config(),
                                                 minutes=(time.time() - t0) / 60), indent=2))
     r.barrier()  # other processes read these files next
     return evaluated.eval()

@@ -236,6 +236,9 @@ def test_a_finished_ablation_configuration_is_read_back_only_with_the_same_recip
     (tmp_path / "t0-a-d8").mkdir()
     (tmp_path / "t0-a-d8" / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "net": {}}))
     check_same_recipe(tmp_path / "t0-a-d8", cfg)  # the recipe it was trained with
+    older = {k: v for k, v in asdict(cfg).items() if k != "edit_sparsity_groups"}  # written before that setting existed
+    (tmp_path / "t0-a-d8" / "train_config.json").write_text(json.dumps({"train": older, "net": {}}))
+    check_same_recipe(tmp_path / "t0-a-d8", cfg)  # its default is what it was trained with
     with pytest.raises(ValueError, match=r"edit_sparsity 1.0 → 1.25.*delete"):
         check_same_recipe(tmp_path / "t0-a-d8", replace(cfg, edit_sparsity=1.25))
 
