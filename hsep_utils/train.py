@@ -692,5 +692,31 @@ def load_mapping(path: str | Path, device="cpu") -> MappingNetwork:
     return net.to(device).eval()
 
 
+def checkpoint_origin(path: str | Path) -> str | None:
+    """Which training a checkpoint holds, in words: ``best.pt`` is whichever validation ranked highest, so
+    it may be the latent warm-up's network with none of the paper's per-step batches in it. None when
+    the checkpoint or its ``val_log.csv`` is missing."""
+    path = Path(path)
+    log = path.parent / "val_log.csv"
+    if not (path.exists() and log.exists()):
+        return None
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    val = pd.read_csv(log)
+    row = val[(val["epoch"] == ck["epoch"]) & (val["batch"] == ck["batch"])]
+    if row.empty:
+        return None
+    batches = int(row["batches"].iloc[0])
+    later = sorted(int(b) for b in val["batches"] if b > batches)
+    warmed = (path.parent / "warmup_log.csv").exists()
+    if batches:
+        kept = f"the network after {batches} per-step batches" + (" (after the latent warm-up)" if warmed else "")
+    else:
+        kept = "the latent warm-up's network (validated before any per-step batch)"
+    if later:
+        kept += f"; the validation{'s' if len(later) > 1 else ''} after {', '.join(map(str, later))} per-step batches " \
+                "ranked no higher"
+    return kept
+
+
 def _jsonable(obj):
     return json.loads(json.dumps(obj))

@@ -667,6 +667,11 @@ def test_best_checkpoint_needs_usable_reconstructions(tiny_diffusion, tmp_path):
                         tmp_path, validate=lambda net: next(scores), progress=False)
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert (best["epoch"], best["best"]) == (1, [1.0, 0.2])  # the second validation: the only usable one
+    from hsep_utils.train import checkpoint_origin
+
+    assert checkpoint_origin(tmp_path / "best.pt") == ("the network after 2 per-step batches; the validation after 3 "
+                                                       "per-step batches ranked no higher")
+    assert checkpoint_origin(tmp_path / "absent.pt") is None
     assert not all(torch.equal(v, net.state_dict()[k]) for k, v in best["net"].items())
 
 
@@ -731,8 +736,10 @@ def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_res
     assert warm["consistency"].iloc[-10:].mean() < warm["consistency"].iloc[:10].mean()
     assert pd.read_csv(tmp_path / "val_log.csv")["batches"].tolist() == [0]  # validated right after the warm-up
     assert torch.load(tmp_path / "last.pt", weights_only=True)["batch"] == 0
+    assert T.checkpoint_origin(tmp_path / "best.pt") == "the latent warm-up's network (validated before any per-step batch)"
     T.train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, cfg, tmp_path, progress=False)
     assert runs == [1]  # the resume starts after the warm-up
+    assert T.checkpoint_origin(tmp_path / "best.pt") == "the network after 2 per-step batches (after the latent warm-up)"
     from hsep_utils.plotting import plot_training
 
     fig = plot_training(tmp_path)
