@@ -4,6 +4,9 @@ edits (its α, β and edit form) on three populations — validation, the datase
 scored by the selection classifier, the judge and the oracle. It chooses nothing.
 
     python benchmarks/split_gap.py PRESET [PRESET ...]      # RESULTS_ROOT: another results root
+
+``N``: pairs per population (default validation's count, 64 + 64 in the toy presets; a population with fewer
+scores all it has). Adding swaps take the preset's donor prior when it has one, as notebook 04's.
 """
 import json
 import os
@@ -12,6 +15,7 @@ import sys
 from hsep_utils.classifier import edit_success, load_classifier
 from hsep_utils.datasets import toy_counterfactual_set
 from hsep_utils.diffusion import load_diffusion
+from hsep_utils.donor_prior import load_donor_prior
 from hsep_utils.evaluation import oracle_success, toy_regions
 from hsep_utils.parameters import edit_settings, is_asymmetric
 from hsep_utils.presets import repo_path, resolve, results_dir
@@ -21,10 +25,12 @@ from hsep_utils.strength import salient_strength
 from hsep_utils.train import load_mapping
 
 
-def scores(diffusion, net, cache, bg, tg, params, classifiers, n) -> dict:
+def scores(diffusion, net, cache, bg, tg, params, classifiers, n, prior) -> dict:
+    n = min(n, len(bg.keys), len(tg.keys))
     added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
                                 is_asymmetric(params), salient_strength(params),
-                                removal_strength=salient_strength(params, "remove"), **edit_settings(params))
+                                removal_strength=salient_strength(params, "remove"), donor_prior=prior,
+                                **edit_settings(params))
     found = {}
     for name, split, edited, is_target in (("x", bg, added, False), ("y", tg, removed, True)):
         x = split.x[:n].load()
@@ -41,9 +47,10 @@ def main() -> None:
     for preset in sys.argv[1:]:
         params = resolve(preset, root or None)
         diffusion = load_diffusion(repo_path(params["base_model"]), "cpu")
-        net = load_mapping(results_dir(params) / "mapping" / "best.pt", "cpu")
+        checkpoint = results_dir(params) / "mapping" / "best.pt"
+        net, prior = load_mapping(checkpoint, "cpu"), load_donor_prior(params, checkpoint)
         classifiers = {c: load_classifier(results_dir(params) / f"{c}.pt")[0] for c in ("classifier", "judge")}
-        n = params["n_val_per_class"]  # the same number of pairs on each population, validation's (64 + 64)
+        n = int(os.environ.get("N", params["n_val_per_class"]))  # pairs per population
         sealed = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
         own = load_preset_data({**params, "test_seed": None}, diffusion.sample_size, params["n_val_per_class"])
         cache = inversion_cache(diffusion, params, sealed)
@@ -52,7 +59,7 @@ def main() -> None:
         for name, bg, tg in (("validation", sealed["val_bg"], sealed["val_tg"]),
                              ("test split (seed)", own["test_bg"], own["test_tg"]),
                              ("sealed", sealed["test_bg"], sealed["test_tg"])):
-            print(preset, name, json.dumps(scores(diffusion, net, cache, bg, tg, params, classifiers, n)), flush=True)
+            print(preset, name, json.dumps(scores(diffusion, net, cache, bg, tg, params, classifiers, n, prior)), flush=True)
 
 
 if __name__ == "__main__":
