@@ -105,7 +105,7 @@ PARAMETERS: dict[str, Parameter] = {
     "ddim_steps_min_psnr": Parameter(30.0, "ddim_steps auto: the mean reconstruction PSNR (dB) asked of notebook 01's "
                                      "step counts", NUMBER),
     "batch_per_class": _size("training images per class in a batch (all processes together)"),
-    "train_batches": _size("training batches in all (None at full scale: every epoch in full)"),
+    "train_batches": _size("training batches in all (None at full scale: every epoch in full; 0: the latent warm-up only)"),
     "n_edit_images": _size("notebook 04: test images edited per domain"),
     "validate_every": _size("batches between validations (0: once per epoch)"),
     "ablation_batches": _size("notebook 05: training batches per configuration"),

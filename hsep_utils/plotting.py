@@ -51,20 +51,26 @@ def show(grid: np.ndarray, title: str = "", width: float = 10):
 
 def plot_training(run_dir: str | Path, title: str = ""):
     """``loss_curves.png``: every loss term (mean per batch) and the validation swap success; with a
-    latent warm-up (``warmup_log.csv``) first a panel of its terms (means over 100 updates)."""
+    latent warm-up (``warmup_log.csv``) first a panel of its terms (means over 100 updates); a warm-up-only
+    recipe (``train_batches`` 0) has no ``train_log.csv`` and no per-step panel."""
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    log, val = pd.read_csv(run_dir / "train_log.csv"), pd.read_csv(run_dir / "val_log.csv")
+    val = pd.read_csv(run_dir / "val_log.csv")
+    log = pd.read_csv(run_dir / "train_log.csv") if (run_dir / "train_log.csv").exists() else None
     warm = pd.read_csv(run_dir / "warmup_log.csv") if (run_dir / "warmup_log.csv").exists() else None
-    per_batch = log.groupby(["epoch", "batch"], sort=False).mean(numeric_only=True).reset_index(drop=True)
-    fig, axes = plt.subplots(1, 2 + (warm is not None), figsize=(11 + 5 * (warm is not None), 3.5))
+    panels = 1 + (log is not None) + (warm is not None)
+    fig, axes = plt.subplots(1, panels, figsize=({1: 5.5, 2: 11, 3: 16}[panels], 3.5), squeeze=False)
+    axes = list(axes[0])
     if warm is not None:
         per_100 = warm.groupby(warm["step"] // 100).mean(numeric_only=True)
         _plot_terms(axes[0], per_100["step"] + 1, per_100, f"{title} latent warm-up", "update",
                     "loss (mean over 100 updates)")
-    a, b = axes[-2:]
-    _plot_terms(a, per_batch.index + 1, per_batch, f"{title} training losses", "batch", "loss (mean over timesteps)")
+    if log is not None:
+        per_batch = log.groupby(["epoch", "batch"], sort=False).mean(numeric_only=True).reset_index(drop=True)
+        _plot_terms(axes[-2], per_batch.index + 1, per_batch, f"{title} training losses", "batch",
+                    "loss (mean over timesteps)")
+    b = axes[-1]
     for col in [c for c in ("sr_add", "sr_remove", "sr_min") if c in val]:
         b.plot(val["minutes"], val[col], marker="o", label=col)
     b.set(ylim=(-0.05, 1.05), xlabel="training minutes", ylabel="validation swap success", title="validation SR")

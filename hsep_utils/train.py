@@ -49,7 +49,7 @@ class TrainConfig:
     n_steps: int = 20  # DDIM steps of inversion and generation
     lr: float = DEFAULTS["lr"]
     epochs: int = DEFAULTS["epochs"]
-    max_batches: int | None = None  # stop after this many batches in all (None: every epoch in full)
+    max_batches: int | None = None  # stop after this many batches in all (None: every epoch in full; 0: the warm-up only)
     validate_every: int = 0  # batches between validations (0: once per epoch)
     min_recon_psnr: float = 20.0  # a checkpoint competes on swap success only if validation reconstructions reach this
     batch_per_class: int = 8
@@ -96,6 +96,9 @@ class TrainConfig:
         if int(self.latent_warmup_steps) < 0 or int(self.latent_warmup_pool) < 1:
             raise ValueError(f"latent_warmup_steps must be ≥ 0 and latent_warmup_pool ≥ 1, got "
                              f"{self.latent_warmup_steps} and {self.latent_warmup_pool}")
+        if self.max_batches is not None and (self.max_batches < 0 or self.max_batches == 0 and not self.latent_warmup_steps):
+            raise ValueError(f"max_batches must be ≥ 1, or 0 with a latent warm-up (it would train nothing), got "
+                             f"{self.max_batches} with latent_warmup_steps {self.latent_warmup_steps}")
         if self.latent_warmup_lr is not None and not self.latent_warmup_lr > 0:
             raise ValueError(f"latent_warmup_lr must be > 0 (or None: lr), got {self.latent_warmup_lr}")
 
@@ -626,7 +629,7 @@ def train_mapping(diffusion: Diffusion, x_bg: torch.Tensor | Images, x_tg: torch
             save(out / "best.pt", resumable=False)
 
     t0 = time.time() - elapsed
-    total_batches = min(cfg.epochs * n_batches, cfg.max_batches or cfg.epochs * n_batches)
+    total_batches = cfg.epochs * n_batches if cfg.max_batches is None else min(cfg.epochs * n_batches, cfg.max_batches)
     done = lambda: epoch * n_batches + batch  # noqa: E731
     start = done()
     if fresh and cfg.latent_warmup_steps > 0:  # an interrupted warm-up starts again: no checkpoint inside it
@@ -710,6 +713,8 @@ def checkpoint_origin(path: str | Path) -> str | None:
     warmed = (path.parent / "warmup_log.csv").exists()
     if batches:
         kept = f"the network after {batches} per-step batches" + (" (after the latent warm-up)" if warmed else "")
+    elif ck.get("train_config", {}).get("max_batches") == 0:
+        kept = "the latent warm-up's network (the recipe runs no per-step batch)"
     else:
         kept = "the latent warm-up's network (validated before any per-step batch)"
     if later:

@@ -750,6 +750,43 @@ def test_latent_warmup_trains_on_the_unedited_h_first_and_is_not_repeated_on_res
         TrainConfig(latent_warmup_steps=-1)
 
 
+def test_train_batches_zero_keeps_the_warm_ups_network_and_runs_no_per_step_batch(tiny_diffusion, tmp_path, monkeypatch):
+    """``train_batches`` 0 (toy-glasses' default): the latent warm-up and its validation, then nothing — the same
+    warm-up as a run that goes on to per-step batches, no step of the U-Net's per-step training, said by
+    ``checkpoint_origin`` and the training plot; a resume trains nothing more. 0 without a warm-up is refused."""
+    import pandas as pd
+
+    from hsep_utils import train as T
+    from hsep_utils.plotting import plot_training
+
+    x_bg, x_tg = _data(4, seed=5), _data(4, seed=6)
+    keys_bg, keys_tg = [f"b{i}" for i in range(4)], [f"t{i}" for i in range(4)]
+    common = dict(depth=1, n_steps=3, batch_per_class=2, latent_warmup_steps=5, latent_warmup_pool=3)
+    calls = []
+
+    def validate(net):
+        calls.append(1)
+        return {"sr": 0.5}
+
+    T.train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, TrainConfig(max_batches=1, **common), tmp_path / "one",
+                    inversion_dir=tmp_path / "inv", progress=False)
+    monkeypatch.setattr(T, "step_losses", lambda *a, **k: pytest.fail("a per-step batch ran"))
+    only = tmp_path / "warm-up"
+    T.train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, TrainConfig(max_batches=0, **common), only,
+                    validate=validate, inversion_dir=tmp_path / "inv", progress=False)
+    assert calls == [1] and pd.read_csv(only / "val_log.csv")["batches"].tolist() == [0]
+    assert (only / "warmup_log.csv").read_bytes() == (tmp_path / "one" / "warmup_log.csv").read_bytes()
+    assert not (only / "train_log.csv").exists()
+    assert T.checkpoint_origin(only / "best.pt") == "the latent warm-up's network (the recipe runs no per-step batch)"
+    assert [ax.get_title() for ax in plot_training(only).axes] == [" latent warm-up", "validation SR"]
+    best = (only / "best.pt").read_bytes()
+    T.train_mapping(tiny_diffusion, x_bg, x_tg, keys_bg, keys_tg, TrainConfig(max_batches=0, **common), only,
+                    validate=validate, inversion_dir=tmp_path / "inv", progress=False)
+    assert calls == [1] and (only / "best.pt").read_bytes() == best  # read back, not trained again
+    for bad in (dict(max_batches=0), dict(max_batches=-1, latent_warmup_steps=5)):
+        with pytest.raises(ValueError, match="max_batches"):
+            TrainConfig(**bad)
+
 def test_training_walks_the_inversion_groups_one_at_a_time(tiny_diffusion, tmp_path):
     from hsep_utils.train import epoch_order, train_mapping
 
