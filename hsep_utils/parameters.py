@@ -188,7 +188,7 @@ PARAMETERS: dict[str, Parameter] = {
                            "(hsep_utils.diffusion.masked_edit: a mask from the edit itself, no box; 0: off, the paper)",
                            NUMBER),
     "salient_strength": Parameter(1.0, "beyond the paper: α of h̃ = f(C, α·S) when adding, notebooks 03–04 (1: the "
-                                  "paper; auto: notebook 02 picks the smallest α of 1 … 3 whose validation adding SR "
+                                  "paper; auto: notebook 02 picks the smallest α of strength_grid whose validation adding SR "
                                   "reaches strength_target_sr with 90 % confidence, on toy presets the oracle SR too; "
                                   "notebook 04 also reports α = 1 when the strength differs)", NUMBER, words=("auto",)),
     "removal_strength": Parameter(1.0, "beyond the paper: β of S′ = (1 − β)·S when removing, notebooks 03–04 (1: "
@@ -197,6 +197,8 @@ PARAMETERS: dict[str, Parameter] = {
                                   words=("auto",)),
     "strength_target_sr": Parameter(0.9, "salient_strength / removal_strength auto: the validation SR asked for",
                                     NUMBER),
+    "strength_grid": Parameter(None, "salient_strength / removal_strength auto: the strengths searched (None: "
+                               "1, 1.25, 1.5, 2, 2.5, 3, hsep_utils.strength.STRENGTH_GRID)", list),
     # real datasets and bring-your-own folders (hsep_utils/real_data.py); None: the documented default
     "annotations": Parameter(None, "ffhq: ffhq-features-dataset json/ folder; celebahq: "
                              "CelebAMask-HQ-attribute-anno.txt", str),

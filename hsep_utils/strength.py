@@ -34,15 +34,15 @@ STRENGTHS = {"add": ("salient_strength", "alpha", "salient_strength.csv"),
 
 def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
                             params: dict, classifier, out_csv: str | Path,
-                            grid: tuple[float, ...] = STRENGTH_GRID, confidence: float = STRENGTH_CONFIDENCE,
+                            grid: tuple[float, ...] | None = None, confidence: float = STRENGTH_CONFIDENCE,
                             direction: str = "add", donor_prior: DonorPrior | None = None) -> float:
     """Beyond the paper (α = 1, S = 0): the strength of the edits of ``direction`` — adding, α of
     h̃ = f(C, α·S′); removing, β of S′ = (1 − β)·S — chosen on the validation split as the smallest
-    of ``grid`` whose SR in that direction reaches ``strength_target_sr`` with ``confidence``
-    (``metrics.rate_lower_bound`` of the SR on the images counted: the first strength whose measured
-    SR crosses the bar is the one most likely to fall below it on new images) — on toy presets both
-    SRs, the classifier's and the oracle's, since the exact counterfactual says whether the attribute
-    was really edited. Without one that does: the smallest of the best bound (the lower of the two on
+    of ``grid`` (default: the preset's ``strength_grid``, else ``STRENGTH_GRID``) whose SR in that direction
+    reaches ``strength_target_sr`` with ``confidence`` (``metrics.rate_lower_bound`` of the SR on the images
+    counted: the first strength whose measured SR crosses the bar is the one most likely to fall below it on new
+    images) — on toy presets both SRs, the classifier's and the oracle's, since the exact counterfactual says
+    whether the attribute was really edited. Without one that does: the smallest of the best bound (the lower of the two on
     toy presets). The smallest, because a stronger edit moves the image further from its original.
     The grid is searched by bisection, SR taken to rise with the strength (3 edits of the default 6
     strengths, not up to 6; where it does not, the choice still reaches the target, but a smaller
@@ -63,7 +63,10 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
         regions = toy_regions(head, params["attribute"], bg.x.shape[-1])
     target = params.get("strength_target_sr")
     target = DEFAULTS["strength_target_sr"] if target is None else target
-    grid, rows = sorted(grid), {}
+    grid = grid or params.get("strength_grid") or STRENGTH_GRID
+    if not all(isinstance(g, (int, float)) and g > 0 for g in grid):
+        raise ValueError(f"strength_grid must hold strengths > 0, got {list(grid)}")
+    grid, rows = sorted(set(float(g) for g in grid)), {}
 
     def measure(i: int) -> float:
         strength = grid[i]

@@ -467,6 +467,20 @@ def test_salient_strength_auto_without_a_reaching_alpha_takes_the_best_and_names
         strength.salient_strength({**params, "salient_strength": "auto"})
 
 
+def test_a_presets_strength_grid_extends_the_search_beyond_the_default(monkeypatch, tmp_path):
+    """``strength_grid`` (toy-age: 1 … 5): where no strength of the default grid reaches the target, the
+    preset's larger ones are searched too; a grid with a strength ≤ 0 is refused by name."""
+    sr = {1.0: 0.3, 1.25: 0.4, 1.5: 0.5, 2.0: 0.6, 2.5: 0.7, 3.0: 0.8, 4.0: 0.95, 5.0: 1.0}
+    strength, data, params = _strength_setup(monkeypatch, tmp_path, sr)
+    csv = tmp_path / "s.csv"
+    assert strength.choose_salient_strength(None, None, None, data, params, None, csv, confidence=0.5) == 3.0
+    wide = {**params, "strength_grid": [5, 1, 1.25, 1.5, 2, 2.5, 3, 4]}
+    assert strength.choose_salient_strength(None, None, None, data, wide, None, csv, confidence=0.5) == 4.0
+    assert 4.0 in set(pd.read_csv(csv)["alpha"]) and max(pd.read_csv(csv)["alpha"]) <= 5.0
+    with pytest.raises(ValueError, match="strength_grid"):
+        strength.choose_salient_strength(None, None, None, data, {**params, "strength_grid": [1, 0]}, None, csv)
+
+
 def test_donor_oracle_and_donor_match_ask_for_the_donors_glasses_style():
     """Adding glasses by swap should take the donor's own glasses style: rendered toy faces with the
     donor's style pass both; glasses of another style pass the any-style oracle only."""
