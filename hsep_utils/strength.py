@@ -42,8 +42,8 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
     reaches ``strength_target_sr`` with ``confidence`` (``metrics.rate_lower_bound`` of the SR on the images
     counted: the first strength whose measured SR crosses the bar is the one most likely to fall below it on new
     images) — on toy presets both SRs, the classifier's and the oracle's, since the exact counterfactual says
-    whether the attribute was really edited. Without one that does: the smallest of the best bound (the lower of the two on
-    toy presets). The smallest, because a stronger edit moves the image further from its original.
+    whether the attribute was really edited. Without one that does: the smallest of the best bound (the lower of
+    the two on toy presets). The smallest, because a stronger edit moves the image further from its original.
     The grid is searched by bisection, SR taken to rise with the strength (3 edits of the default 6
     strengths, not up to 6; where it does not, the choice still reaches the target, but a smaller
     strength that also does may go unedited); when none reaches the target, every strength is edited.
@@ -63,8 +63,9 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
         regions = toy_regions(head, params["attribute"], bg.x.shape[-1])
     target = params.get("strength_target_sr")
     target = DEFAULTS["strength_target_sr"] if target is None else target
-    grid = grid or params.get("strength_grid") or STRENGTH_GRID
-    if not all(isinstance(g, (int, float)) and g > 0 for g in grid):
+    if grid is None:
+        grid = STRENGTH_GRID if params.get("strength_grid") is None else params["strength_grid"]
+    if not grid or not all(isinstance(g, (int, float)) and g > 0 for g in grid):
         raise ValueError(f"strength_grid must hold strengths > 0, got {list(grid)}")
     grid, rows = sorted(set(float(g) for g in grid)), {}
 

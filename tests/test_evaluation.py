@@ -477,8 +477,9 @@ def test_a_presets_strength_grid_extends_the_search_beyond_the_default(monkeypat
     wide = {**params, "strength_grid": [5, 1, 1.25, 1.5, 2, 2.5, 3, 4]}
     assert strength.choose_salient_strength(None, None, None, data, wide, None, csv, confidence=0.5) == 4.0
     assert 4.0 in set(pd.read_csv(csv)["alpha"]) and max(pd.read_csv(csv)["alpha"]) <= 5.0
-    with pytest.raises(ValueError, match="strength_grid"):
-        strength.choose_salient_strength(None, None, None, data, {**params, "strength_grid": [1, 0]}, None, csv)
+    for bad in ([1, 0], []):
+        with pytest.raises(ValueError, match="strength_grid"):
+            strength.choose_salient_strength(None, None, None, data, {**params, "strength_grid": bad}, None, csv)
 
 
 def test_donor_oracle_and_donor_match_ask_for_the_donors_glasses_style():
