@@ -29,6 +29,8 @@ STUDY = ["00", "01", "02", "03", "04"]
 many configurations and runs on request (``--notebooks 05`` or ``--with-ablation``); 06 edits one
 image of the user's (``--notebooks 06``, or JupyterLab)."""
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+WHAT_TO_OPEN = ("tables/quantitative.md", "qualitative_add.png", "qualitative_remove.png", "tables/ablation_t0.md")
+"""The results a reader looks at first, named at the end of a run that wrote them."""
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -132,6 +134,7 @@ def run_preset(preset: str, overrides: dict | None = None, log=print, resume: bo
     passed = {"preset": shown(params_file)}
     nbs = notebooks(only)
     log(f"[{params['preset']}] running {', '.join(n.stem for n in nbs)} with {passed['preset']}")
+    start, ran = time.time(), 0
     for nb in nbs:
         target, t0 = out / nb.name, time.time()
         if resume and finished(target, nb, params_file, passed):  # later notebooks read earlier outputs:
@@ -148,7 +151,12 @@ def run_preset(preset: str, overrides: dict | None = None, log=print, resume: bo
             raise RuntimeError(f"{nb.name} failed for preset {params['preset']} in cell {e.exec_count}: "
                                f"{e.ename}: {e.evalue}\npartially executed copy: {target}") from None
         relative_paths(target)
+        ran += 1
         log(f"[{params['preset']}] {nb.name} done in {time.time() - t0:.0f} s")
+    minutes, seconds = divmod(round(time.time() - start), 60)
+    made = [shown(out / f) for f in WHAT_TO_OPEN if (out / f).exists() and (out / f).stat().st_mtime > start - 1]
+    log(f"[{params['preset']}] {ran} notebook{'s' * (ran != 1)} run in {minutes} min {seconds} s"
+        + (f"; open {', '.join(made)}" if made else ""))
     return out
 
 

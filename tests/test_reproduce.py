@@ -38,6 +38,20 @@ def test_resume_skips_finished_notebooks_and_reruns_after_the_first_change(tmp_p
     assert calls == ["01_hspace_reconstruction_steps.ipynb", "02_train_mapping_network.ipynb"]
 
     calls.clear()
+    lines = []
+    (out / "tables").mkdir()
+    (out / "tables" / "quantitative.md").write_text("| … |")  # written before this run: not named at its end
+    os.utime(out / "tables" / "quantitative.md", (0, 0))
+    reproduce.run_preset("toy-glasses", over, log=lines.append, only=["00"])
+    assert re.fullmatch(r"\[toy-glasses\] 1 notebook run in 0 min \d+ s", lines[-1])
+    fake = _fake_execute(calls)
+    monkeypatch.setattr(pm, "execute_notebook", lambda *a, **k: fake(*a, **k) or
+                        (out / "tables" / "quantitative.md").write_text("|"))  # the notebooks write the table anew
+    reproduce.run_preset("toy-glasses", over, log=lines.append, only=["00", "04"])
+    assert re.fullmatch(r"\[toy-glasses\] 2 notebooks run in 0 min \d+ s; open .*tables/quantitative\.md", lines[-1])
+    monkeypatch.setattr(pm, "execute_notebook", fake)
+
+    calls.clear()
     reproduce.run_preset("toy-glasses", {**over, "seed": 1}, log=lambda *a: None, resume=True, only=["00"])
     assert calls == ["00_dataset_split.ipynb"]  # other parameters: not the same run
     ran = load_preset(out / "params.yaml")  # what ran, kept beside the results: the preset, the override, every default
