@@ -96,7 +96,8 @@ class TrainConfig:
         if int(self.latent_warmup_steps) < 0 or int(self.latent_warmup_pool) < 1:
             raise ValueError(f"latent_warmup_steps must be ≥ 0 and latent_warmup_pool ≥ 1, got "
                              f"{self.latent_warmup_steps} and {self.latent_warmup_pool}")
-        if self.max_batches is not None and (self.max_batches < 0 or self.max_batches == 0 and not self.latent_warmup_steps):
+        trains_nothing = self.max_batches == 0 and not self.latent_warmup_steps
+        if self.max_batches is not None and (self.max_batches < 0 or trains_nothing):
             raise ValueError(f"max_batches must be ≥ 1, or 0 with a latent warm-up (it would train nothing), got "
                              f"{self.max_batches} with latent_warmup_steps {self.latent_warmup_steps}")
         if self.latent_warmup_lr is not None and not self.latent_warmup_lr > 0:
