@@ -18,8 +18,11 @@ images — near 0 means the decoder ignores h (the skip connections decide), nea
 For a local attribute it adds the h-swap's PSNR outside the attribute's box, and when adding an attribute
 with salient sub-factors (glasses: their style) given ``donors``, the **donor h-swap**: h replaced by
 that of the counterfactual with donor i's sub-factors, i.e. what a perfect S of the donor would give, scored
-by ``donor_match`` — whether this base model's h carries the sub-factors at all. It scores the validation
-split: the diagnostic chooses base models and step counts.
+by ``donor_match`` — whether this base model's h carries the sub-factors at all — and the **donor's change**:
+the input's own h plus donor i's true change of h (its h less that of its own counterfactual without the
+attribute), scored the same way — whether a sub-factor drawn on one face can be carried to another by adding
+to h (the donor h-swap keeps the input's identity in the counterfactual, so it cannot tell). It scores the
+validation split: the diagnostic chooses base models and step counts.
 
 With ``--mapping best.pt`` it also splits a trained mapping network's shortfall (``mapping_gap``):
 the preset's edit (add: the paired target's S at the preset's α; remove: S′ = (1 − β)·S; in the
@@ -67,10 +70,14 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
     h_own = dict(zip(own.timesteps, own.h))
     window = dict(asymmetric=asymmetric, t_edit=t_edit, t_edit_max=t_edit_max)
 
+    def h_of(source: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """(source regenerated, its h at each timestep along that generation)."""
+        regenerated, traj = diffusion.generate(diffusion.invert(source, n_steps), n_steps, return_trajectory=True)
+        return regenerated, dict(zip(traj.timesteps, traj.h))
+
     def given_h_of(source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(source regenerated, x generated with the source's h at every step)."""
-        regenerated, traj = diffusion.generate(diffusion.invert(source, n_steps), n_steps, return_trajectory=True)
-        h = dict(zip(traj.timesteps, traj.h))
+        regenerated, h = h_of(source)
         return regenerated, diffusion.generate(xT, n_steps, edit_fn=lambda _, t: h[t], **window).cpu()
 
     rec_cf, swapped = given_h_of(cf)
@@ -99,6 +106,16 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
         found.update(donor_hswap_match=match.float().mean().item(),
                      donor_hswap_oracle_sr=donor_success.float().mean().item(),
                      donor_hswap_failures=(~donor_success).nonzero().flatten().tolist())
+        # across identities: the donor's own true change of h (its h less that of its counterfactual without
+        # the attribute) added to the input's — what an additive edit from another face can carry at best
+        h_on = h_of(donors.x[:len(x)].load())[1]
+        h_off = h_of(toy_counterfactual_set(donors.rows.head(len(x)), attribute, size)[0])[1]
+        added = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h + h_on[t] - h_off[t], **window).cpu()
+        match, donor_success = donor_transfer(added, x, cf_set, donor_cf, regions)
+        found.update(donor_change_classifier_sr=edit_success(classifier, x, added, original_is_target)[0],
+                     donor_change_oracle_sr=oracle_success(added, x, cf_set, regions).float().mean().item(),
+                     donor_change_match=match.float().mean().item(),
+                     donor_change_donor_oracle_sr=donor_success.float().mean().item())
     return found
 
 

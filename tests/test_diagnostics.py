@@ -47,6 +47,17 @@ def test_donor_hswap_gives_the_donors_counterfactual_h(tiny_diffusion, split, tm
     assert found["donor_hswap_oracle_sr"] == pytest.approx(success.float().mean().item())
     assert found["donor_hswap_failures"] == (~success).nonzero().flatten().tolist()
     assert found["psnr_outside"] > 0
+    # the donor's change: the input's h plus the donor's h less that of the donor without glasses
+    _, on = tiny_diffusion.generate(tiny_diffusion.invert(donors.x[:4].load(), 3), 3, return_trajectory=True)
+    off_images = toy_counterfactual_set(donors.rows.head(4), "glasses", 16)[0]
+    _, off = tiny_diffusion.generate(tiny_diffusion.invert(off_images, 3), 3, return_trajectory=True)
+    change = {t: a - b for t, a, b in zip(on.timesteps, on.h, off.h)}
+    added = tiny_diffusion.generate(tiny_diffusion.invert(x, 3), 3, edit_fn=lambda h, t: h + change[t]).cpu()
+    match, success = donor_transfer(added, x, cf_set, donor_cf, regions)
+    assert found["donor_change_match"] == pytest.approx(match.float().mean().item())
+    assert found["donor_change_donor_oracle_sr"] == pytest.approx(success.float().mean().item())
+    assert found["donor_change_oracle_sr"] == pytest.approx(oracle_success(added, x, cf_set, regions).float().mean().item())
+    assert (added - given).abs().max() > 0  # another edit than the h-swap
     removing = oracle_hswap(tiny_diffusion, donors, "glasses", SmallCNN().eval(), True, n=4, n_steps=3, donors=split)
     assert "donor_hswap_match" not in removing
 
