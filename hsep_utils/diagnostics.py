@@ -107,7 +107,7 @@ def oracle_hswap(diffusion: Diffusion, split: Split, attribute: str, classifier,
                      donor_hswap_oracle_sr=donor_success.float().mean().item(),
                      donor_hswap_failures=(~donor_success).nonzero().flatten().tolist())
         # across identities: the donor's own true change of h (its h less that of its counterfactual without
-        # the attribute) added to the input's — what an additive edit from another face can carry at best
+        # the attribute) added to the input's — the ideal that adding a donor's part of h aims at
         h_on = h_of(donors.x[:len(x)].load())[1]
         h_off = h_of(toy_counterfactual_set(donors.rows.head(len(x)), attribute, size)[0])[1]
         added = diffusion.generate(xT, n_steps, edit_fn=lambda h, t: h + h_on[t] - h_off[t], **window).cpu()
