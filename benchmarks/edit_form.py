@@ -9,7 +9,8 @@ never reads the test split.
 
 ``RESULTS_ROOT`` reads the presets' trained results from another root (e.g. a screening run's); ``OVERRIDES`` (JSON)
 sets parameters the edits read that the screen changed (e.g. ``{"t_edit_max": 1000}``; a ``donor_specificity`` below 1
-fits the network's donor prior first when it has none, ``hsep_utils.donor_prior``);
+fits the network's donor prior first when it has none, ``hsep_utils.donor_prior``, and a ``removal_common_shift`` above 0
+its classes' mean C difference, ``hsep_utils.common_shift``);
 ``FORMS`` (default ``replace,residual``) the forms to score; ``BETA`` (default ``auto``) the removal
 strength (``1``: only the paper's S = 0). Writes ``OUTDIR/<preset>.json`` (per form: α, β, the rows
 x / y / x (α = 1) / y (β = 1) with classifier SR, oracle SRs, donor match, CF MSE ratio, PSNR, PSNR
@@ -24,8 +25,9 @@ from mapping_budget import validation_rows
 
 from hsep_utils.classifier import load_classifier
 from hsep_utils.diffusion import load_diffusion
+from hsep_utils.common_shift import load_common_shift
 from hsep_utils.donor_prior import load_donor_prior
-from hsep_utils.preset_training import fit_donor_prior
+from hsep_utils.preset_training import fit_common_shift, fit_donor_prior
 from hsep_utils.evaluation import preset_metric_models
 from hsep_utils.io import write_text
 from hsep_utils.presets import repo_path, resolve, results_dir
@@ -80,6 +82,9 @@ def main() -> None:
         if params["donor_specificity"] != 1 and not (checkpoint.parent / "donor_prior.pt").exists():
             fit_donor_prior(diffusion, net, cache, data["train_bg"], data["train_tg"], params, checkpoint)
         prior = load_donor_prior(params, checkpoint)
+        if params["removal_common_shift"] != 0 and not (checkpoint.parent / "common_shift.pt").exists():
+            fit_common_shift(diffusion, net, cache, data["train_bg"], data["train_tg"], params, checkpoint)
+        shift = load_common_shift(params, checkpoint)
         found = dict(preset=preset, results=str(results_dir(params)))
         for form in forms:
             t0 = time.time()
@@ -89,10 +94,10 @@ def main() -> None:
             beta = 1.0
             if os.environ.get("BETA", "auto") == "auto":
                 beta = choose_salient_strength(diffusion, net, cache, data, p, classifier, out / f"{preset}_beta_{form}.csv",
-                                               direction="remove")
+                                               direction="remove", common_shift=shift)
             chosen = {**p, "salient_strength": alpha, "removal_strength": beta}
             found[form] = dict(alpha=alpha, beta=beta, rows=validation_rows(diffusion, net, cache, data, chosen, classifier,
-                                                                             models, prior),
+                                                                             models, prior, shift),
                                minutes=round((time.time() - t0) / 60, 1))
             print(preset, form, json.dumps(found[form]), flush=True)
             write_text(out / f"{preset}.json", json.dumps(found, indent=1))

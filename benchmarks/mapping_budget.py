@@ -56,10 +56,11 @@ def parse(recipe: str) -> tuple[str, dict]:
     return name, {k: value(k, v) for k, v in (kv.split("=") for kv in spec.split(",") if kv)}
 
 
-def validation_rows(diffusion, net, cache, data, params, classifier, models, donor_prior=None) -> dict:
+def validation_rows(diffusion, net, cache, data, params, classifier, models, donor_prior=None, common_shift=None) -> dict:
     """Notebook 04's rows, computed on the validation split (``val_*`` as ``test_*``)."""
     val = {"test_bg": data["val_bg"], "test_tg": data["val_tg"]}
-    rows = quantitative_rows(diffusion, net, cache, val, params, classifier, models, params["n_edit_images"], donor_prior)
+    rows = quantitative_rows(diffusion, net, cache, val, params, classifier, models, params["n_edit_images"], donor_prior,
+                             common_shift)
     return {r["domain"]: {k: round(r[k], 4) for k in KEEP if isinstance(r.get(k), float)} for r in rows}
 
 

@@ -13,11 +13,12 @@ beside it, tied to its bytes.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .pool_means import at_step, load_beside
 
 FILE = "donor_prior.pt"
 
@@ -34,18 +35,10 @@ class DonorPrior:
             raise ValueError(f"donor_specificity must be ≥ 0, got {self.specificity}")
 
     def pull(self, s: torch.Tensor, t: int) -> torch.Tensor:
-        if int(t) not in self.mean:
-            raise ValueError(f"the donor prior holds the mean S at {len(self.mean)} timesteps of its preset's DDIM steps, "
-                             f"not t = {int(t)}: edit with the preset's ddim_steps and t_edit_max")
+        m = at_step(self.mean, t, s, "donor prior")
         if self.specificity == 1:  # the paper's swap, to the bit
             return s
-        m = self.mean[int(t)].to(s)
         return m + self.specificity * (s - m)
-
-
-def checkpoint_digest(path: Path) -> str:
-    """What ties a prior to the network it was computed with."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_donor_prior(params: dict, checkpoint: Path) -> DonorPrior | None:
@@ -54,11 +47,5 @@ def load_donor_prior(params: dict, checkpoint: Path) -> DonorPrior | None:
     gamma = float(params["donor_specificity"])
     if gamma == 1.0:
         return None
-    path = Path(checkpoint).parent / FILE
     fix = "run notebook 02's cell after training (hsep_utils.preset_training.fit_donor_prior), which writes it"
-    if not path.exists():
-        raise FileNotFoundError(f"donor_specificity {gamma} needs {path}, the training targets' mean S: {fix}")
-    found = torch.load(path, map_location="cpu", weights_only=True)
-    if found["checkpoint_sha256"] != checkpoint_digest(checkpoint):
-        raise ValueError(f"{path} was computed with another network than {checkpoint}: {fix}")
-    return DonorPrior(gamma, dict(zip(found["timesteps"], found["mean"])))
+    return DonorPrior(gamma, load_beside(checkpoint, FILE, f"donor_specificity {gamma}", "the training targets' mean S", fix))

@@ -7,13 +7,15 @@ the same batch from their own inversions, with their original h, so their S at s
 the trajectory they would follow unedited; or that trajectory's h is given (``donor_h``), stored
 once per donor (``InversionCache.h_trajectories``) instead of generated again for every edit. A
 ``donor_prior`` (beyond the paper, ``donor_prior.DonorPrior``) pulls a donor's S toward the training
-targets' mean before the swap takes it.
+targets' mean before the swap takes it; a ``common_shift`` (beyond the paper, ``common_shift.CommonShift``)
+moves a removal's C by the difference of the classes' mean C.
 """
 from __future__ import annotations
 
 import torch
 
 from .diffusion import Diffusion
+from .common_shift import CommonShift
 from .donor_prior import DonorPrior
 from .mapping import MappingNetwork, edited_h
 
@@ -37,7 +39,8 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
          donor_is_target: torch.Tensor | None = None, alpha: float = 1.0, asymmetric: bool = True,
          batch_size: int | None = None, donor_h: torch.Tensor | None = None,
          t_edit_max: int | None = None, residual: bool = False, from_window: bool = False,
-         donor_prior: DonorPrior | None = None, edit_mask: float = 0.0) -> torch.Tensor:
+         donor_prior: DonorPrior | None = None, edit_mask: float = 0.0,
+         common_shift: CommonShift | None = None) -> torch.Tensor:
     """Generate edited images from inverted latents ``xT`` (N, 3, H, W); returns (N, 3, H, W).
     ``alpha``: the strength of the edit — S′ = α·(own S) reconstructing, α·(donor's S) swapping, and
     (1 − α)·(own S) removing (α = 1: S = 0, the paper's removal; α > 1 goes past it).
@@ -51,7 +54,8 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
     ``from_window``: ``xT`` (and ``donor_xT``) are the states entering the edit window, the first step
     with t < ``t_edit_max``, of the images' unedited generations (``InversionCache.window_start``).
     ``donor_prior`` (swap): the donors' S pulled toward the training targets' mean first (``DonorPrior.pull``).
-    ``edit_mask`` (beyond the paper; 0: off): the edit changes ε only where it changes it most (``Diffusion.generate``)."""
+    ``edit_mask`` (beyond the paper; 0: off): the edit changes ε only where it changes it most (``Diffusion.generate``).
+    ``common_shift`` (remove): C′ = C + λ·ΔC̄_t in place of the targets' C (``CommonShift.move``)."""
     if mode not in MODES:
         raise ValueError(f"unknown edit mode {mode!r}; known: {', '.join(MODES)}")
     if from_window and t_edit_max is None:
@@ -65,7 +69,7 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
         part = lambda v, i: None if v is None else v[i:i + batch_size]  # noqa: E731
         return torch.cat([edit(diffusion, net, xT[i:i + batch_size], is_target[i:i + batch_size], n_steps, mode, t_edit,
                                part(donor_xT, i), part(donor_is_target, i), alpha, asymmetric, None, part(donor_h, i),
-                               t_edit_max, residual, from_window, donor_prior, edit_mask)
+                               t_edit_max, residual, from_window, donor_prior, edit_mask, common_shift)
                           for i in range(0, n, batch_size)])
     cls = is_target.to(torch.bool).to(xT.device)
     riding = mode == "swap" and donor_h is None  # the donors are generated in the same batch
@@ -81,7 +85,8 @@ def edit(diffusion: Diffusion, net: MappingNetwork, xT: torch.Tensor, is_target:
         c, s = net.split(h, t, cls)
         donor_s = s[n:] if donor_prior is None or mode != "swap" else donor_prior.pull(s[n:], t)
         s_new = {"reconstruct": alpha * s[:n], "remove": (1 - alpha) * s[:n], "swap": alpha * donor_s}[mode]
-        mixed = edited_h(net, h[:n], c[:n], s[:n], s_new, residual)
+        c_new = common_shift.move(c[:n], t) if common_shift is not None and mode == "remove" else None
+        mixed = edited_h(net, h[:n], c[:n], s[:n], s_new, residual, c_new)
         return torch.cat([mixed, h[n:]]) if riding else mixed
 
     return diffusion.generate(xT, n_steps, edit_fn=edit_fn, t_edit=t_edit, asymmetric=asymmetric,
@@ -97,13 +102,14 @@ def swap_salient(diffusion: Diffusion, net: MappingNetwork, xT_bg: torch.Tensor,
                  removal_strength: float = 1.0, add: bool = True,
                  from_window: bool = False,
                  donor_prior: DonorPrior | None = None,
-                 edit_mask: float = 0.0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                 edit_mask: float = 0.0,
+                 common_shift: CommonShift | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The paper's swap: background images take the paired target's S (attribute added, S′ = α·S_target); target
     images take S = 0 (attribute removed; with ``removal_strength`` β, S′ = (1 − β)·S). Returns (edited
     backgrounds, edited targets); with ``remove`` False the targets are only donors and the second is
     None, with ``add`` False the first. ``h_tg``: the targets' h along their unedited generation
-    (``edit``'s ``donor_h``), when already at hand. ``residual``, ``from_window``, ``donor_prior``, ``edit_mask``:
-    ``edit``'s."""
+    (``edit``'s ``donor_h``), when already at hand. ``residual``, ``from_window``, ``donor_prior``, ``edit_mask``,
+    ``common_shift``: ``edit``'s."""
     tg = torch.ones(len(xT_tg), dtype=torch.bool)
     added = removed = None
     if add:
@@ -113,5 +119,5 @@ def swap_salient(diffusion: Diffusion, net: MappingNetwork, xT_bg: torch.Tensor,
     if remove:
         removed = edit(diffusion, net, xT_tg, tg, n_steps, "remove", t_edit, alpha=removal_strength,
                        asymmetric=asymmetric, batch_size=batch_size, t_edit_max=t_edit_max, residual=residual,
-                       from_window=from_window, edit_mask=edit_mask)
+                       from_window=from_window, edit_mask=edit_mask, common_shift=common_shift)
     return added, removed

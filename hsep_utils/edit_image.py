@@ -67,7 +67,9 @@ def edit_image(diffusion, net, params: dict, x: torch.Tensor, add: bool, alphas:
     """Edits of images ``x`` (N, 3, H, W), (len(alphas) · N, 3, H, W): the attribute added with
     ``donor``'s S (one donor per image, or one for all) times each α, or removed (α unused: S′ = (1 − β)·S
     at the preset's removal strength β, 1 being S = 0). Adding with a ``donor_specificity`` below 1 pulls the donor's S toward the preset's
-    ``donor_prior`` (written beside its mapping network by notebook 02)."""
+    ``donor_prior``, removing with a ``removal_common_shift`` above 0 moves C by the preset's ``common_shift`` (both
+    written beside its mapping network by notebook 02)."""
+    from .common_shift import load_common_shift
     from .donor_prior import load_donor_prior
     from .edit import edit
     from .parameters import edit_settings, is_asymmetric
@@ -80,7 +82,7 @@ def edit_image(diffusion, net, params: dict, x: torch.Tensor, add: bool, alphas:
     if not add:
         return edit(diffusion, net, xT, torch.ones(n, dtype=torch.bool), steps, "remove", t_edit,
                     alpha=salient_strength(params, "remove"), asymmetric=asym, batch_size=params["eval_batch_size"],
-                    **settings).cpu()
+                    common_shift=load_common_shift(params, mapping_file(params)), **settings).cpu()
     donor_xT = diffusion.invert(donor.to(device), steps).expand(n, -1, -1, -1)
     prior = load_donor_prior(params, mapping_file(params))
     bg, tg = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)

@@ -134,12 +134,13 @@ class MappingNetwork(nn.Module):
 
 
 def edited_h(net: MappingNetwork, h: torch.Tensor, c: torch.Tensor, s: torch.Tensor, s_new: torch.Tensor,
-             residual: bool) -> torch.Tensor:
+             residual: bool, c_new: torch.Tensor | None = None) -> torch.Tensor:
     """h̃ of an edit that gives (C, S), the codes of ``h``, the salient code ``s_new``: f(C, S′) in place of
     h (the paper), or with ``residual`` (beyond the paper) h + f(C, S′) − f(C, S), so that only the change
-    of S edits and the network's error in reconstructing h cancels. What every edit, and the training
-    terms that imitate one, recombine with."""
-    mixed = net.combine(c, s_new)
+    of S edits and the network's error in reconstructing h cancels; ``c_new`` (beyond the paper,
+    ``common_shift``): C′ in place of C in the new codes. What every edit, and the training terms that
+    imitate one, recombine with."""
+    mixed = net.combine(c if c_new is None else c_new, s_new)
     return h + mixed - net.combine(c, s) if residual else mixed
 
 

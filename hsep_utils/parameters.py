@@ -183,6 +183,10 @@ PARAMETERS: dict[str, Parameter] = {
                                    "training targets' mean S at the step (hsep_utils.donor_prior, written by notebook 02): "
                                    "how much of what is the donor's own beyond what every target's S holds the swap "
                                    "carries (1: the paper's swap; 0: the same edit whatever the donor; above 1: more of it)", NUMBER),
+    "removal_common_shift": Parameter(0.0, "beyond the paper: λ of a removal's C′ = C + λ·(C̄_bg − C̄_tg), the "
+                                      "difference of the two classes' mean C at the step over the latent warm-up's pool "
+                                      "of training images (hsep_utils.common_shift, written by notebook 02): a target's C "
+                                      "keeps part of its attribute, which no S′ removes (0: the paper's removal)", NUMBER),
     "edit_mask": Parameter(0.0, "beyond the paper: at every edited step the edit changes ε only where its change, "
                            "blurred, reaches this fraction of the image's strongest; elsewhere the original h's ε "
                            "(hsep_utils.diffusion.masked_edit: a mask from the edit itself, no box; 0: off, the paper)",
@@ -286,7 +290,7 @@ def is_residual(params: dict) -> bool:
 
 def edit_settings(params: dict) -> dict:
     """The preset's keyword arguments of ``edit`` / ``swap_salient`` / ``edit_pairs`` beside the strengths
-    and the donor prior: ``t_edit_max``, ``residual`` and ``edit_mask``."""
+    and the pool's means (``donor_prior``, ``common_shift``): ``t_edit_max``, ``residual`` and ``edit_mask``."""
     return dict(t_edit_max=params.get("t_edit_max"), residual=is_residual(params),
                 edit_mask=float(params.get("edit_mask") or 0.0))
 

@@ -1,6 +1,6 @@
 """Training a preset's mapping network (notebook 02, ``train_cli``): its ``TrainConfig`` from the
-parameters, the networks the image terms need, validation on the held-out splits, and the donor prior
-computed from the trained network (``donor_prior``)."""
+parameters, the networks the image terms need, validation on the held-out splits, and the pool's means
+computed from the trained network (``donor_prior``, ``common_shift``)."""
 from __future__ import annotations
 
 import warnings
@@ -9,18 +9,21 @@ from pathlib import Path
 
 import torch
 
+from .common_shift import FILE as SHIFT_FILE
 from .diffusion import Diffusion, in_edit_window
-from .donor_prior import FILE as PRIOR_FILE, checkpoint_digest
+from .donor_prior import FILE as PRIOR_FILE
 from .images import as_images
-from .io import save_torch
 from .classifier import swap_success
 from .evaluation import preset_loss_models
 from .mapping import MappingNetwork
 from .metrics import Unavailable
+from .pool_means import save_beside
 from .parameters import DEFAULTS, is_asymmetric
 from .split_edits import edit_pairs, reconstruction_psnr
 from .splits import Split
 from .train import InversionCache, TrainConfig, train_mapping, training_order
+
+CODES = ("common", "salient")
 
 
 def train_config(params: dict) -> TrainConfig:
@@ -89,14 +92,19 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
 
 
 @torch.no_grad()
-def fit_donor_prior(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, train_bg: Split, train_tg: Split,
-                    params: dict, checkpoint: Path) -> Path:
-    """S̄_t of the latent warm-up's pool of training targets (``training_order``'s first epoch: cached h
-    trajectories, or ``latent_warmup_pool`` of them generated once when the run had no warm-up) at every
-    edited step, written as ``donor_prior.pt`` beside ``checkpoint`` (the network it was computed with)."""
-    n = min(len(train_tg.keys), params["latent_warmup_pool"])
-    pool = training_order(len(train_bg.keys), len(train_tg.keys), cache.batch_size, params["seed"], 0)[1][:n].tolist()
-    keys, x = [train_tg.keys[i] for i in pool], as_images(train_tg.x)
+def pool_mean(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
+              params: dict, is_target: bool, code: str) -> dict[int, torch.Tensor]:
+    """Timestep → the mean ``code`` (common: C, salient: S), (C, H, W), at every edited step of the preset's
+    DDIM steps, over the latent warm-up's pool of training targets (``is_target``) or backgrounds:
+    ``training_order``'s first epoch, ``latent_warmup_pool`` images, whose h trajectories the cache already holds
+    (or generates once when the run had no warm-up)."""
+    if code not in CODES:
+        raise ValueError(f"code must be one of {CODES}, got {code!r}")
+    split = tg if is_target else bg
+    n = min(len(split.keys), params["latent_warmup_pool"])
+    order = training_order(len(bg.keys), len(tg.keys), cache.batch_size, params["seed"], 0)[int(is_target)]
+    pool = order[:n].tolist()
+    keys, x = [split.keys[i] for i in pool], as_images(split.x)
     timesteps = list(reversed(diffusion.timesteps(params["ddim_steps"])))  # the trajectories' order
     edited = [k for k, t in enumerate(timesteps) if in_edit_window(t, params["t_edit"], params.get("t_edit_max"))]
     sums = {timesteps[k]: 0.0 for k in edited}
@@ -104,9 +112,24 @@ def fit_donor_prior(diffusion: Diffusion, net: MappingNetwork, cache: InversionC
         h = cache.h_trajectories(keys[i:i + cache.batch_size], x.take(pool[i:i + cache.batch_size]))
         for k in edited:
             hk = h[:, k].to(diffusion.device, torch.float32)
-            _, s = net.split(hk, timesteps[k], torch.ones(len(hk), dtype=torch.bool, device=hk.device))
-            sums[timesteps[k]] = sums[timesteps[k]] + s.sum(0).cpu()
-    path = Path(checkpoint).parent / PRIOR_FILE
-    save_torch({"timesteps": list(sums), "mean": torch.stack([v / n for v in sums.values()]), "n_targets": n,
-                "checkpoint_sha256": checkpoint_digest(checkpoint)}, path)
-    return path
+            codes = net.split(hk, timesteps[k], torch.full((len(hk),), is_target, dtype=torch.bool, device=hk.device))
+            sums[timesteps[k]] = sums[timesteps[k]] + codes[CODES.index(code)].sum(0).cpu()
+    return {t: v / n for t, v in sums.items()}
+
+
+
+
+def fit_donor_prior(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, train_bg: Split, train_tg: Split,
+                    params: dict, checkpoint: Path) -> Path:
+    """S̄_t, the pool's targets' mean S at every edited step, written as ``donor_prior.pt`` beside
+    ``checkpoint`` (the network it was computed with)."""
+    mean = pool_mean(diffusion, net, cache, train_bg, train_tg, params, True, "salient")
+    return save_beside(checkpoint, PRIOR_FILE, mean, n_targets=min(len(train_tg.keys), params["latent_warmup_pool"]))
+
+
+def fit_common_shift(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, train_bg: Split,
+                     train_tg: Split, params: dict, checkpoint: Path) -> Path:
+    """ΔC̄_t = C̄_bg,t − C̄_tg,t, the difference of the pool's backgrounds' and targets' mean C at every edited
+    step, written as ``common_shift.pt`` beside ``checkpoint`` (the network it was computed with)."""
+    bg, tg = (pool_mean(diffusion, net, cache, train_bg, train_tg, params, is_target, "common") for is_target in (False, True))
+    return save_beside(checkpoint, SHIFT_FILE, {t: bg[t] - tg[t] for t in bg})

@@ -8,6 +8,7 @@ import torch
 
 from .datasets import toy_counterfactuals
 from .diffusion import Diffusion
+from .common_shift import CommonShift
 from .donor_prior import DonorPrior
 from .edit import edit, swap_salient
 from .mapping import MappingNetwork
@@ -21,12 +22,14 @@ from .train import InversionCache
 def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
                       params: dict, out_dir: str | Path, n: int = 8,
                       alphas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
-                      donor_prior: DonorPrior | None = None) -> dict[str, np.ndarray]:
+                      donor_prior: DonorPrior | None = None,
+                      common_shift: CommonShift | None = None) -> dict[str, np.ndarray]:
     """Fig. 6/7: rows original / reconstruction / edit (/ true counterfactual on toy presets), for
     adding the attribute to backgrounds (S from the paired target, times the preset's
     ``salient_strength``) and removing it from targets (S′ = (1 − β)·S, β the preset's
     ``removal_strength``; 1: S = 0), both in the preset's ``edit_form``; plus an S-strength strip
-    h̃ = f(C, α·S) for one background with a target's S; the swaps' donor S pulled by ``donor_prior`` when given."""
+    h̃ = f(C, α·S) for one background with a target's S; the swaps' donor S pulled by ``donor_prior``, the
+    removals' C moved by ``common_shift`` when given."""
     out_dir, steps, t_edit, asym = Path(out_dir), params["ddim_steps"], params["t_edit"], is_asymmetric(params)
     settings = edit_settings(params)
     bg, tg = data["test_bg"], data["test_tg"]
@@ -34,7 +37,7 @@ def qualitative_grids(diffusion: Diffusion, net: MappingNetwork, cache: Inversio
     is_bg, is_tg = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
     added, removed = swap_salient(diffusion, net.eval(), xT_bg, xT_tg, steps, t_edit, salient_strength(params), asym,
                                   batch_size=cache.batch_size, removal_strength=salient_strength(params, "remove"),
-                                  donor_prior=donor_prior, **settings)
+                                  donor_prior=donor_prior, common_shift=common_shift, **settings)
     grids = {}
     for name, split, xT, cls, edited in (("add", bg, xT_bg, is_bg, added), ("remove", tg, xT_tg, is_tg, removed)):
         rows = [split.x[:n].load(), edit(diffusion, net, xT, cls, steps, "reconstruct", t_edit, asymmetric=asym,

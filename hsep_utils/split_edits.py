@@ -11,6 +11,7 @@ import torch
 
 from .diffusion import Diffusion
 from .distributed import ranks
+from .common_shift import CommonShift
 from .donor_prior import DonorPrior
 from .edit import edit, swap_salient
 from .images import Images
@@ -26,11 +27,12 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
                remove: bool = True, t_edit_max: int | None = None, residual: bool = False,
                removal_strength: float = 1.0, add: bool = True,
                donor_prior: DonorPrior | None = None,
-               edit_mask: float = 0.0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+               edit_mask: float = 0.0,
+               common_shift: CommonShift | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Background i takes target i's S (times ``alpha``, from its stored h trajectory); target i
     takes S = 0 (S′ = (1 − ``removal_strength``)·S). With ``remove`` False only adding (the second is
-    None), with ``add`` False only removing (the first is None); ``residual``, ``donor_prior``, ``edit_mask``:
-    ``edit``'s. Under data parallelism each process edits its share and every process gets all edits back."""
+    None), with ``add`` False only removing (the first is None); ``residual``, ``donor_prior``, ``edit_mask``,
+    ``common_shift``: ``edit``'s. Under data parallelism each process edits its share and every process gets all edits back."""
     n = min(len(bg.x), len(tg.x)) if n is None else n
     r = ranks()
     part = r.share(n)
@@ -50,7 +52,7 @@ def edit_pairs(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache,
         a, rm = swap_salient(diffusion, net.eval(), start(keys_bg[sl], x_bg[sl]) if add else None,
                              start(keys_tg[sl], x_tg[sl]), n_steps, t_edit, alpha, asymmetric, remove, b,
                              h_tg, t_edit_max, residual, removal_strength, add, from_window=window,
-                             donor_prior=donor_prior, edit_mask=edit_mask)
+                             donor_prior=donor_prior, edit_mask=edit_mask, common_shift=common_shift)
         added.append(a.cpu() if add else None)
         removed.append(rm.cpu() if remove else None)
     return r.gather(torch.cat(added)) if add else None, r.gather(torch.cat(removed)) if remove else None

@@ -9,6 +9,7 @@ import pandas as pd
 from .classifier import edit_success
 from .datasets import toy_counterfactual_set
 from .diffusion import Diffusion
+from .common_shift import CommonShift
 from .donor_prior import DonorPrior
 from .evaluation import oracle_success, toy_regions
 from .io import save_dataframe
@@ -35,7 +36,8 @@ STRENGTHS = {"add": ("salient_strength", "alpha", "salient_strength.csv"),
 def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, data: dict[str, Split],
                             params: dict, classifier, out_csv: str | Path,
                             grid: tuple[float, ...] | None = None, confidence: float = STRENGTH_CONFIDENCE,
-                            direction: str = "add", donor_prior: DonorPrior | None = None) -> float:
+                            direction: str = "add", donor_prior: DonorPrior | None = None,
+                            common_shift: CommonShift | None = None) -> float:
     """Beyond the paper (α = 1, S = 0): the strength of the edits of ``direction`` — adding, α of
     h̃ = f(C, α·S′); removing, β of S′ = (1 − β)·S — chosen on the validation split as the smallest
     of ``grid`` (default: the preset's ``strength_grid``, else ``STRENGTH_GRID``) whose SR in that direction
@@ -47,6 +49,7 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
     The grid is searched by bisection, SR taken to rise with the strength (3 edits of the default 6
     strengths, not up to 6; where it does not, the choice still reaches the target, but a smaller
     strength that also does may go unedited); when none reaches the target, every strength is edited.
+    ``donor_prior`` (adding) and ``common_shift`` (removing): ``edit``'s.
     Writes ``out_csv`` (alpha or beta, sr_add or sr_remove, sr_counted, their bounds ``*_low``,
     oracle_sr on toy presets, psnr, chosen: one row per strength edited, in order) and returns the choice."""
     if direction not in STRENGTHS:
@@ -74,7 +77,8 @@ def choose_salient_strength(diffusion: Diffusion, net: MappingNetwork, cache: In
         added, removed = edit_pairs(diffusion, net, cache, bg, tg, params["ddim_steps"], params["t_edit"], n,
                                     is_asymmetric(params), strength if adding else 1.0, remove=not adding,
                                     removal_strength=1.0 if adding else strength, add=adding,
-                                    donor_prior=donor_prior if adding else None, **edit_settings(params))
+                                    donor_prior=donor_prior if adding else None,
+                                    common_shift=None if adding else common_shift, **edit_settings(params))
         edited = added if adding else removed
         sr, counted = edit_success(classifier, originals, edited, original_is_target=not adding)
         row = {column: strength, f"sr_{direction}": sr, "sr_counted": counted,

@@ -70,6 +70,9 @@ def test_edit_image_names_what_is_missing(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"donor_specificity 0.5 needs .*mapping/donor_prior\.pt.*notebook 02"):
         main([str(face), "--preset", "toy-glasses", "--add", "--out", str(tmp_path / "o.png"), *overrides,
               "-p", "donor_specificity", "0.5"])
+    with pytest.raises(FileNotFoundError, match=r"removal_common_shift 1.0 needs .*mapping/common_shift\.pt.*notebook 02"):
+        main([str(face), "--preset", "toy-glasses", "--remove", "--out", str(tmp_path / "o.png"), *overrides,
+              "-p", "removal_common_shift", "1"])
     with pytest.raises(SystemExit):  # --donor with --remove is a usage error
         main([str(face), "--preset", "toy-glasses", "--remove", "--donor", str(face), "--out", str(tmp_path / "o.png")])
     assert not (tmp_path / "o.png").exists()

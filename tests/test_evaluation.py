@@ -378,7 +378,7 @@ def _strength_setup(monkeypatch, tmp_path, sr_by_alpha, counted=2):
     tg = Split(pd.DataFrame({"file": ["c", "d"]}), torch.ones(2, 3, 4, 4))
     # ``remove`` and ``add`` have no default here: the choice must ask for one direction only
     def edit_pairs(d, net, cache, b, t, steps, t_edit, n, asym, alpha, remove, add, removal_strength, t_edit_max=None,
-                   residual=False, donor_prior=None, edit_mask=0.0):
+                   residual=False, donor_prior=None, edit_mask=0.0, common_shift=None):
         assert add != remove
         return (torch.full((n, 3, 4, 4), alpha / 4) if add else None,
                 torch.full((n, 3, 4, 4), removal_strength / 4) if remove else None)

@@ -1027,3 +1027,66 @@ def test_donor_prior_pulls_the_swap_toward_the_targets_mean_and_is_tied_to_its_n
     save_torch({"net": MappingNetwork(32, "c", depth=1).state_dict()}, checkpoint)  # another network
     with pytest.raises(ValueError, match="another network"):
         load_donor_prior(params, checkpoint)
+
+
+def test_common_shift_moves_only_a_removals_c_by_the_class_means_and_is_tied_to_its_network(tiny_diffusion, tmp_path):
+    """removal_common_shift λ: a removal takes C′ = C + λ·(C̄_bg − C̄_tg), the classes' mean C over the latent
+    warm-up's pool at each edited step. λ = 0 is the paper's removal (the same bytes as no shift); swaps and
+    reconstructions are untouched; the shift is written beside the network and refused for another one, asked
+    for by name when missing, and a λ below 0 is refused."""
+    from hsep_utils.common_shift import CommonShift, load_common_shift
+    from hsep_utils.io import save_torch
+    from hsep_utils.mapping import edited_h
+    from hsep_utils.preset_training import fit_common_shift
+    from hsep_utils.train import training_order
+
+    torch.manual_seed(7)
+    net = MappingNetwork(32, "c", depth=1).eval()
+    bg, tg, cache = _registered_pairs(tiny_diffusion, tmp_path / "inv", batch_size=2)
+    checkpoint = tmp_path / "mapping" / "best.pt"
+    save_torch({"net": net.state_dict()}, checkpoint)
+    params = {"removal_common_shift": 1.0, "latent_warmup_pool": 2, "seed": 0, "ddim_steps": 5, "t_edit": 0,
+              "t_edit_max": 600}
+    with pytest.raises(FileNotFoundError, match=r"removal_common_shift 1.0 needs .*common_shift\.pt.*notebook 02"):
+        load_common_shift(params, checkpoint)
+    with pytest.raises(ValueError, match="removal_common_shift must be ≥ 0"):  # before the file is looked for
+        load_common_shift({**params, "removal_common_shift": -1.0}, checkpoint)
+    fit_common_shift(tiny_diffusion, net, cache, bg, tg, params, checkpoint)
+    shift = load_common_shift(params, checkpoint)
+    assert sorted(shift.shift) == sorted(t for t in tiny_diffusion.timesteps(5) if t < 600)  # the edited steps
+    assert load_common_shift({**params, "removal_common_shift": 0}, checkpoint) is None
+    t = max(shift.shift)
+    k = list(reversed(tiny_diffusion.timesteps(5))).index(t)
+    means = []
+    for is_target, split, order in zip((False, True), (bg, tg), training_order(4, 4, 2, 0, 0)):
+        pool = order[:2].tolist()  # the warm-up's first two of each class
+        h = cache.h_trajectories([split.keys[i] for i in pool], split.x[pool]).float()
+        with torch.no_grad():
+            means.append(net.split(h[:, k], t, torch.full((2,), is_target))[0].mean(0))
+    torch.testing.assert_close(shift.shift[t], means[0] - means[1], atol=1e-5, rtol=0)
+    c = torch.randn(2, *shift.shift[t].shape)
+    torch.testing.assert_close(CommonShift(2.0, shift.shift).move(c, t), c + 2 * (means[0] - means[1]), atol=1e-5,
+                               rtol=0)
+    h = cache.h_trajectories(tg.keys[:2], tg.x[:2]).float()[:, k]
+    with torch.no_grad():  # the residual edit with C moved: h + f(C′, S′) − f(C, S)
+        c, s = net.split(h, t, torch.ones(2, dtype=torch.bool))
+        moved = shift.move(c, t)
+        torch.testing.assert_close(edited_h(net, h, c, s, 0 * s, True, moved),
+                                   h + net.combine(moved, 0 * s) - net.combine(c, s))
+
+    xT_bg, xT_tg = cache(bg.keys, bg.x)[:2], cache(tg.keys, tg.x)[:2]
+    is_bg, is_tg = torch.zeros(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool)
+    run = lambda mode, xT, cls, p, **kw: edit(tiny_diffusion, net, xT, cls, 5, mode, t_edit_max=600,  # noqa: E731
+                                              residual=True, common_shift=p, **kw)
+    assert torch.equal(run("remove", xT_tg, is_tg, CommonShift(0.0, shift.shift)), run("remove", xT_tg, is_tg, None))
+    assert (run("remove", xT_tg, is_tg, shift) - run("remove", xT_tg, is_tg, None)).abs().max() > 1e-3
+    assert torch.equal(run("reconstruct", xT_tg, is_tg, shift), run("reconstruct", xT_tg, is_tg, None))
+    swap = dict(donor_xT=xT_tg, donor_is_target=is_tg)
+    assert torch.equal(run("swap", xT_bg, is_bg, shift, **swap), run("swap", xT_bg, is_bg, None, **swap))
+    added, removed = swap_salient(tiny_diffusion, net, xT_bg, xT_tg, 5, t_edit_max=600, residual=True,
+                                  common_shift=shift)
+    assert torch.equal(removed, run("remove", xT_tg, is_tg, shift))
+    assert torch.equal(added, run("swap", xT_bg, is_bg, None, **swap))
+    save_torch({"net": MappingNetwork(32, "c", depth=1).state_dict()}, checkpoint)  # another network
+    with pytest.raises(ValueError, match="another network"):
+        load_common_shift(params, checkpoint)

@@ -22,6 +22,7 @@ def smoke(tmp_path_factory):
     build_scheduler().save_pretrained(root / "model" / "scheduler")
     params = dict(scale="smoke", data_root=str(root / "data"), results_root=str(root / "results"),
                   base_model=str(root / "model"), device="cpu", salient_strength="auto",
+                  removal_common_shift=1.0,  # beyond the paper: the removals' C moved (toy-glasses' own is 0)
                   eval_batch_size=3)  # fewer than the smoke split's 4 test images per class: chunked paths split
     return root, params
 
@@ -54,7 +55,7 @@ def test_02_train_mapping_network(smoke):
     for f in ("classifier.pt", "mapping/best.pt", "mapping/last.pt", "mapping/loss_curves.png"):
         assert (out / f).exists(), f
     assert resolve("toy-glasses")["donor_specificity"] != 1  # so the prior its swaps pull toward is written
-    assert (out / "mapping" / "donor_prior.pt").exists()
+    assert (out / "mapping" / "donor_prior.pt").exists() and (out / "mapping" / "common_shift.pt").exists()
     log = pd.read_csv(out / "mapping" / "train_log.csv")
     assert {"silence", "consistency", "kl", "orthogonal", "classification", "pixel", "total"} <= set(log.columns)
     edited = [t for t in ddim_timesteps(5) if t < resolve("toy-glasses")["t_edit_max"]]  # the preset's edit window
@@ -91,10 +92,10 @@ def test_04_quantitative_tables(smoke):
     removal = out / "mapping" / "removal_strength.csv"  # removal_strength auto: chosen on validation too
     beta = pd.read_csv(removal).query("chosen")["beta"].item() if removal.exists() else 1.0
     # the paper's swap and removal beside (the swap also when the donors' S is pulled toward the targets' mean,
-    # both when an edit mask confines the edits)
+    # both when an edit mask confines the edits, the removal when a common shift moves its C)
     preset = resolve("toy-glasses")
     paper_swap = alpha == 1 and preset["donor_specificity"] == 1 and not preset["edit_mask"]
-    paper_removal = beta == 1 and not preset["edit_mask"]
+    paper_removal = beta == 1 and not preset["edit_mask"] and not smoke[1]["removal_common_shift"]
     assert list(t["domain"]) == ["x", "y"] + ([] if paper_swap else ["x (α = 1)"]) + ([] if paper_removal else ["y (β = 1)"])
     assert f"salient strength α = {alpha}" in (out / "tables" / "quantitative.md").read_text()
     assert "the judge: SmallCNN (width 48, 4 blocks)" in (out / "tables" / "quantitative.md").read_text()
