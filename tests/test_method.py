@@ -984,6 +984,19 @@ def test_numbers_do_not_depend_on_the_inversion_cache_history(tiny_diffusion, tm
     assert len(list((tmp_path / "inv-cold").glob("*.n4.g3.pt"))) == 14  # every image, in its group
 
 
+def _saved_network(diffusion, tmp_path, seed: int):
+    """A random mapping network saved as ``tmp_path/mapping/best.pt``, with ``_registered_pairs`` (a cache
+    of 2): what the means computed beside a network (donor prior, common shift) are fitted on."""
+    from hsep_utils.io import save_torch
+
+    torch.manual_seed(seed)
+    net = MappingNetwork(32, "c", depth=1).eval()
+    bg, tg, cache = _registered_pairs(diffusion, tmp_path / "inv", batch_size=2)
+    checkpoint = tmp_path / "mapping" / "best.pt"
+    save_torch({"net": net.state_dict()}, checkpoint)
+    return net, bg, tg, cache, checkpoint
+
+
 def test_donor_prior_pulls_the_swap_toward_the_targets_mean_and_is_tied_to_its_network(tiny_diffusion, tmp_path):
     """donor_specificity γ: S′ = S̄ + γ·(S_donor − S̄). γ = 1 is the paper's swap (the same bytes as no prior), γ = 0
     the same edit whatever the donor; the prior is the mean S of the latent warm-up's pool of training targets,
@@ -993,11 +1006,7 @@ def test_donor_prior_pulls_the_swap_toward_the_targets_mean_and_is_tied_to_its_n
     from hsep_utils.preset_training import fit_donor_prior
     from hsep_utils.train import training_order
 
-    torch.manual_seed(6)
-    net = MappingNetwork(32, "c", depth=1).eval()
-    bg, tg, cache = _registered_pairs(tiny_diffusion, tmp_path / "inv", batch_size=2)
-    checkpoint = tmp_path / "mapping" / "best.pt"
-    save_torch({"net": net.state_dict()}, checkpoint)
+    net, bg, tg, cache, checkpoint = _saved_network(tiny_diffusion, tmp_path, seed=6)
     params = {"donor_specificity": 0.0, "latent_warmup_pool": 2, "seed": 0, "ddim_steps": 5, "t_edit": 0,
               "t_edit_max": 600}
     with pytest.raises(FileNotFoundError, match="donor_prior.pt"):
@@ -1040,11 +1049,7 @@ def test_common_shift_moves_only_a_removals_c_by_the_class_means_and_is_tied_to_
     from hsep_utils.preset_training import fit_common_shift
     from hsep_utils.train import training_order
 
-    torch.manual_seed(7)
-    net = MappingNetwork(32, "c", depth=1).eval()
-    bg, tg, cache = _registered_pairs(tiny_diffusion, tmp_path / "inv", batch_size=2)
-    checkpoint = tmp_path / "mapping" / "best.pt"
-    save_torch({"net": net.state_dict()}, checkpoint)
+    net, bg, tg, cache, checkpoint = _saved_network(tiny_diffusion, tmp_path, seed=7)
     params = {"removal_common_shift": 1.0, "latent_warmup_pool": 2, "seed": 0, "ddim_steps": 5, "t_edit": 0,
               "t_edit_max": 600}
     with pytest.raises(FileNotFoundError, match=r"removal_common_shift 1.0 needs .*common_shift\.pt.*notebook 02"):
