@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .diffusion import Diffusion
 from .common_shift import CommonShift
+from .diffusion import Diffusion
 from .donor_prior import DonorPrior
 from .mapping import MappingNetwork, edited_h
 

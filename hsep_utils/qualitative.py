@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .common_shift import CommonShift
 from .datasets import toy_counterfactuals
 from .diffusion import Diffusion
-from .common_shift import CommonShift
 from .donor_prior import DonorPrior
 from .edit import edit, swap_salient
 from .mapping import MappingNetwork

@@ -1,9 +1,9 @@
 """Tables 1–4: the rows of notebook 04 (and of each ablation configuration)."""
 from __future__ import annotations
 
+from .common_shift import CommonShift
 from .datasets import toy_counterfactual_set, toy_donor_counterfactuals
 from .diffusion import Diffusion
-from .common_shift import CommonShift
 from .donor_prior import DonorPrior
 from .evaluation import domain_metrics, toy_regions
 from .mapping import MappingNetwork

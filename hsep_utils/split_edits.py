@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from .common_shift import CommonShift
 from .diffusion import Diffusion
 from .distributed import ranks
-from .common_shift import CommonShift
 from .donor_prior import DonorPrior
 from .edit import edit, swap_salient
 from .images import Images

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from .classifier import edit_success
+from .common_shift import CommonShift
 from .datasets import toy_counterfactual_set
 from .diffusion import Diffusion
-from .common_shift import CommonShift
 from .donor_prior import DonorPrior
 from .evaluation import oracle_success, toy_regions
 from .io import save_dataframe
