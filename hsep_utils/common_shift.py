@@ -3,8 +3,8 @@
 Given its counterfactual's exact S, a target's own C still renders age and gender on the toy world
 (docs/experiments.md, "what C keeps when removing"): part of the attribute sits in C, and no S′ removes it.
 With ``removal_common_shift`` λ a removal takes C′ = C + λ·ΔC̄_t, ΔC̄_t = C̄_bg,t − C̄_tg,t the difference of
-the backgrounds' and the targets' mean C at step t over the latent warm-up's pool of training images: the
-smallest change that reaches C, the same for every target. In the residual form the edit is
+the backgrounds' and the targets' mean C at step t over the latent warm-up's pool of training images: one
+change that reaches C, the same for every target. In the residual form the edit is
 h + f(C′, S′) − f(C, S). λ = 0 is the paper's removal; adding swaps are untouched. ΔC̄_t is computed from the
 trained network once (notebook 02, ``preset_training.fit_common_shift``) and kept beside it, tied to its bytes.
 """
