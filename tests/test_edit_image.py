@@ -23,7 +23,8 @@ def trained(tmp_path):
     torch.save(dict(net=net.state_dict(), net_config=net.config()), tmp_path / "results" / "toy-glasses" / "mapping" / "best.pt")
     overrides = dict(base_model=tmp_path / "model", results_root=tmp_path / "results", data_root=tmp_path / "data",
                      scale="smoke", device="cpu", ddim_steps=4, salient_strength=1.5, removal_strength=1.5,
-                     donor_specificity=1)  # the paper's swap: a random network has no donor prior
+                     donor_specificity=1,  # the paper's swap: a random network has no donor prior
+                     removal_common_shift=0)  # and the paper's C on removal: nor a common shift
     return tmp_path, [a for k, v in overrides.items() for a in ("-p", k, str(v))]
 
 
