@@ -117,8 +117,6 @@ def pool_mean(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, 
     return {t: v / n for t, v in sums.items()}
 
 
-
-
 def fit_donor_prior(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, train_bg: Split, train_tg: Split,
                     params: dict, checkpoint: Path) -> Path:
     """S̄_t, the pool's targets' mean S at every edited step, written as ``donor_prior.pt`` beside
@@ -131,5 +129,6 @@ def fit_common_shift(diffusion: Diffusion, net: MappingNetwork, cache: Inversion
                      train_tg: Split, params: dict, checkpoint: Path) -> Path:
     """ΔC̄_t = C̄_bg,t − C̄_tg,t, the difference of the pool's backgrounds' and targets' mean C at every edited
     step, written as ``common_shift.pt`` beside ``checkpoint`` (the network it was computed with)."""
-    bg, tg = (pool_mean(diffusion, net, cache, train_bg, train_tg, params, is_target, "common") for is_target in (False, True))
+    bg, tg = (pool_mean(diffusion, net, cache, train_bg, train_tg, params, is_target, "common")
+              for is_target in (False, True))
     return save_beside(checkpoint, SHIFT_FILE, {t: bg[t] - tg[t] for t in bg})
