@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-RENDERER_VERSION = 6
+RENDERER_VERSION = 7
 """Recorded in each toy dataset.json; raise it whenever ``render`` draws anything differently
 (2: glasses are wraparound sunglasses instead of thin rings; 5: the world screened as "renderer v5"
 in docs/experiments.md — every attribute drawn as layout, each with a salient sub-factor; 6: the
 glasses' sub-factor is where they are worn, a change of layout h carries, instead of the band's
-outline, which the unedited noisy steps settle)."""
+outline, which the unedited noisy steps settle; 7: age's and gender's sub-factors in regions that do not
+overlap and in one colour for every face — bald patches showing a pale scalp, dark beards — so that another face's
+sub-factor is told apart by where it is drawn, not by colours that belong to a face)."""
 ATTRIBUTES = ("glasses", "smile", "age", "gender")
 """Binary attributes. glasses/smile are local (eye / mouth region), age/gender are global."""
 
@@ -31,6 +33,8 @@ _EYE_COLOURS = np.array([[60, 100, 190], [100, 60, 30], [60, 140, 70], [110, 110
 _SKIN_LIGHT, _SKIN_DARK = np.array([245, 210, 185], float), np.array([120, 75, 50], float)
 _LENS, _FRAME = (8, 8, 10), (20, 20, 22)  # the sunglasses: a near-black band in a black frame
 _MOUTH = (55, 12, 22)  # inside an open mouth
+_SCALP = (250, 228, 215)  # a bald patch: one pale scalp for every face, like the beards' one dark colour
+_BEARD = (45, 32, 26)  # every beard is dark, whatever the hair: its style, not its colour, tells beards apart
 SUB_FACTORS = ("glasses_style", "mouth_shape", "bald_pattern", "beard_style")
 SHOWN_ONLY_WITH = {"glasses": {"glasses_style": range(3)}, "smile": {"mouth_shape": range(3)},
                    "age": {"bald_pattern": range(3)}, "gender": {"beard_style": range(3)}}
@@ -59,8 +63,8 @@ class ToyFactors:
     shirt_hue: float
     glasses_style: int = 0  # with glasses: 0 a band over the eyes, 1 the band pushed up onto the forehead, 2 one round lens over the left eye
     mouth_shape: int = 0  # with a smile: 0 a wide grin, 1 a tall open laugh, 2 pulled to one side
-    bald_pattern: int = 0  # with age: 0 bald temples, 1 a bald middle, 2 bald above the brows
-    beard_style: int = 0  # with gender: 0 long, over the neck and chest, 1 short and full, 2 a moustache
+    bald_pattern: int = 0  # with age: 0 the left temple bald, 1 the right temple bald, 2 a bald strip in the middle
+    beard_style: int = 0  # with gender: 0 long, from the chin down the neck, 1 a thick moustache, 2 sideburns
     glasses: int = 0
     smile: int = 0
     age: int = 0
@@ -144,13 +148,14 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
     Every attribute is drawn as a change of layout, large enough that a 32 px base model's h carries
     it (docs/experiments.md, renderers v3–v5: h carries where things are drawn far better than what
     colour they are): glasses near-black sunglasses (``glasses_style``: where they are worn); a smile an open mouth
-    that drops the jaw (``mouth_shape``); age a receding hairline and large ears (``bald_pattern``);
-    gender long hair behind the face against short hair, a wide jaw and a beard (``beard_style``)."""
+    that drops the jaw (``mouth_shape``); age large ears and a bald patch showing a pale scalp
+    (``bald_pattern``); gender long hair behind the face against short hair, a wide jaw and a dark beard
+    (``beard_style``)."""
     R = size * supersample
     img = Image.new("RGB", (R, R))
     d = ImageDraw.Draw(img)
     draw_background(d, f, R)
-    background = img.copy()  # shows again where an aged head has lost its hair
+    background = img.copy()  # shows again where an aged head has lost the long hair behind it
 
     skin = _mix(_SKIN_LIGHT, _SKIN_DARK, f.skin_tone)
     hair = _HAIR_COLOURS[f.hair_colour]
@@ -163,9 +168,6 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
                             fill=_rgb(hair))
     if f.age:
         img.paste(background, mask=_bald_mask(f, R))
-        for s in (-1, 1):  # large ears
-            x = cx + s * 1.0 * w
-            d.ellipse([x - 0.3 * w, ey - 0.25 * h, x + 0.3 * w, ey + 0.3 * h], fill=_rgb(skin * 0.92))
     d.rectangle([cx - 0.35 * w, cy + 0.6 * h, cx + 0.35 * w, cy + 1.2 * h], fill=_rgb(skin * 0.9))  # neck
     chin = cy + (1.18 if f.smile else 1.0) * h
     d.ellipse([cx - w, cy - h, cx + w, cy + h], fill=_rgb(skin))
@@ -173,19 +175,24 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
         d.chord([cx - w, cy - (chin - cy), cx + w, chin], 0, 180, fill=_rgb(skin))
     if f.gender:  # a wide jaw, and the beard style
         d.ellipse([cx - 1.1 * w, cy - 0.1 * h, cx + 1.1 * w, chin - 0.02 * h], fill=_rgb(skin))
-        beard = _rgb(_mix(skin, hair, 0.85))
-        if f.beard_style == 0:  # long: hanging over the neck and chest
-            d.chord([cx - 1.05 * w, cy - 0.4 * h, cx + 1.05 * w, chin], 10, 170, fill=beard)
-            d.polygon([(cx - 0.75 * w, cy + 0.7 * h), (cx + 0.75 * w, cy + 0.7 * h), (cx + 0.3 * w, cy + 1.65 * h),
-                       (cx - 0.3 * w, cy + 1.65 * h)], fill=beard)
-        elif f.beard_style == 1:  # short full beard
-            d.chord([cx - 1.05 * w, cy - 0.4 * h, cx + 1.05 * w, chin], 10, 170, fill=beard)
+        if f.beard_style == 0:  # long: from the chin hanging over the neck and chest
+            d.polygon([(cx - 0.45 * w, my + 0.25 * h), (cx + 0.45 * w, my + 0.25 * h), (cx + 0.3 * w, cy + 1.65 * h),
+                       (cx - 0.3 * w, cy + 1.65 * h)], fill=_BEARD)
+        elif f.beard_style == 1:  # a thick moustache over the mouth
+            d.ellipse([cx - 0.8 * w, my - 0.34 * h, cx + 0.8 * w, my - 0.06 * h], fill=_BEARD)
+        else:  # sideburns down both cheeks, the chin shaven
+            for s in (-1, 1):
+                d.polygon([(cx + s * 1.08 * w, ey + 0.1 * h), (cx + s * 0.72 * w, ey + 0.1 * h),
+                           (cx + s * 0.72 * w, cy + 0.55 * h), (cx + s * 0.98 * w, cy + 0.7 * h)], fill=_BEARD)
     hair_layer = Image.new("RGB", (R, R))
     draw_hair(ImageDraw.Draw(hair_layer), f, np.array([255.0, 255, 255]), R)
     hair_mask = hair_layer.convert("L")
-    if f.age:
-        hair_mask = Image.fromarray(np.minimum(np.asarray(hair_mask), 255 - np.asarray(_bald_mask(f, R))))
     img.paste(_rgb(hair), mask=hair_mask)
+    if f.age:  # the scalp shows where the hair is lost
+        img.paste(_SCALP, mask=Image.fromarray(np.minimum(np.asarray(hair_mask), np.asarray(_bald_mask(f, R)))))
+        for s in (-1, 1):  # large ears, over any hair
+            x = cx + s * 1.2 * w
+            d.ellipse([x - 0.27 * w, ey - 0.28 * h, x + 0.27 * w, ey + 0.32 * h], fill=_rgb(skin * 0.92))
     draw_eyes_and_nose(d, f, skin, hair, R)
 
     lip = _rgb(_mix(skin, (170, 40, 50), 0.6))
@@ -210,19 +217,14 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
 
 
 def _bald_mask(f: ToyFactors, R: int) -> Image.Image:
-    """Where an aged head has lost its hair (255), by ``bald_pattern``: temples, middle, all."""
+    """Where an aged head has lost its hair (255), by ``bald_pattern``: one temple or the middle, three
+    regions that do not overlap."""
     cx, cy, w, h = (v * R for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
     top = cy - h
     m = Image.new("L", (R, R), 0)
     d = ImageDraw.Draw(m)
-    if f.bald_pattern == 0:  # bald temples: an M-shaped hairline, a tuft left in the middle
-        for s in (-1, 1):
-            x = cx + s * 0.62 * w
-            d.ellipse([x - 0.48 * w, top - 0.3 * h, x + 0.48 * w, cy - 0.3 * h], fill=255)
-    elif f.bald_pattern == 1:  # bald middle: hair left only over the ears
-        d.rectangle([cx - 0.62 * w, top - 0.3 * h, cx + 0.62 * w, cy - 0.3 * h], fill=255)
-    else:  # fully bald above the brows
-        d.rectangle([cx - 1.5 * w, top - 0.3 * h, cx + 1.5 * w, cy - 0.3 * h], fill=255)
+    x0, x1 = {0: (-1.5, -0.33), 1: (0.33, 1.5), 2: (-0.33, 0.33)}[f.bald_pattern]  # left, right, middle
+    d.rectangle([cx + x0 * w, top - 0.3 * h, cx + x1 * w, cy - 0.3 * h], fill=255)
     return m
 
 

@@ -11,7 +11,7 @@ from hsep_utils.toy import (ATTRIBUTES, RENDERER_VERSION, SHOWN_ONLY_WITH, ToyFa
                             render_batch, sample_factors)
 
 
-DIGEST_V6 = "bdf80043eef1804df5cba2e5d5e8f2c313fb0f5abe670a63e6f1a25745593a26"  # sha256 of the 80 renders below
+DIGEST_V7 = "e589f3a057ddd6892911c308c5a0181233e9d899c52c3e0bf0b2df16f39c74a2"  # sha256 of the 80 renders below
 
 
 def _tree_digest(root):
@@ -76,8 +76,8 @@ def test_renderer_draws_the_same_bytes_as_when_the_base_model_was_trained():
     retrain the base model (``python -m hsep_utils.base_ddpm``) and update this digest."""
     images = np.stack([render(sample_factors(1_000_000, i)) for i in range(64)]
                       + [render(sample_factors(5, i, glasses=1, smile=1, age=1, gender=1)) for i in range(16)])
-    assert RENDERER_VERSION == 6
-    assert hashlib.sha256(images.tobytes()).hexdigest() == DIGEST_V6
+    assert RENDERER_VERSION == 7
+    assert hashlib.sha256(images.tobytes()).hexdigest() == DIGEST_V7
 
 
 @pytest.mark.parametrize("attribute", ["glasses", "smile"])
@@ -97,13 +97,35 @@ def test_local_attribute_changes_pixels_only_in_its_region(attribute):
 
 
 @pytest.mark.parametrize("attribute", ["age", "gender"])
-def test_global_attribute_changes_a_large_area(attribute):
+def test_global_attribute_changes_both_sides_of_the_head(attribute):
+    """A global attribute is drawn in several regions, not one box: age's ears (and a bald patch),
+    gender's hair and jaw (and a beard) change pixels left and right of the face, and a sizeable area."""
     fractions = []
     for i in range(20):
         f = sample_factors(2, i)
-        a, b = render(f).astype(int), render(f.flipped(attribute)).astype(int)
-        fractions.append((np.abs(a - b).sum(-1) > 8).mean())
-    assert np.mean(fractions) > 0.12, fractions
+        changed = np.abs(render(f).astype(int) - render(f.flipped(attribute)).astype(int)).sum(-1) > 8
+        x = np.nonzero(changed)[1]
+        cx, w = f.face_cx * 32, f.face_w * 32
+        assert (x < cx - w).any() and (x > cx + w).any(), f"{attribute} changes only one side of identity {i}"
+        fractions.append(changed.mean())
+    assert np.mean(fractions) > 0.08, fractions
+
+
+@pytest.mark.parametrize("attribute", ATTRIBUTES)
+def test_another_faces_sub_factor_is_told_apart_where_it_lands(attribute):
+    """Renderer 7's reason: a donor's own change of pixels (its image less its counterfactual without
+    the attribute), added to another face, lands nearest that face's counterfactual with the donor's
+    sub-factor. It holds when sub-factors differ by where they are drawn in one colour for every face;
+    renderer 6's nested bald patterns and hair-coloured beards failed it (age 0.61, gender 0.63; now 0.98, 0.94)."""
+    (sub, values), = SHOWN_ONLY_WITH[attribute].items()
+    match = []
+    for k in range(64):
+        face, donor = sample_factors(11, 2 * k, **{attribute: 0}), sample_factors(11, 2 * k + 1, **{attribute: 1})
+        edited = render(face).astype(float) + render(donor).astype(float) - render(donor.flipped(attribute))
+        counterfactuals = [render(replace(face, **{attribute: 1, sub: v})) for v in values]
+        errors = [np.mean((np.clip(edited, 0, 255) - c) ** 2) for c in counterfactuals]
+        match.append(values[int(np.argmin(errors))] == getattr(donor, sub))
+    assert np.mean(match) >= 0.85, np.mean(match)
 
 
 def test_split_is_balanced_with_disjoint_identities(tmp_path):
