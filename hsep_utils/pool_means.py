@@ -1,5 +1,5 @@
 """Mean codes at every edited step, computed once from a trained mapping network over the latent warm-up's
-pool of training images (``preset_training.pool_mean``) and kept beside the network, tied to its bytes: what
+pool of training images (``preset_training.pool_means``) and kept beside the network, tied to its bytes: what
 two edits beyond the paper edit with — ``donor_prior`` (the training targets' mean S) and ``common_shift``
 (the two classes' mean C)."""
 from __future__ import annotations

@@ -23,8 +23,6 @@ from .split_edits import edit_pairs, reconstruction_psnr
 from .splits import Split
 from .train import InversionCache, TrainConfig, train_mapping, training_order
 
-CODES = ("common", "salient")
-
 
 def train_config(params: dict) -> TrainConfig:
     """The TrainConfig a preset's parameters (``presets.resolve``: every one present) describe."""
@@ -92,14 +90,12 @@ def train_preset(diffusion: Diffusion, data: dict[str, Split], cfg: TrainConfig,
 
 
 @torch.no_grad()
-def pool_mean(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
-              params: dict, is_target: bool, code: str) -> dict[int, torch.Tensor]:
-    """Timestep → the mean ``code`` (common: C, salient: S), (C, H, W), at every edited step of the preset's
+def pool_means(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, bg: Split, tg: Split,
+               params: dict, is_target: bool) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """Timestep → the mean C and timestep → the mean S, each (C, H, W), at every edited step of the preset's
     DDIM steps, over the latent warm-up's pool of training targets (``is_target``) or backgrounds:
     ``training_order``'s first epoch, ``latent_warmup_pool`` images, whose h trajectories the cache already holds
     (or generates once when the run had no warm-up)."""
-    if code not in CODES:
-        raise ValueError(f"code must be one of {CODES}, got {code!r}")
     split = tg if is_target else bg
     n = min(len(split.keys), params["latent_warmup_pool"])
     order = training_order(len(bg.keys), len(tg.keys), cache.batch_size, params["seed"], 0)[int(is_target)]
@@ -107,21 +103,22 @@ def pool_mean(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, 
     keys, x = [split.keys[i] for i in pool], as_images(split.x)
     timesteps = list(reversed(diffusion.timesteps(params["ddim_steps"])))  # the trajectories' order
     edited = [k for k, t in enumerate(timesteps) if in_edit_window(t, params["t_edit"], params.get("t_edit_max"))]
-    sums = {timesteps[k]: 0.0 for k in edited}
+    sums = tuple({timesteps[k]: 0.0 for k in edited} for _ in range(2))  # C, S
     for i in range(0, n, cache.batch_size):
         h = cache.h_trajectories(keys[i:i + cache.batch_size], x.take(pool[i:i + cache.batch_size]))
         for k in edited:
             hk = h[:, k].to(diffusion.device, torch.float32)
             codes = net.split(hk, timesteps[k], torch.full((len(hk),), is_target, dtype=torch.bool, device=hk.device))
-            sums[timesteps[k]] = sums[timesteps[k]] + codes[CODES.index(code)].sum(0).cpu()
-    return {t: v / n for t, v in sums.items()}
+            for total, code in zip(sums, codes):
+                total[timesteps[k]] = total[timesteps[k]] + code.sum(0).cpu()
+    return tuple({t: v / n for t, v in total.items()} for total in sums)
 
 
 def fit_donor_prior(diffusion: Diffusion, net: MappingNetwork, cache: InversionCache, train_bg: Split, train_tg: Split,
                     params: dict, checkpoint: Path) -> Path:
     """S̄_t, the pool's targets' mean S at every edited step, written as ``donor_prior.pt`` beside
     ``checkpoint`` (the network it was computed with)."""
-    mean = pool_mean(diffusion, net, cache, train_bg, train_tg, params, True, "salient")
+    mean = pool_means(diffusion, net, cache, train_bg, train_tg, params, True)[1]
     return save_beside(checkpoint, PRIOR_FILE, mean, n_targets=min(len(train_tg.keys), params["latent_warmup_pool"]))
 
 
@@ -129,6 +126,6 @@ def fit_common_shift(diffusion: Diffusion, net: MappingNetwork, cache: Inversion
                      train_tg: Split, params: dict, checkpoint: Path) -> Path:
     """ΔC̄_t = C̄_bg,t − C̄_tg,t, the difference of the pool's backgrounds' and targets' mean C at every edited
     step, written as ``common_shift.pt`` beside ``checkpoint`` (the network it was computed with)."""
-    bg, tg = (pool_mean(diffusion, net, cache, train_bg, train_tg, params, is_target, "common")
+    bg, tg = (pool_means(diffusion, net, cache, train_bg, train_tg, params, is_target)[0]
               for is_target in (False, True))
     return save_beside(checkpoint, SHIFT_FILE, {t: bg[t] - tg[t] for t in bg})
