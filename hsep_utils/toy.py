@@ -63,7 +63,7 @@ class ToyFactors:
     shirt_hue: float
     glasses_style: int = 0  # with glasses: 0 a band over the eyes, 1 the band pushed up onto the forehead, 2 one round lens over the left eye
     mouth_shape: int = 0  # with a smile: 0 a wide grin, 1 a tall open laugh, 2 pulled to one side
-    bald_pattern: int = 0  # with age: 0 the left temple bald, 1 the right temple bald, 2 a bald strip in the middle
+    bald_pattern: int = 0  # with age: the bald third of the hair, 0 left, 1 right, 2 middle
     beard_style: int = 0  # with gender: 0 long, from the chin down the neck, 1 a thick moustache, 2 sideburns
     glasses: int = 0
     smile: int = 0
@@ -217,7 +217,7 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
 
 
 def _bald_mask(f: ToyFactors, R: int) -> Image.Image:
-    """Where an aged head has lost its hair (255), by ``bald_pattern``: one temple or the middle, three
+    """Where an aged head has lost its hair (255), by ``bald_pattern``: the left, right or middle third, three
     regions that do not overlap."""
     cx, cy, w, h = (v * R for v in (f.face_cx, f.face_cy, f.face_w, f.face_h))
     top = cy - h
