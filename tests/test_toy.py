@@ -117,15 +117,21 @@ def test_another_faces_sub_factor_is_told_apart_where_it_lands(attribute):
     the attribute), added to another face, lands nearest that face's counterfactual with the donor's
     sub-factor. It holds when sub-factors differ by where they are drawn in one colour for every face;
     renderer 6's nested bald patterns and hair-coloured beards failed it (age 0.61, gender 0.63; now 0.98, 0.94)."""
+    import torch
+
+    from hsep_utils.evaluation import donor_transfer
+    from hsep_utils.plotting import from_uint8
+
     (sub, values), = SHOWN_ONLY_WITH[attribute].items()
-    match = []
-    for k in range(64):
-        face, donor = sample_factors(11, 2 * k, **{attribute: 0}), sample_factors(11, 2 * k + 1, **{attribute: 1})
-        edited = render(face).astype(float) + render(donor).astype(float) - render(donor.flipped(attribute))
-        counterfactuals = [render(replace(face, **{attribute: 1, sub: v})) for v in values]
-        errors = [np.mean((np.clip(edited, 0, 255) - c) ** 2) for c in counterfactuals]
-        match.append(values[int(np.argmin(errors))] == getattr(donor, sub))
-    assert np.mean(match) >= 0.85, np.mean(match)
+    faces = [sample_factors(11, 2 * k, **{attribute: 0}) for k in range(64)]
+    donors = [sample_factors(11, 2 * k + 1, **{attribute: 1}) for k in range(64)]
+    edited = np.stack([np.clip(render(f).astype(float) + render(d).astype(float) - render(d.flipped(attribute)), 0, 255)
+                       for f, d in zip(faces, donors)])
+    counterfactuals = torch.stack([from_uint8(np.stack([render(replace(f, **{attribute: 1, sub: v})) for f in faces]))
+                                   for v in values])
+    donors_own = from_uint8(np.stack([render(f.with_salient_of(d, attribute)) for f, d in zip(faces, donors)]))
+    match, _ = donor_transfer(from_uint8(edited), from_uint8(np.stack([render(f) for f in faces])), counterfactuals, donors_own)
+    assert match.float().mean() >= 0.85, match.float().mean()  # scored as the tables score donor match
 
 
 def test_split_is_balanced_with_disjoint_identities(tmp_path):
