@@ -166,8 +166,9 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
     if not f.gender:  # long hair falling behind the face to the shoulders
         d.rounded_rectangle([cx - 1.35 * w, top - 0.12 * h, cx + 1.35 * w, cy + 1.3 * h], radius=int(0.6 * w),
                             fill=_rgb(hair))
+    bald = _bald_mask(f, R) if f.age else None
     if f.age:
-        img.paste(background, mask=_bald_mask(f, R))
+        img.paste(background, mask=bald)
     d.rectangle([cx - 0.35 * w, cy + 0.6 * h, cx + 0.35 * w, cy + 1.2 * h], fill=_rgb(skin * 0.9))  # neck
     chin = cy + (1.18 if f.smile else 1.0) * h
     d.ellipse([cx - w, cy - h, cx + w, cy + h], fill=_rgb(skin))
@@ -189,7 +190,7 @@ def render(f: ToyFactors, size: int = 32, supersample: int = 4) -> np.ndarray:
     hair_mask = hair_layer.convert("L")
     img.paste(_rgb(hair), mask=hair_mask)
     if f.age:  # the scalp shows where the hair is lost
-        img.paste(_SCALP, mask=Image.fromarray(np.minimum(np.asarray(hair_mask), np.asarray(_bald_mask(f, R)))))
+        img.paste(_SCALP, mask=Image.fromarray(np.minimum(np.asarray(hair_mask), np.asarray(bald))))
         for s in (-1, 1):  # large ears, over any hair
             x = cx + s * 1.2 * w
             d.ellipse([x - 0.27 * w, ey - 0.28 * h, x + 0.27 * w, ey + 0.32 * h], fill=_rgb(skin * 0.92))
