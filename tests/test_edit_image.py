@@ -43,14 +43,18 @@ def save_face(path, mode="RGB", size=None):
     ("RGB", (45, 37), ["centre-cropped 45×37 to 37×37", "resized 37×37 to 32×32"]),
 ])
 def test_edit_image_writes_an_edit_of_any_file(trained, mode, size, said, capsys, monkeypatch):
+    import inspect
+
     import hsep_utils.edit
 
     root, overrides = trained
     reached, edit = [], hsep_utils.edit.edit
 
-    def spy(diffusion, net, xT, is_target, n_steps, mode, t_edit, donor_xT=None, donor_is_target=None, alpha=1.0, *a, **k):
-        reached.append((mode, alpha, xT, donor_xT))
-        return edit(diffusion, net, xT, is_target, n_steps, mode, t_edit, donor_xT, donor_is_target, alpha, *a, **k)
+    def spy(*a, **k):  # records each call's arguments by name, however they were passed
+        bound = inspect.signature(edit).bind(*a, **k)
+        bound.apply_defaults()
+        reached.append(tuple(bound.arguments[name] for name in ("mode", "alpha", "xT", "donor_xT")))
+        return edit(*a, **k)
 
     monkeypatch.setattr(hsep_utils.edit, "edit", spy)
     face = save_face(root / f"face-{mode}.png", mode, size)
