@@ -6,6 +6,7 @@ never reads the test split.
 
     python benchmarks/edit_form.py OUTDIR PRESET [PRESET ...]
     python benchmarks/edit_form.py --table OUTDIR [OUTDIR ...]   # the JSONs as one markdown table
+    python benchmarks/edit_form.py --frontier PNG JSON [JSON ...]  # donor oracle against x's CF MSE ratio, one point each
 
 ``RESULTS_ROOT`` reads the presets' trained results from another root (e.g. a screening run's); ``OVERRIDES`` (JSON)
 sets parameters the edits read that the screen changed (e.g. ``{"t_edit_max": 1000}``; a ``donor_specificity`` below 1
@@ -61,9 +62,33 @@ def table(dirs: list[str]) -> str:
     return "\n".join(lines)
 
 
+def frontier(png: str, files: list[str]) -> None:
+    """What a screen traded: each JSON's residual x row as one point, the donor oracle (the transfer) against the CF
+    MSE ratio (how far the edit lands from the true counterfactual: the rest of the face moving), named by its file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for f in files:
+        x = json.loads(Path(f).read_text())["residual"]["rows"]["x"]
+        ax.scatter(x["cf_mse_ratio"], x["oracle_sr_donor"], s=14)
+        ax.annotate(Path(f).stem, (x["cf_mse_ratio"], x["oracle_sr_donor"]), fontsize=7, xytext=(3, 2),
+                    textcoords="offset points")
+    ax.set_xlabel("x: CF MSE ratio (↓: the edit lands near the true counterfactual)")
+    ax.set_ylabel("x: donor oracle SR (↑: the donor's sub-factor lands)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+
+
 def main() -> None:
     if sys.argv[1] == "--table":
         print(table(sys.argv[2:]))
+        return
+    if sys.argv[1] == "--frontier":
+        frontier(sys.argv[2], sys.argv[3:])
         return
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
