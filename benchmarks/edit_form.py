@@ -13,7 +13,7 @@ sets parameters the edits read that the screen changed (e.g. ``{"t_edit_max": 10
 fits the network's donor prior first when it has none, ``hsep_utils.donor_prior``, and a ``removal_common_shift`` above 0
 its classes' mean C difference, ``hsep_utils.common_shift``);
 ``FORMS`` (default ``replace,residual``) the forms to score; ``BETA`` (default ``auto``) the removal
-strength (``1``: only the paper's S = 0). Writes ``OUTDIR/<preset>.json`` (per form: α, β, the rows
+strength (a number: that β, e.g. ``1``, the paper's S = 0). Writes ``OUTDIR/<preset>.json`` (per form: α, β, the rows
 x / y / x (α = 1) / y (β = 1) with classifier SR, oracle SRs, donor match, CF MSE ratio, PSNR, PSNR
 outside the box, ID) and ``OUTDIR/<preset>_{alpha,beta}_<form>.csv`` (the searches)."""
 import json
@@ -116,8 +116,10 @@ def main() -> None:
             p = {**params, "edit_form": form}
             alpha = choose_salient_strength(diffusion, net, cache, data, p, classifier, out / f"{preset}_alpha_{form}.csv",
                                             donor_prior=prior)
-            beta = 1.0
-            if os.environ.get("BETA", "auto") == "auto":
+            beta = os.environ.get("BETA", "auto")
+            if beta != "auto":
+                beta = float(beta)
+            else:
                 beta = choose_salient_strength(diffusion, net, cache, data, p, classifier, out / f"{preset}_beta_{form}.csv",
                                                direction="remove", common_shift=shift)
             chosen = {**p, "salient_strength": alpha, "removal_strength": beta}
