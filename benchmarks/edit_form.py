@@ -83,6 +83,26 @@ def frontier(png: str, files: list[str]) -> None:
     fig.savefig(png, dpi=120)
 
 
+def load_screened(preset: str) -> tuple:
+    """A preset's trained network as a screen left it (``RESULTS_ROOT``, ``OVERRIDES``): (params, diffusion, data,
+    net, inversion cache, donor prior, common shift), the prior and the shift fitted first where the overrides ask
+    for them and the network has none."""
+    overrides = {"results_root": os.environ["RESULTS_ROOT"]} if "RESULTS_ROOT" in os.environ else {}
+    overrides.update(json.loads(os.environ.get("OVERRIDES", "{}")))
+    params = resolve(preset, overrides)
+    diffusion = load_diffusion(repo_path(params["base_model"]), "cpu")
+    data = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
+    cache = inversion_cache(diffusion, params, data)
+    checkpoint = results_dir(params) / "mapping" / "best.pt"
+    net = load_mapping(checkpoint, "cpu")
+    if params["donor_specificity"] != 1 and not (checkpoint.parent / "donor_prior.pt").exists():
+        fit_donor_prior(diffusion, net, cache, data["train_bg"], data["train_tg"], params, checkpoint)
+    if params["removal_common_shift"] != 0 and not (checkpoint.parent / "common_shift.pt").exists():
+        fit_common_shift(diffusion, net, cache, data["train_bg"], data["train_tg"], params, checkpoint)
+    return (params, diffusion, data, net, cache, load_donor_prior(params, checkpoint),
+            load_common_shift(params, checkpoint))
+
+
 def main() -> None:
     if sys.argv[1] == "--table":
         print(table(sys.argv[2:]))
@@ -93,23 +113,10 @@ def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     forms = os.environ.get("FORMS", "replace,residual").split(",")
-    root = {"results_root": os.environ["RESULTS_ROOT"]} if "RESULTS_ROOT" in os.environ else {}
-    root.update(json.loads(os.environ.get("OVERRIDES", "{}")))
     for preset in sys.argv[2:]:
-        params = resolve(preset, root)
-        diffusion = load_diffusion(repo_path(params["base_model"]), "cpu")
-        data = load_preset_data(params, diffusion.sample_size, params["n_val_per_class"])
+        params, diffusion, data, net, cache, prior, shift = load_screened(preset)
         classifier = load_classifier(results_dir(params) / "classifier.pt")[0]
         models = preset_metric_models(params, "cpu")
-        cache = inversion_cache(diffusion, params, data)
-        checkpoint = results_dir(params) / "mapping" / "best.pt"
-        net = load_mapping(checkpoint, "cpu")
-        if params["donor_specificity"] != 1 and not (checkpoint.parent / "donor_prior.pt").exists():
-            fit_donor_prior(diffusion, net, cache, data["train_bg"], data["train_tg"], params, checkpoint)
-        prior = load_donor_prior(params, checkpoint)
-        if params["removal_common_shift"] != 0 and not (checkpoint.parent / "common_shift.pt").exists():
-            fit_common_shift(diffusion, net, cache, data["train_bg"], data["train_tg"], params, checkpoint)
-        shift = load_common_shift(params, checkpoint)
         found = dict(preset=preset, results=str(results_dir(params)))
         for form in forms:
             t0 = time.time()
